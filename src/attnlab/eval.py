@@ -1,0 +1,60 @@
+"""Evaluate a checkpoint on the test split: ``python -m attnlab.eval ckpt_path=PATH``.
+
+The model is rebuilt from the config stored in the checkpoint (so the architecture always matches);
+the data config comes from the command line. Writes ``metrics.json`` into the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from attnlab.utils.checkpoint import read_checkpoint, stored_config
+from attnlab.utils.cli import entry_point
+from attnlab.utils.instantiate import instantiate_trainer, to_float_dict, write_json
+
+log = logging.getLogger(__name__)
+
+
+def load_model(cfg: DictConfig, checkpoint: dict) -> L.LightningModule:
+    """Build the model described by the checkpoint (or by ``cfg.model``) and load its weights."""
+    stored = stored_config(checkpoint)
+    if stored is not None and "model" in stored:
+        with open_dict(cfg):
+            cfg.model = stored.model
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    if hasattr(model, "load_checkpoint_state"):  # model-specific formats (e.g. published weights)
+        model.load_checkpoint_state(checkpoint)
+    else:
+        model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test metrics of ``cfg.ckpt_path`` on ``cfg.data``'s test split."""
+    L.seed_everything(cfg.seed, workers=True)
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    model = load_model(cfg, checkpoint)
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    trainer = instantiate_trainer(cfg)
+    results = trainer.test(model, datamodule=datamodule, verbose=False)
+    metrics = to_float_dict(results[0]) if results else {}
+    metrics_path = write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics | {"ckpt_path": str(cfg.ckpt_path)})
+    log.info("metrics written to %s", metrics_path)
+    return metrics
+
+
+@entry_point("eval")
+def main(cfg: DictConfig) -> None:
+    metrics = evaluate(cfg)
+    for key, value in sorted(metrics.items()):
+        print(f"{key}: {value:.4f}")
+    print(f"(run folder: {cfg.paths.output_dir})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Lightning wrapper of the gating network: the glimpse loop, its loss and per-glimpse metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attnlab.models.gating.net import GatingNet, GlimpseOutput
+
+__all__ = ["GatingModule", "GlimpseResult", "run_glimpses", "select_targets"]
+
+TAKEN = 1e10  # error given to already-attended objects so they are never selected twice
+
+
+def select_targets(gated_input: Tensor, targets: Tensor, taken: Tensor) -> Tensor:
+    """Index of the object the gated input is closest to, among those not yet attended.
+
+    Args:
+        gated_input: B×C×H×W. targets: B×n×C×H×W. taken: B×n bool (updated in place).
+
+    Returns:
+        B indices into the n objects. No gradient flows through the choice.
+    """
+    with torch.no_grad():
+        err = (gated_input.unsqueeze(1) - targets).pow(2).flatten(2).sum(-1)
+        err = err.masked_fill(taken, TAKEN)
+        sel = err.argmin(dim=1)
+        taken[torch.arange(len(sel), device=sel.device), sel] = True
+    return sel
+
+
+@dataclass
+class GlimpseResult:
+    """One glimpse scored against the object it attended."""
+
+    output: GlimpseOutput
+    selected: Tensor  # B, index of the attended object
+    target_class: Tensor  # B
+    target_image: Tensor  # B×C×H×W
+    ce: Tensor
+    mse: Tensor
+
+
+def run_glimpses(
+    net: GatingNet,
+    x: Tensor,
+    targets: Tensor,
+    labels: Tensor,
+    glimpses: int,
+    on_glimpse: Callable[[int, GlimpseResult], None] | None = None,
+) -> list[GlimpseResult]:
+    """The glimpse loop: attend, infer the attended object by nearest target, inhibit, repeat.
+
+    ``on_glimpse`` runs after each glimpse (training uses it to step the optimiser), before the
+    next glimpse starts from the updated IOR masks.
+    """
+    taken = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    ior = None
+    results = []
+    batch = torch.arange(len(labels), device=labels.device)
+    for k in range(glimpses):
+        out = net.glimpse(x, ior)
+        sel = select_targets(out.gated_input, targets, taken)
+        target_class, target_image = labels[batch, sel], targets[batch, sel]
+        ce = F.cross_entropy(out.logits, target_class)
+        mse = F.mse_loss(out.gated_input, target_image)
+        result = GlimpseResult(out, sel, target_class, target_image, ce, mse)
+        if on_glimpse is not None:
+            on_glimpse(k, result)
+        results.append(result)
+        ior = out.ior
+    return results
+
+
+class GatingModule(L.LightningModule):
+    """Trains a :class:`GatingNet` with one optimiser step per glimpse (manual optimisation).
+
+    Args:
+        net: the gating network.
+        optimizer: partial optimiser (``_partial_: true`` in the config).
+        recon_weight: φ, weight of the gated-input MSE in the per-glimpse loss CE + φ·MSE.
+        glimpses: glimpses per image (the number of objects).
+        class_weights: optional CE class weights.
+        lr, strength: echoed from the config for logging and sweeps (the optimiser and net use them).
+    """
+
+    def __init__(
+        self,
+        net: GatingNet,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        recon_weight: float = 1000.0,
+        glimpses: int = 2,
+        class_weights: list[float] | None = None,
+        lr: float | None = None,
+        strength: float | None = None,
+        log_images_every_n_steps: int = 500,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.automatic_optimization = False
+        self.recon_weight = float(recon_weight)
+        self.glimpses = int(glimpses)
+        self.register_buffer(
+            "class_weights", torch.tensor(class_weights, dtype=torch.float) if class_weights else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits per glimpse, B×glimpses×classes."""
+        return self.net(x, self.glimpses)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(params=self.parameters())
+
+    def _loss(self, r: GlimpseResult) -> Tensor:
+        ce = r.ce if self.class_weights is None else F.cross_entropy(
+            r.output.logits, r.target_class, weight=self.class_weights
+        )
+        return ce + self.recon_weight * r.mse
+
+    def on_train_epoch_start(self) -> None:
+        dataset = self.trainer.train_dataloader.dataset if self.trainer.train_dataloader else None
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x, targets, labels = batch
+        opt = self.optimizers()
+
+        def step(k: int, r: GlimpseResult) -> None:
+            loss = self._loss(r)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            self.log(f"train/loss_g{k + 1}", loss.detach(), on_step=True, on_epoch=True)
+
+        results = run_glimpses(self.net, x, targets, labels, self.glimpses, on_glimpse=step)
+        self._log_accuracy("train", results, on_step=True)
+        if self.global_step % max(1, self.hparams.log_images_every_n_steps) == 0:
+            self._log_images("train", x, results)
+
+    def _eval_step(self, stage: str, batch: Any, batch_idx: int) -> None:
+        x, targets, labels = batch
+        results = run_glimpses(self.net, x, targets, labels, self.glimpses)
+        loss = torch.stack([self._loss(r) for r in results]).mean()
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=False)
+        self._log_accuracy(stage, results, on_step=False)
+        if batch_idx == 0 and stage == "val":
+            self._log_images(stage, x, results)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step("val", batch, batch_idx)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step("test", batch, batch_idx)
+
+    def _log_accuracy(self, stage: str, results: list[GlimpseResult], on_step: bool) -> None:
+        correct = [(r.output.logits.argmax(1) == r.target_class).float() for r in results]
+        for k, c in enumerate(correct):
+            self.log(f"{stage}/acc_g{k + 1}", c.mean(), on_step=on_step, on_epoch=True)
+        self.log(f"{stage}/acc", torch.cat(correct).mean(), on_step=on_step, on_epoch=True, prog_bar=True)
+
+    def _log_images(self, stage: str, x: Tensor, results: list[GlimpseResult]) -> None:
+        """Gated input per glimpse for the first images, for dashboards that show images."""
+        from attnlab.utils.logging import log_image_grid
+
+        images = {"input": x[:4]} | {f"glimpse{k + 1}": r.output.gated_input[:4] for k, r in enumerate(results)}
+        log_image_grid(self.loggers, f"{stage}/attention", images, step=self.global_step)
