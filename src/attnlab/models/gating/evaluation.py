@@ -1,0 +1,136 @@
+"""Evaluation of the gating model: classification per glimpse and where the input gate attends.
+
+Classification is scored against the object each glimpse actually attended (the nearest target, as
+in the reference): accuracy, balanced accuracy (mean recall over the classes present, as
+``sklearn.metrics.balanced_accuracy_score``) and macro F1 (mean over classes that occur in targets
+or predictions, as ``sklearn.metrics.f1_score(average="macro")``), per glimpse and over all glimpses.
+
+Object-attention IoU, which the reference never measured: the input gate going into the last step,
+thresholded (``gate < threshold`` = let through, i.e. attended), against the attended object's mask.
+The mask is recovered from the object's target: t = (1−s)·x + s·d with d the object's pixels, so a
+pixel belongs to the object where d ≥ x/2 — the complement of the reference's off-object set.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+__all__ = [
+    "GlimpseMetrics",
+    "accuracy",
+    "attention_iou",
+    "balanced_accuracy",
+    "macro_f1",
+    "object_mask",
+]
+
+EPS = 1e-6
+
+
+def accuracy(confmat: Tensor) -> Tensor:
+    """Fraction correct from a C×C confusion matrix (rows = true class, columns = predicted)."""
+    total = confmat.sum()
+    return confmat.diagonal().sum() / total if total > 0 else confmat.new_tensor(float("nan"), dtype=torch.float)
+
+
+def balanced_accuracy(confmat: Tensor) -> Tensor:
+    """Mean recall over the classes that occur as targets."""
+    confmat = confmat.double()
+    support = confmat.sum(1)
+    present = support > 0
+    if not present.any():
+        return torch.tensor(float("nan"))
+    return (confmat.diagonal()[present] / support[present]).mean().float()
+
+
+def macro_f1(confmat: Tensor) -> Tensor:
+    """Mean F1 over the classes that occur as targets or predictions (F1 = 0 for a class never right)."""
+    confmat = confmat.double()
+    tp = confmat.diagonal()
+    support, predicted = confmat.sum(1), confmat.sum(0)
+    present = (support + predicted) > 0
+    if not present.any():
+        return torch.tensor(float("nan"))
+    f1 = 2 * tp / (support + predicted).clamp_min(1)
+    return f1[present].mean().float()
+
+
+def object_mask(x: Tensor, target: Tensor, strength: float) -> Tensor:
+    """Pixels of the object a target was built for, B×H×W bool.
+
+    Args:
+        x: B×C×H×W input. target: B×C×H×W, (1−s)·x + s·(object pixels). strength: s.
+    """
+    x_sum, t_sum = x.sum(1), target.sum(1)
+    off = ((x_sum - t_sum + EPS) / (x_sum + EPS)) / strength > 0.5
+    return ~off
+
+
+def attention_iou(gate: Tensor, mask: Tensor, threshold: float = 0.5) -> Tensor:
+    """IoU of the attended region (``gate < threshold``) with ``mask``, per image.
+
+    Args:
+        gate: B×1×H×W (or B×H×W) input gate. mask: B×H×W bool.
+
+    Returns:
+        B IoUs; NaN where both regions are empty.
+    """
+    attended = (gate.reshape(mask.shape) < threshold)
+    inter = (attended & mask).flatten(1).sum(1).float()
+    union = (attended | mask).flatten(1).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, float("nan")))
+
+
+class GlimpseMetrics(Metric):
+    """Confusion matrix per glimpse and object-attention IoU, accumulated over an epoch (DDP-safe).
+
+    Args:
+        num_classes: number of logits.
+        glimpses: glimpses per image.
+        strength: gate strength s (recovers object masks from targets).
+        gate_threshold: gates below it count as attended (the IOR threshold).
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, glimpses: int, strength: float, gate_threshold: float = 0.5) -> None:
+        super().__init__()
+        self.num_classes, self.glimpses = int(num_classes), int(glimpses)
+        self.strength, self.gate_threshold = float(strength), float(gate_threshold)
+        self.add_state("confmat", torch.zeros(glimpses, num_classes, num_classes, dtype=torch.long), "sum")
+        self.add_state("iou_sum", torch.zeros(glimpses, dtype=torch.double), "sum")
+        self.add_state("iou_count", torch.zeros(glimpses, dtype=torch.long), "sum")
+
+    def update(self, x: Tensor, glimpse_results: Sequence) -> None:  # GlimpseResult, from module.py
+        """Add one batch: ``x`` B×C×H×W and the glimpse loop's results."""
+        c = self.num_classes
+        for k, r in enumerate(glimpse_results):
+            pred = r.output.logits.argmax(1)
+            index = r.target_class * c + pred
+            self.confmat[k] += torch.bincount(index, minlength=c * c).view(c, c)
+            iou = attention_iou(r.output.gates[0], object_mask(x, r.target_image, self.strength), self.gate_threshold)
+            valid = ~torch.isnan(iou)
+            self.iou_sum[k] += iou[valid].double().sum()
+            self.iou_count[k] += valid.sum()
+
+    def compute(self) -> dict[str, Tensor]:
+        """``acc``, ``bacc``, ``f1``, ``iou`` over all glimpses and with suffix ``_g{k}`` per glimpse."""
+        out: dict[str, Tensor] = {}
+        for k in range(self.glimpses):
+            out |= self._scores(self.confmat[k], self.iou_sum[k], self.iou_count[k], f"_g{k + 1}")
+        out |= self._scores(self.confmat.sum(0), self.iou_sum.sum(), self.iou_count.sum(), "")
+        return out
+
+    @staticmethod
+    def _scores(confmat: Tensor, iou_sum: Tensor, iou_count: Tensor, suffix: str) -> dict[str, Tensor]:
+        iou = (iou_sum / iou_count).float() if iou_count > 0 else torch.tensor(float("nan"))
+        return {
+            f"acc{suffix}": accuracy(confmat).float(),
+            f"bacc{suffix}": balanced_accuracy(confmat),
+            f"f1{suffix}": macro_f1(confmat),
+            f"iou{suffix}": iou,
+        }
