@@ -134,3 +134,31 @@ class GlimpseMetrics(Metric):
             f"f1{suffix}": macro_f1(confmat),
             f"iou{suffix}": iou,
         }
+
+
+def log_epoch_metrics(module, stage: str) -> dict[str, float]:
+    """Log a GatingModule's epoch metrics for ``stage`` (val/test), reset them, and save the test
+    confusion matrix (all glimpses) as ``confusion_matrix_test.png`` in the trainer's root folder.
+
+    Accuracy is not logged again here: the module already logs it per batch, averaged per epoch.
+    """
+    from pathlib import Path
+
+    metric: GlimpseMetrics = module.eval_metrics[stage]
+    if int(metric.confmat.sum()) == 0:
+        metric.reset()
+        return {}
+    values = {k: float(v) for k, v in metric.compute().items()}
+    for key, value in values.items():
+        if not key.startswith("acc"):
+            module.log(f"{stage}/{key}", value)
+    trainer = module.trainer
+    if stage == "test" and trainer.is_global_zero and trainer.default_root_dir:
+        from attnlab.viz.confusion_matrix import save_confusion_matrix
+
+        names = getattr(trainer.datamodule, "class_names", None) if trainer.datamodule is not None else None
+        path = Path(trainer.default_root_dir) / "confusion_matrix_test.png"
+        save_confusion_matrix(metric.confmat.sum(0).cpu().numpy(), names, path,
+                              title=f"test, all glimpses (balanced accuracy {values['bacc']:.3f})")
+    metric.reset()
+    return values

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attnlab.models.gating.evaluation import GlimpseMetrics, log_epoch_metrics
 from attnlab.models.gating.net import GatingNet, GlimpseOutput
+from attnlab.models.gating.paper import load_gating_checkpoint
 
 __all__ = ["GatingModule", "GlimpseResult", "run_glimpses", "select_targets"]
 
@@ -85,7 +87,8 @@ class GatingModule(L.LightningModule):
         optimizer: partial optimiser (``_partial_: true`` in the config).
         recon_weight: φ, weight of the gated-input MSE in the per-glimpse loss CE + φ·MSE.
         glimpses: glimpses per image (the number of objects).
-        class_weights: optional CE class weights.
+        class_weights: optional CE class weights, or ``"inverse_frequency"`` to take them from the
+            datamodule's ``class_weights()`` when fitting.
         lr, strength: echoed from the config for logging and sweeps (the optimiser and net use them).
     """
 
@@ -95,7 +98,7 @@ class GatingModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         recon_weight: float = 1000.0,
         glimpses: int = 2,
-        class_weights: list[float] | None = None,
+        class_weights: list[float] | str | None = None,
         lr: float | None = None,
         strength: float | None = None,
         log_images_every_n_steps: int = 500,
@@ -107,6 +110,12 @@ class GatingModule(L.LightningModule):
         self.automatic_optimization = False
         self.recon_weight = float(recon_weight)
         self.glimpses = int(glimpses)
+        self.auto_class_weights = class_weights == "inverse_frequency"
+        if self.auto_class_weights:  # a placeholder of the right shape; filled from the data in setup()
+            class_weights = [1.0] * net.num_classes
+        self.eval_metrics = torch.nn.ModuleDict(
+            {s: GlimpseMetrics(net.num_classes, self.glimpses, net.strength, net.ior_threshold) for s in ("val", "test")}
+        )
         self.register_buffer(
             "class_weights", torch.tensor(class_weights, dtype=torch.float) if class_weights else None
         )
@@ -114,6 +123,15 @@ class GatingModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         """Logits per glimpse, B×glimpses×classes."""
         return self.net(x, self.glimpses)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and self.auto_class_weights and hasattr(datamodule, "class_weights"):
+            self.class_weights.copy_(torch.tensor(datamodule.class_weights(), dtype=torch.float))
+
+    def load_checkpoint_state(self, checkpoint: dict) -> None:
+        """Weights from a Lightning checkpoint or from the reference's published state dict (.pt)."""
+        load_gating_checkpoint(self, checkpoint)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(params=self.parameters())
@@ -151,6 +169,7 @@ class GatingModule(L.LightningModule):
         loss = torch.stack([self._loss(r) for r in results]).mean()
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=False)
         self._log_accuracy(stage, results, on_step=False)
+        self.eval_metrics[stage].update(x, results)
         if batch_idx == 0 and stage == "val":
             self._log_images(stage, x, results)
 
@@ -159,6 +178,12 @@ class GatingModule(L.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._eval_step("test", batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        log_epoch_metrics(self, "val")
+
+    def on_test_epoch_end(self) -> None:
+        log_epoch_metrics(self, "test")
 
     def _log_accuracy(self, stage: str, results: list[GlimpseResult], on_step: bool) -> None:
         correct = [(r.output.logits.argmax(1) == r.target_class).float() for r in results]

@@ -22,6 +22,7 @@ __all__ = [
     "PAPER_ARCHITECTURES",
     "convert_paper_state_dict",
     "is_paper_state_dict",
+    "load_gating_checkpoint",
     "load_paper_checkpoint",
     "paper_key",
 ]
@@ -108,3 +109,14 @@ def load_paper_checkpoint(path: str | Path, variant: str, **overrides: Any) -> G
     net = GatingNet(**(PAPER_ARCHITECTURES[variant] | overrides))
     net.load_state_dict(convert_paper_state_dict(state, net))
     return net.eval()
+
+
+def load_gating_checkpoint(module: torch.nn.Module, checkpoint: Mapping[str, Any]) -> None:
+    """Load a Lightning checkpoint (``state_dict`` key) or a reference state dict into a GatingModule."""
+    if is_paper_state_dict(checkpoint):
+        module.net.load_state_dict(convert_paper_state_dict(checkpoint, module.net))
+    elif "state_dict" in checkpoint:
+        module.load_state_dict(checkpoint["state_dict"])
+    else:
+        raise UserError("checkpoint is neither a Lightning checkpoint (no 'state_dict') nor a reference "
+                        "gating state dict (keys like conv1.weight)")
