@@ -1,0 +1,156 @@
+"""A convolutional autoencoder: the task model of ``neva_reconstruction``, trained with attnlab.train.
+
+``python -m attnlab.train model=autoencoder data=images`` fits it on any image folder; the
+checkpoint then feeds ``python -m attnlab.scanpaths model=neva_reconstruction
+model.task.checkpoint=<run>/checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import hydra
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.utils.config import UserError, at_least, greater, register_schema
+
+__all__ = ["ConvAutoencoder", "AutoencoderModule", "load_autoencoder", "psnr"]
+
+
+class ConvAutoencoder(nn.Module):
+    """Strided-conv encoder and transposed-conv decoder with a sigmoid output.
+
+    Args:
+        in_channels: C. channels: widths of the encoder stages (each halves H and W).
+
+    Shapes: ``forward(x)``: B×C×H×W in [0, 1] → B×C×H×W in [0, 1], any H, W (inputs are padded
+    by reflection to a multiple of 2^stages and the output is cropped back).
+    """
+
+    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (32, 64, 128)) -> None:
+        super().__init__()
+        channels = [int(c) for c in channels]
+        if not channels:
+            raise ValueError("autoencoder needs at least one stage")
+        widths = [int(in_channels)] + channels
+        enc: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            enc += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+        dec: list[nn.Module] = []
+        rev = widths[::-1]
+        for i, (a, b) in enumerate(zip(rev[:-1], rev[1:])):
+            dec.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+            if i < len(rev) - 2:
+                dec += [nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+        self.multiple = 2 ** len(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        y = torch.sigmoid(self.decoder(self.encoder(x)))
+        return y[..., :h, :w]
+
+
+def psnr(prediction: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio in dB for images in [0, 1], averaged over the batch."""
+    mse = (prediction.float() - target.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return (-10 * torch.log10(mse)).mean()
+
+
+def _images(batch: Any) -> Tensor:
+    if isinstance(batch, dict):
+        return batch["image"]
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    return batch
+
+
+class AutoencoderModule(L.LightningModule):
+    """Trains a :class:`ConvAutoencoder` with per-pixel MSE; logs ``{stage}/loss`` and ``{stage}/psnr``.
+
+    Args:
+        net: the autoencoder. optimizer: partial optimiser (``_partial_: true``).
+        lr: echoed for logging and sweeps.
+    """
+
+    def __init__(self, net: ConvAutoencoder, optimizer: Callable[..., torch.optim.Optimizer], lr: float | None = None,
+                 log_images_every_n_steps: int = 200) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
+        self.net = net
+        self.optimizer_factory = optimizer
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(params=self.parameters())
+
+    def _step(self, stage: str, batch: Any, batch_idx: int) -> Tensor:
+        x = _images(batch)
+        y = self.net(x)
+        loss = F.mse_loss(y, x)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log(f"{stage}/psnr", psnr(y.detach(), x), on_step=on_step, on_epoch=True, batch_size=len(x))
+        every = max(1, int(self.hparams.log_images_every_n_steps))
+        if batch_idx == 0 and (stage == "val" or self.global_step % every == 0):
+            from attnlab.utils.logging import log_image_grid
+
+            log_image_grid(self.loggers, f"{stage}/reconstruction", {"input": x[:4], "output": y[:4]}, self.global_step)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step("train", batch, batch_idx)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step("val", batch, batch_idx)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step("test", batch, batch_idx)
+
+
+@register_schema("attnlab.models.neva.ConvAutoencoder")
+@register_schema("attnlab.models.neva.autoencoder.ConvAutoencoder")
+@dataclass
+class ConvAutoencoderSchema:
+    in_channels: int = field(default=3, metadata=at_least(1))
+    channels: Any = (32, 64, 128)
+
+
+@register_schema("attnlab.models.neva.AutoencoderModule")
+@register_schema("attnlab.models.neva.autoencoder.AutoencoderModule")
+@dataclass
+class AutoencoderModuleSchema:
+    net: Any = None
+    optimizer: Any = None
+    lr: float = field(default=1e-3, metadata=greater(0))
+    log_images_every_n_steps: int = field(default=200, metadata=at_least(1))
+
+
+def load_autoencoder(checkpoint: str | Path) -> ConvAutoencoder:
+    """The autoencoder network of a checkpoint written by ``python -m attnlab.train model=autoencoder``."""
+    from attnlab.utils.checkpoint import read_checkpoint, stored_config
+
+    ckpt = read_checkpoint(checkpoint)
+    stored = stored_config(ckpt)
+    if stored is None or "model" not in stored or "net" not in stored.model:
+        raise UserError(f"{checkpoint} is not an attnlab autoencoder checkpoint (no stored model config)")
+    net: nn.Module = hydra.utils.instantiate(stored.model.net)
+    prefix = "net."
+    state = {k[len(prefix):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as ex:
+        raise UserError(f"{checkpoint} does not hold autoencoder weights matching its config: {str(ex).splitlines()[0]}") from ex
+    return net

@@ -1,0 +1,174 @@
+"""The NeVA scanpath search: each fixation is found by sign-gradient descent on the task loss.
+
+For t = 1..L a position p starts at the centre, a random point or the previous fixation, and takes
+S steps p ← p − lr·sign(∂loss/∂p) (per sample, since the loss of one sample does not depend on
+another's p). Every evaluated p is kept if it beats the sample's best loss; samples that did not
+improve are jittered by U(−lr/2, lr/2) or restarted uniformly in the image. The fixation is the best
+p seen, and it enters the memory of the foveation layer before the next search.
+
+Differences from the reference (spec: neva.md): the start is configurable; positions are clamped to
+the outermost pixel centres; the recorded loss is the best one, kept in float32; the final step's
+gradient, which the reference computed and threw away, is not computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from attnlab.models.neva.foveation import Foveation, position_bounds, to_pixels
+from attnlab.utils.config import UserError, at_least, between, greater, one_of, register_schema
+
+__all__ = ["SearchConfig", "Scanpath", "search_scanpath", "START_POSITIONS"]
+
+START_POSITIONS = ("centre", "random", "previous")
+
+
+@dataclass
+class SearchConfig:
+    """How fixations are searched (defaults: the paper's classification setting).
+
+    Args:
+        length: L, fixations per scanpath (≥ 1).
+        steps: S, loss evaluations per fixation (≥ 1).
+        lr: step of the sign-gradient update, in normalised units (2 = the image width).
+        sigma_fovea: σ_f of the foveation window.
+        forgetting: memory decay between fixations, in [0, 1].
+        start: where each search starts: centre (the reference), random, or previous (the last fixation;
+            the first search starts at the centre).
+        random_restarts: restart non-improving samples uniformly instead of jittering them.
+    """
+
+    length: int = 10
+    steps: int = 20
+    lr: float = 0.1
+    sigma_fovea: float = 0.15
+    forgetting: float = 0.1
+    start: str = "centre"
+    random_restarts: bool = False
+
+    def __post_init__(self) -> None:
+        if int(self.length) < 1:
+            raise UserError(f"scanpath length must be >= 1, got {self.length}")
+        if int(self.steps) < 1:
+            raise UserError(f"search steps must be >= 1, got {self.steps}")
+        if not self.lr > 0:
+            raise UserError(f"search lr must be > 0, got {self.lr}")
+        if not 0 <= self.forgetting <= 1:
+            raise UserError(f"forgetting must be in [0, 1], got {self.forgetting}")
+        if self.start not in START_POSITIONS:
+            raise UserError(f"start={self.start!r} is not allowed; choose one of: {', '.join(START_POSITIONS)}")
+
+
+@register_schema("attnlab.models.neva.SearchConfig")
+@register_schema("attnlab.models.neva.search.SearchConfig")
+@dataclass
+class SearchConfigSchema:
+    length: int = field(default=10, metadata=at_least(1))
+    steps: int = field(default=20, metadata=at_least(1))
+    lr: float = field(default=0.1, metadata=greater(0))
+    sigma_fovea: float = field(default=0.15, metadata=greater(0))
+    forgetting: float = field(default=0.1, metadata=between(0, 1))
+    start: str = field(default="centre", metadata=one_of(*START_POSITIONS))
+    random_restarts: bool = False
+
+
+@dataclass
+class Scanpath:
+    """A batch of scanpaths.
+
+    Attributes:
+        positions: B×L×2 fixations (x, y) in normalised coordinates [−1, 1].
+        best_loss: B×L float32, the task loss at each chosen fixation (the best seen in its search).
+    """
+
+    positions: Tensor
+    best_loss: Tensor
+
+    def pixels(self, size: Tensor | tuple[int, int]) -> Tensor:
+        """B×L×2 pixel (x, y) on images of ``size`` (H, W), or per-sample sizes B×2."""
+        return to_pixels(self.positions, size)
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """U(low, high) drawn on the CPU generator (reproducible on any device), moved next to ``like``."""
+    u = torch.rand(shape, generator=generator, dtype=torch.float32)
+    return (low + (high - low) * u).to(device=like.device, dtype=like.dtype)
+
+
+def search_scanpath(
+    loss_fn: Callable[[Tensor], Tensor],
+    image: Tensor,
+    residual: Tensor,
+    config: SearchConfig,
+    foveation: Foveation | None = None,
+    generator: torch.Generator | None = None,
+    on_fixation: Callable[[int], None] | None = None,
+) -> Scanpath:
+    """Search one scanpath per image.
+
+    Args:
+        loss_fn: perceived images B×C×H×W → per-sample task loss B (target already bound; the task
+            model frozen). Must be differentiable w.r.t. its input.
+        image: B×C×H×W, the clean images. residual: B×C×H×W, the blur residual β.
+        config: search settings. foveation: the perception model (default: σ_f from ``config``).
+        generator: a CPU generator for the random start, jitter and restarts (reproducible runs).
+        on_fixation: called with t after each fixation (progress reporting).
+
+    Returns:
+        :class:`Scanpath` with B×L positions and float32 best losses.
+    """
+    if foveation is None:
+        foveation = Foveation(config.sigma_fovea)
+    b, _, h, w = image.shape
+    image, residual = image.detach(), residual.detach()
+    dtype, device = torch.float32, image.device
+    low, high = position_bounds(h, w, device, dtype)
+    centre = torch.zeros(b, 2, device=device, dtype=dtype)
+    memory = torch.zeros(b, 1, h, w, device=device, dtype=image.dtype)
+    lr = float(config.lr)
+    positions, losses = [], []
+    previous = centre
+    for t in range(int(config.length)):
+        if config.start == "random":
+            p = _uniform((b, 2), -1.0, 1.0, generator, centre)
+        elif config.start == "previous":
+            p = previous.clone()
+        else:
+            p = centre.clone()
+        p = torch.maximum(torch.minimum(p, high), low)
+        best_p = p.clone()
+        best_loss = torch.full((b,), float("inf"), device=device, dtype=torch.float32)
+        for step in range(int(config.steps)):
+            last = step == int(config.steps) - 1
+            if last:  # the final update would never be evaluated: skip its gradient
+                with torch.no_grad():
+                    loss = loss_fn(foveation(image, residual, memory, p))
+            else:
+                with torch.enable_grad():
+                    q = p.detach().requires_grad_(True)
+                    loss = loss_fn(foveation(image, residual, memory, q))
+                    (grad,) = torch.autograd.grad(loss.sum(), q)
+            loss = loss.detach().float()
+            improved = loss < best_loss
+            best_loss = torch.where(improved, loss, best_loss)
+            best_p = torch.where(improved[:, None], p, best_p)
+            if last:
+                break
+            p = p - lr * grad.sign()
+            stuck = (~improved)[:, None]
+            if config.random_restarts:
+                p = torch.where(stuck, _uniform((b, 2), -1.0, 1.0, generator, p), p)
+            else:
+                p = torch.where(stuck, p + _uniform((b, 2), -lr / 2, lr / 2, generator, p), p)
+            p = torch.maximum(torch.minimum(p, high), low)
+        positions.append(best_p)
+        losses.append(best_loss)
+        memory = foveation.remember(memory, best_p.to(memory.dtype), float(config.forgetting))
+        previous = best_p
+        if on_fixation is not None:
+            on_fixation(t)
+    return Scanpath(torch.stack(positions, 1), torch.stack(losses, 1))
