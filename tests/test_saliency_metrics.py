@@ -1,0 +1,253 @@
+"""Saliency metrics against pysaliency (the MIT/Tuebingen benchmark code) and the MIT definitions."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+pysaliency = pytest.importorskip("pysaliency")
+from pysaliency.saliency_map_models import handle_stimulus  # noqa: E402
+
+from attnlab.baselines import CentreBias  # noqa: E402
+from attnlab.data.fixations import fixation_map, gaussian_density  # noqa: E402
+from attnlab.metrics import saliency as S  # noqa: E402
+from attnlab.metrics.maps import InvalidMapError, mean_over_images  # noqa: E402
+
+from conftest import shared_path  # noqa: E402
+
+
+class ArrayModel(pysaliency.SaliencyMapModel):
+    """A pysaliency model that returns given maps for given stimuli."""
+
+    def __init__(self, stimuli, maps):
+        super().__init__(caching=False)
+        self.ids = [s.stimulus_id for s in stimuli.stimulus_objects]
+        self.maps = list(maps)
+
+    def _saliency_map(self, stimulus):  # pragma: no cover - saliency_map is overridden
+        raise NotImplementedError
+
+    def saliency_map(self, stimulus):
+        return self.maps[self.ids.index(handle_stimulus(stimulus).stimulus_id)]
+
+
+class Case:
+    """Maps, fixations and densities as both attnlab tensors and pysaliency objects."""
+
+    def __init__(self, preds, xs, ys, size, sigma, baseline, seed=0):
+        rng = np.random.default_rng(seed)
+        self.preds, self.xs, self.ys, self.size = np.asarray(preds, float), xs, ys, size
+        b = len(xs)
+        self.fix = np.stack([fixation_map(x, y, size)[0] for x, y in zip(xs, ys)])
+        self.dens = np.stack([gaussian_density(x, y, size, sigma) for x, y in zip(xs, ys)])
+        self.baseline = baseline
+        self.stimuli = pysaliency.Stimuli([rng.integers(0, 255, (*size, 3)).astype(np.uint8) for _ in range(b)])
+        ns = np.concatenate([np.full(len(x), i) for i, x in enumerate(xs)])
+        self.ns = ns
+        self.fixations = pysaliency.Fixations.create_without_history(np.concatenate(xs), np.concatenate(ys), ns)
+        self.model = ArrayModel(self.stimuli, self.preds)
+
+    def t(self, a):
+        return torch.as_tensor(np.asarray(a))
+
+    def per_image(self, per_fixation):
+        return np.array([per_fixation[self.ns == i].mean() for i in range(len(self.xs))])
+
+
+def random_case(seed=0, b=4, size=(30, 40), n=25):
+    rng = np.random.default_rng(seed)
+    h, w = size
+    preds = rng.random((b, h, w)) ** 3
+    xs = [rng.uniform(0, w, n) for _ in range(b)]
+    ys = [rng.uniform(0, h, n) for _ in range(b)]
+    xs[0][1], ys[0][1] = xs[0][0], ys[0][0]  # a repeated fixation: counted twice by pysaliency
+    baseline = CentreBias.isotropic(0.3).map(size)
+    return Case(preds, xs, ys, size, 3.0, baseline, seed)
+
+
+@pytest.fixture(scope="module")
+def osie_case():
+    """5 OSIE images at full size: luminance-contrast maps vs the real fixations."""
+    root = os.environ.get("ATTNLAB_OSIE_ROOT") or str(shared_path("data", "osie_subset"))
+    if not os.path.isdir(root):
+        pytest.skip(f"OSIE subset not found at {root} (set ATTNLAB_OSIE_ROOT)")
+    from scipy.ndimage import gaussian_filter
+
+    from attnlab.data.osie import load_osie
+
+    data = load_osie(root).subset(range(5))
+    preds, xs, ys = [], [], []
+    for i in range(len(data)):
+        gray = data.load_image(i).mean(2)
+        preds.append(gaussian_filter(np.abs(gray - gaussian_filter(gray, 20)), 10))
+        f = data.fixations(i)
+        xs.append(f.x)
+        ys.append(f.y)
+    return Case(preds, xs, ys, data.stimuli[0].size, 24.0, CentreBias.fit(load_osie(root).subset(range(5, 60))).map(data.stimuli[0].size))
+
+
+@pytest.fixture(scope="module", params=["random", "osie"])
+def case(request):
+    return random_case() if request.param == "random" else request.getfixturevalue("osie_case")
+
+
+def test_auc_judd_equals_pysaliency(case):
+    ref = case.model.AUC_per_image(case.stimuli, case.fixations, nonfixations="unfixated", thresholds="fixations")
+    ours = S.auc_judd(case.t(case.preds), case.t(case.fix), jitter=False)
+    np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-9)
+
+
+def test_auc_judd_jitter_matches_pysaliency_within_sampling_error():
+    """With ties, both break them at random: the same distribution (attnlab jitters after min-max)."""
+    from pysaliency.saliency_map_models import RandomNoiseSaliencyMapModel
+
+    c = random_case(3)
+    quantised = np.round(c.preds * 4) / 4  # values in {0, .25, .5, .75, 1}: many ties
+    model = ArrayModel(c.stimuli, quantised)
+    ref = np.stack([RandomNoiseSaliencyMapModel(model, random_seed=s).AUC_per_image(c.stimuli, c.fixations, nonfixations="unfixated", thresholds="fixations") for s in range(30)])
+    ours = np.stack([S.auc_judd(c.t(quantised), c.t(c.fix), seed=s).numpy() for s in range(30)])
+    assert ours.std(0).min() > 0  # ties really are broken at random
+    sem = np.sqrt(ours.var(0) / len(ours) + ref.var(0) / len(ref))
+    assert np.all(np.abs(ours.mean(0) - ref.mean(0)) < 4 * sem)
+    # without ties the jitter changes nothing beyond 1e-5
+    np.testing.assert_allclose(S.auc_judd(c.t(c.preds), c.t(c.fix)).numpy(), S.auc_judd(c.t(c.preds), c.t(c.fix), jitter=False).numpy(), atol=1e-5)
+
+
+def test_shuffled_auc_equals_pysaliency(case):
+    ref = case.model.AUC_per_image(case.stimuli, case.fixations, nonfixations="shuffled")
+    xy = list(zip(case.xs, case.ys))
+    nonfix = np.stack([S.shuffled_nonfixations(xy, [case.size] * len(xy), i) for i in range(len(xy))])
+    ours = S.auc_shuffled(case.t(case.preds), case.t(case.fix), case.t(nonfix))
+    np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-9)
+
+
+def test_nss_equals_pysaliency(case):
+    ref = case.per_image(case.model.NSSs(case.stimuli, case.fixations))
+    np.testing.assert_allclose(S.nss(case.t(case.preds), case.t(case.fix)).numpy(), ref, rtol=1e-9)
+
+
+def test_cc_kld_sim_equal_pysaliency(case):
+    p, q = case.preds, case.dens
+    np.testing.assert_allclose(S.cc(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.CC(a, b) for a, b in zip(p, q)], rtol=1e-9)
+    np.testing.assert_allclose(S.kld(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.MIT_KLDiv(a, b) for a, b in zip(p, q)], rtol=1e-9)
+    np.testing.assert_allclose(S.sim(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.SIM(a, b) for a, b in zip(p, q)], rtol=1e-9)
+
+
+def test_sim_mit_variant_is_pysaliency_on_minmax_maps(case):
+    mm = lambda m: (m - m.min()) / (m.max() - m.min())  # noqa: E731
+    ref = [pysaliency.metrics.SIM(mm(a), mm(b)) for a, b in zip(case.preds, case.dens)]
+    np.testing.assert_allclose(S.sim(case.t(case.preds), case.t(case.dens), variant="mit").numpy(), ref, rtol=1e-9)
+
+
+def test_information_gain_equals_pysaliency_with_centre_bias_baseline(case):
+    model = pysaliency.models.SaliencyMapNormalizingModel(case.model)
+    baseline = pysaliency.models.SaliencyMapNormalizingModel(ArrayModel(case.stimuli, [case.baseline] * len(case.xs)))
+    ref = case.per_image(model.information_gains(case.stimuli, case.fixations, baseline_model=baseline))
+    ours = S.information_gain(case.t(case.preds), case.t(case.fix), case.t(case.baseline))
+    np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-6)
+
+
+def test_mit_variants_follow_the_matlab_definitions():
+    c = random_case(1)
+    for p, f in zip(c.preds, c.fix):
+        binary = f > 0
+        z = (p - p.mean()) / p.std(ddof=1)
+        assert S.nss(c.t(p), c.t(f), variant="mit").item() == pytest.approx(z[binary].mean(), rel=1e-9)
+        # AUC_Judd.m on a binary fixation map, without its jitter
+        s, th = p.ravel(), np.sort(p[binary])[::-1]
+        tp = np.r_[0, np.arange(1, len(th) + 1) / len(th), 1]
+        fp = np.r_[0, [((s >= t).sum() - i) / (s.size - len(th)) for i, t in enumerate(th, 1)], 1]
+        assert S.auc_judd(c.t(p), c.t(f), jitter=False, variant="mit").item() == pytest.approx(np.trapezoid(tp, fp), rel=1e-9)
+
+
+def borji_reference(p, f, rng, splits=100, step=0.1):
+    """AUC_Borji.m, literally: per-split AUCs."""
+    s = (p.ravel() - p.min()) / (p.max() - p.min())
+    sth = s[f.ravel() > 0]
+    aucs = []
+    for _ in range(splits):
+        cur = s[rng.integers(0, s.size, len(sth))]
+        th = np.arange(0, max(sth.max(), cur.max()) + 1e-12, step)[::-1]
+        tp = np.r_[0, [(sth >= t).mean() for t in th], 1]
+        fp = np.r_[0, [(cur >= t).mean() for t in th], 1]
+        aucs.append(np.trapezoid(tp, fp))
+    return np.array(aucs)
+
+
+@pytest.mark.parametrize("variant", ["borji", "shuffled_mit"])
+def test_random_negative_aucs_agree_with_matlab_within_sampling_error(variant):
+    c = random_case(2, size=(40, 50), n=40)
+    rng = np.random.default_rng(0)
+    if variant == "borji":
+        ours = S.auc_borji(c.t(c.preds), c.t(c.fix)).numpy()
+        refs = [borji_reference(p, f, rng) for p, f in zip(c.preds, c.fix)]
+    else:
+        xy = list(zip(c.xs, c.ys))
+        other = np.stack([S.shuffled_nonfixations(xy, [c.size] * 4, i, variant="mit") for i in range(4)])
+        ours = S.auc_shuffled(c.t(c.preds), c.t(c.fix), c.t(other), variant="mit").numpy()
+        refs = []
+        for p, f, o in zip(c.preds, c.fix, other):  # AUC_shuffled.m with the same otherMap
+            s = ((p - p.min()) / (p.max() - p.min())).ravel()
+            sth, oth = s[f.ravel() > 0], s[o.ravel() > 0]
+            k = min(len(sth), len(oth))
+            split_aucs = []
+            for _ in range(100):
+                cur = rng.permutation(oth)[:k]
+                th = np.arange(0, max(sth.max(), cur.max()) + 1e-12, 0.1)[::-1]
+                split_aucs.append(np.trapezoid(np.r_[0, [(sth >= t).mean() for t in th], 1], np.r_[0, [(cur >= t).mean() for t in th], 1]))
+            refs.append(np.array(split_aucs))
+    for value, ref in zip(ours, refs):
+        # two independent means of 100 splits differ by N(0, 2σ²/100)
+        assert abs(value - ref.mean()) < 4 * np.sqrt(2) * ref.std() / 10 + 1e-9
+
+
+def test_batched_on_any_device_and_dtype():
+    c = random_case(4)
+    ref = S.nss(c.t(c.preds), c.t(c.fix))
+    single = torch.cat([S.nss(c.t(c.preds[i]), c.t(c.fix[i])) for i in range(4)])
+    torch.testing.assert_close(ref, single)
+    as_float32 = S.auc_judd(c.t(c.preds).float(), c.t(c.fix).float(), jitter=False)
+    torch.testing.assert_close(as_float32, S.auc_judd(c.t(c.preds).float().double(), c.t(c.fix), jitter=False))
+    if torch.cuda.is_available():
+        on_gpu = S.cc(c.t(c.preds).cuda(), c.t(c.dens).cuda()).cpu()
+        torch.testing.assert_close(on_gpu, S.cc(c.t(c.preds), c.t(c.dens)))
+
+
+def test_degenerate_inputs_have_defined_values():
+    c = random_case(5)
+    const = torch.ones(4, *c.size)
+    fix, dens = c.t(c.fix), c.t(c.dens)
+    assert torch.all(S.auc_judd(const, fix) == 0.5) and torch.all(S.auc_borji(const, fix) == 0.5)
+    assert torch.all(S.nss(const, fix) == 0) and torch.all(S.cc(const, dens) == 0)
+    # negative maps are shifted by their minimum
+    negative = c.t(c.preds) - 5
+    shifted = negative - negative.amin((1, 2), keepdim=True)
+    torch.testing.assert_close(S.kld(negative, dens), S.kld(shifted, dens))
+    torch.testing.assert_close(S.sim(negative, dens), S.sim(shifted, dens))
+    assert not torch.allclose(S.kld(shifted, dens), S.kld(c.t(c.preds), dens))
+    # an image without fixations is skipped (NaN) and counted
+    fix[2] = 0
+    values = S.nss(c.t(c.preds), fix)
+    assert torch.isnan(values[2]) and not torch.isnan(values[[0, 1, 3]]).any()
+    mean, skipped = mean_over_images(values)
+    assert skipped == 1 and mean == pytest.approx(values[[0, 1, 3]].mean().item())
+    assert torch.isnan(S.auc_judd(c.t(c.preds), fix)[2])
+
+
+def test_nan_in_a_map_names_the_image():
+    c = random_case(6)
+    bad = c.t(c.preds).clone()
+    bad[3, 1, 1] = float("inf")
+    with pytest.raises(InvalidMapError, match="saliency map 3 of the batch") as info:
+        S.auc_judd(bad, c.t(c.fix))
+    assert info.value.index == 3
+
+
+def test_predictions_of_another_size_are_resized_bilinearly():
+    c = random_case(7, size=(30, 40))
+    small = torch.nn.functional.interpolate(c.t(c.preds)[:, None], size=(15, 20), mode="bilinear", align_corners=False, antialias=True)[:, 0]
+    back = torch.nn.functional.interpolate(small[:, None], size=(30, 40), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(S.cc(small, c.t(c.dens)), S.cc(back, c.t(c.dens)))
