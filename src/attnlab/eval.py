@@ -36,7 +36,7 @@ def load_model(cfg: DictConfig, checkpoint: dict) -> L.LightningModule:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test metrics of ``cfg.ckpt_path`` on ``cfg.data``'s test split."""
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     checkpoint = read_checkpoint(cfg.ckpt_path)
     model = load_model(cfg, checkpoint)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")

@@ -8,7 +8,6 @@ caught around the task. ``HYDRA_FULL_ERROR=1`` turns all of this off and shows f
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import sys
 from pathlib import Path
@@ -122,6 +121,17 @@ def _validate_or_fail(cfg: DictConfig) -> None:
         fail(f"invalid config: {str(ex).splitlines()[0]}")
 
 
+def _find_user_error(ex: BaseException | None) -> UserError | None:
+    """The UserError behind ``ex`` (Hydra wraps errors raised while instantiating)."""
+    seen = set()
+    while ex is not None and id(ex) not in seen:
+        if isinstance(ex, UserError):
+            return ex
+        seen.add(id(ex))
+        ex = ex.__cause__ or ex.__context__
+    return None
+
+
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Decorate a task ``f(cfg)`` into a console entry point with clean errors.
 
@@ -141,9 +151,11 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             _validate_or_fail(cfg)
             try:
                 return task(cfg)
-            except UserError as ex:
-                logging.getLogger(task.__module__).error(str(ex))
-                fail(str(ex))
+            except Exception as ex:
+                user_error = _find_user_error(ex)
+                if user_error is None:
+                    raise
+                fail(str(user_error))
 
         hydra_task = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(guarded)
 

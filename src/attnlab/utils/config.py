@@ -36,8 +36,12 @@ class UserError(Exception):
 class ConfigError(UserError):
     """A config value outside what is allowed."""
 
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
-        super().__init__(f"invalid config: {key}={value!r} is not allowed; expected {allowed}")
+    def __init__(self, key: str, value: Any, allowed: str, unknown_key: bool = False) -> None:
+        if unknown_key:
+            message = f"invalid config: {key}={value!r}: no such key; allowed keys: {allowed}"
+        else:
+            message = f"invalid config: {key}={value!r} is not allowed; expected {allowed}"
+        super().__init__(message)
         self.key, self.value, self.allowed = key, value, allowed
 
 
@@ -89,9 +93,12 @@ _META_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
-    ann = str(annotation)
+    ann = str(annotation).replace("typing.", "")
+    optional = ann.startswith("Optional[") or "None" in ann
+    if ann.startswith("Optional["):
+        ann = ann[len("Optional[") : -1]
     if value is None:
-        return "None" in ann or "Any" in ann
+        return optional or "Any" in ann
     if ann.startswith("float"):
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ann.startswith("int"):
@@ -107,10 +114,10 @@ def _check_node(node: DictConfig, prefix: str, schema: type) -> None:
     fields = {f.name: f for f in dataclasses.fields(schema)}
     for key in node.keys():
         if key not in fields and key not in _META_KEYS:
-            raise ConfigError(f"{prefix}.{key}", node.get(key), "no such key; allowed: " + ", ".join(sorted(fields)))
+            raise ConfigError(f"{prefix}.{key}", node.get(key), ", ".join(sorted(fields)), unknown_key=True)
     for name, f in fields.items():
-        if name not in node:
-            continue
+        if name not in node or node._get_node(name)._is_interpolation():
+            continue  # an interpolation is checked where its value is defined
         try:
             value = OmegaConf.select(node, name, throw_on_missing=False)
             if isinstance(value, (DictConfig, ListConfig)):

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from attnlab.utils.config import UserError
 from attnlab.utils.logging import configure_wandb_mode
 
 log = logging.getLogger(__name__)
 
-__all__ = ["instantiate_group", "instantiate_trainer", "log_hyperparameters", "write_json", "to_float_dict"]
+__all__ = ["check_devices", "instantiate_group", "instantiate_trainer", "log_hyperparameters", "write_json", "to_float_dict"]
 
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:
@@ -24,10 +25,28 @@ def instantiate_group(cfg: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def check_devices(accelerator: str | None, devices: Any) -> None:
+    """Fail with one line when the requested GPUs do not exist on this machine."""
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if available == 0:
+        raise UserError(f"trainer.accelerator={accelerator}: no CUDA GPU on this machine; use trainer=cpu")
+    if isinstance(devices, (list, tuple, ListConfig)):
+        bad = [d for d in devices if not 0 <= int(d) < available]
+        if bad:
+            raise UserError(f"trainer.devices={list(devices)}: GPU index {bad[0]} does not exist; allowed 0..{available - 1}")
+    elif isinstance(devices, int) and devices > available:
+        raise UserError(f"trainer.devices={devices}: only {available} GPU(s) on this machine")
+
+
 def instantiate_trainer(cfg: DictConfig, extra_callbacks: list | None = None):
     """The Lightning trainer with the run's callbacks and loggers (W&B offline without a key)."""
     if cfg.get("logger") and any("Wandb" in str(c.get("_target_", "")) for c in cfg.logger.values()):
         configure_wandb_mode()
+    check_devices(cfg.trainer.get("accelerator"), cfg.trainer.get("devices"))
     callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks or [])
     loggers = instantiate_group(cfg.get("logger"))
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
