@@ -1,0 +1,258 @@
+"""Lightning wrapper of the factorised saliency models: loss, two-phase training, validation metrics.
+
+Phase 1 trains the whole network (through the bases when ``bases > 0``). Phase 2
+(``model.phase=2 model.init_from=<phase-1 checkpoint>``) loads the phase-1 weights, checking that
+exactly the expected keys are missing (the new basis head) and left over (the phase-1 head), and
+trains only the 3×3 conv over the K probability maps; everything else stays frozen in eval mode.
+
+Validation and test report CC, NSS, KLD, SIM and AUC-Judd (attnlab.metrics, pysaliency
+conventions) for the raw prediction (``val/cc`` …) and for the prediction multiplied by the
+reference's centre-bias prior (``val/cb_cc`` …).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from attnlab.models.saliency.loss import SaliencyLoss
+from attnlab.models.saliency.net import FactorizedSaliencyNet
+from attnlab.utils.config import UserError, at_least, between, greater, one_of, register_schema
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SaliencyModule", "centre_bias_prior", "load_phase1_weights", "lr_factor", "LR_SCHEDULES"]
+
+LR_SCHEDULES = ("step", "constant", "repo_compounding")
+METRICS = ("cc", "nss", "kld", "sim", "auc")
+
+
+def lr_factor(epoch: int, schedule: str, step_epochs: int = 2, gamma: float = 0.1) -> float:
+    """Multiplier of the base learning rate during 0-based ``epoch``.
+
+    "step": gamma^⌊epoch/step_epochs⌋ (what the reference meant). "repo_compounding": the
+    reference's lr ← lr·0.1^(E/2) before each epoch E = 1, 2, …, i.e. 0.1^((e+1)(e+2)/4), which
+    all but stops training after three epochs; only for exact reproduction.
+    """
+    if schedule == "step":
+        return gamma ** (epoch // max(1, step_epochs))
+    if schedule == "constant":
+        return 1.0
+    if schedule == "repo_compounding":
+        return 0.1 ** ((epoch + 1) * (epoch + 2) / 4)
+    raise UserError(f"model.lr_schedule={schedule!r} is not allowed; choose one of: {', '.join(LR_SCHEDULES)}")
+
+
+def centre_bias_prior(size: tuple[int, int], sigma: float = 0.3, device: Any = None) -> Tensor:
+    """The reference's validation prior: a Gaussian with σ = ``sigma`` × each side (60 px of a
+    200×200 map, bilinearly stretched to the map), normalised to sum 1; H×W."""
+    h, w = size
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h - 0.5
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w - 0.5
+    g = torch.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def load_phase1_weights(net: FactorizedSaliencyNet, checkpoint: dict, source: str = "checkpoint") -> None:
+    """Load a phase-1 checkpoint into a phase-2 net, insisting on exactly the expected key changes.
+
+    Missing may only be the phase-2 ``basis_head``; left over may only be the phase-1 ``head``.
+    Anything else (another architecture, a baseline without bases, a phase-2 checkpoint) is an
+    error naming the keys, instead of silently keeping random layers as ``strict=False`` would.
+    """
+    state = checkpoint.get("state_dict", checkpoint)
+    state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    if not state:
+        raise UserError(f"{source} has no 'net.*' weights; expected a saliency phase-1 checkpoint")
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as ex:  # shape mismatch: other K, D or backbone
+        first = str(ex).strip().splitlines()
+        raise UserError(f"{source} does not fit this model: {' '.join(first[1:3]) or first[0]}") from ex
+    expected_missing = {k for k in net.state_dict() if k.startswith("basis_head.")}
+    bad_missing = sorted(set(missing) - expected_missing)
+    bad_unexpected = sorted(k for k in unexpected if not k.startswith("head."))
+    if bad_missing or bad_unexpected or set(missing) != expected_missing:
+        raise UserError(
+            f"{source} is not a phase-1 checkpoint of this model: missing {bad_missing[:4]}, "
+            f"unexpected {bad_unexpected[:4]} (only basis_head.* may be missing and head.* left over)"
+        )
+
+
+class SaliencyModule(L.LightningModule):
+    """Trains a :class:`FactorizedSaliencyNet` on (image, density, fixations) batches.
+
+    Args:
+        net: the network (its ``phase``/``bases`` decide what trains).
+        optimizer: partial optimiser, given the trainable parameters only.
+        loss: the saliency loss (default: −NSS + 10·KLD − 2·CC).
+        phase, bases: echoed from the net's config (for logging and sweeps).
+        init_from: phase-1 Lightning checkpoint loaded when phase-2 training starts.
+        lr: base learning rate (echo; the optimiser config uses it).
+        lr_schedule: "step" (×``lr_gamma`` every ``lr_step_epochs``), "constant" or
+            "repo_compounding" (the reference's formula, for exact reproduction only).
+        center_bias_sigma: σ (fraction of each side) of the prior multiplied into the ``cb_`` metrics.
+    """
+
+    def __init__(
+        self,
+        net: FactorizedSaliencyNet,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        loss: Optional[SaliencyLoss] = None,
+        phase: int = 1,
+        bases: int = 512,
+        init_from: Optional[str] = None,
+        lr: float = 1e-4,
+        lr_schedule: str = "step",
+        lr_step_epochs: int = 2,
+        lr_gamma: float = 0.1,
+        center_bias_sigma: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "loss"], logger=False)
+        if net.phase != phase or net.num_bases != bases:
+            raise UserError(f"model.phase={phase}/model.bases={bases} disagree with the net's phase={net.phase}/bases={net.num_bases}")
+        if phase == 2 and not init_from:
+            log.warning("phase 2 without model.init_from: the frozen bases are untrained")
+        lr_factor(0, lr_schedule)  # validates the name
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.loss = loss if loss is not None else SaliencyLoss()
+        self._initialised = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        """B×3×H×W in [0, 1] → saliency B×1×H'×W' in (0, 1)."""
+        return self.net(x)
+
+    # --- phase 2 initialisation ----------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_from and not self._initialised:
+            from attnlab.utils.checkpoint import read_checkpoint
+
+            load_phase1_weights(self.net, read_checkpoint(self.hparams.init_from), str(self.hparams.init_from))
+            log.info("phase %d: weights loaded from %s", self.hparams.phase, self.hparams.init_from)
+            self._initialised = True
+
+    # --- optimisation --------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        h = self.hparams
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: lr_factor(e, h.lr_schedule, h.lr_step_epochs, h.lr_gamma)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    @staticmethod
+    def _targets(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        density = batch["density"]
+        fixations = batch["fixations"]
+        if density.dim() == 3:
+            density, fixations = density.unsqueeze(1), fixations.unsqueeze(1)
+        return batch["image"], density, fixations
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        x, density, fixations = self._targets(batch)
+        pred = self.net(x)
+        loss, parts = self.loss(pred, density, fixations)
+        n = x.shape[0]
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def _evaluate(self, stage: str, batch: dict[str, Tensor]) -> None:
+        from attnlab.metrics import saliency as M
+
+        x, density, fixations = self._targets(batch)
+        pred = self.net(x)
+        loss, _ = self.loss(pred, density, fixations)
+        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=x.shape[0])
+        prior = centre_bias_prior(tuple(pred.shape[-2:]), self.hparams.center_bias_sigma, pred.device)
+        for prefix, p in (("", pred), ("cb_", pred * prior)):
+            p = p[:, 0].detach().double()
+            values = {
+                "cc": M.cc(p, density[:, 0]),
+                "nss": M.nss(p, fixations[:, 0]),
+                "kld": M.kld(p, density[:, 0]),
+                "sim": M.sim(p, density[:, 0]),
+                "auc": M.auc_judd(p, fixations[:, 0]),
+            }
+            for name, v in values.items():
+                ok = ~torch.isnan(v)
+                if ok.any():
+                    self.log(f"{stage}/{prefix}{name}", v[ok].mean().float(), on_epoch=True,
+                             batch_size=int(ok.sum()), prog_bar=(prefix == "" and name == "cc"))
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self.net(batch["image"])
+
+
+@register_schema("attnlab.models.saliency.SaliencyModule")
+@register_schema("attnlab.models.saliency.module.SaliencyModule")
+@dataclass
+class SaliencyModuleSchema:
+    net: Any = None
+    optimizer: Any = None
+    loss: Any = None
+    phase: int = field(default=1, metadata=one_of(1, 2))
+    bases: int = field(default=512, metadata=at_least(0))
+    init_from: Any = field(default=None, metadata={"check": (lambda v: v is None or __import__("pathlib").Path(str(v)).expanduser().is_file(), "an existing phase-1 checkpoint file or null")})
+    lr: float = field(default=1e-4, metadata=greater(0))
+    lr_schedule: str = field(default="step", metadata=one_of(*LR_SCHEDULES))
+    lr_step_epochs: int = field(default=2, metadata=at_least(1))
+    lr_gamma: float = field(default=0.1, metadata=between(0, 1))
+    center_bias_sigma: float = field(default=0.3, metadata=greater(0))
+
+
+def _net_schema(**extra: Any) -> type:
+    """Schema of a net config: the shared options plus the model's own."""
+    base = {
+        "backbone": (str, field(default="resnet50", metadata=one_of("resnet50", "efficientnet_lite0"))),
+        "backbone_weights": (Any, None),
+        "freeze_bn": (bool, True),
+        "bases": (int, field(default=512, metadata=at_least(0))),
+        "phase": (int, field(default=1, metadata=one_of(1, 2))),
+        "output_size": (Any, None),
+        "upsample": (str, field(default="bilinear", metadata=one_of("bilinear", "nearest"))),
+    }
+    base.update(extra)
+    import dataclasses
+
+    return dataclasses.make_dataclass("NetSchema", [(k, t, d) for k, (t, d) in base.items()])
+
+
+for _target, _extra in {
+    "SALICONNet": {
+        "embed_dim": (int, field(default=256, metadata=at_least(1))),
+        "coarse_scale": (float, field(default=0.5, metadata=between(0.05, 1))),
+        "output_stride": (int, field(default=8, metadata=one_of(8, 16, 32))),
+    },
+    "DINet": {
+        "width": (int, field(default=256, metadata=at_least(1))),
+        "dilations": (Any, (4, 8, 16)),
+        "output_stride": (int, field(default=8, metadata=one_of(8, 16, 32))),
+    },
+    "TranSalNet": {
+        "input_size": (Any, (240, 320)),
+        "dims": (Any, (768, 768, 512)),
+        "heads": (Any, (12, 12, 8)),
+        "depth": (int, field(default=2, metadata=at_least(1))),
+        "decoder_dim": (int, field(default=512, metadata=at_least(1))),
+        "feature_dim": (int, field(default=128, metadata=at_least(1))),
+    },
+}.items():
+    register_schema(f"attnlab.models.saliency.{_target}")(_net_schema(**_extra))
