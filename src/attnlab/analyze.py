@@ -1,0 +1,69 @@
+"""Analyse a trained model or a sweep: ``python -m attnlab.analyze analysis=<name> [ckpt_path=PATH]``.
+
+Analyses (``conf/analysis/``): ``inhibition`` and ``tuning_curves`` need a checkpoint (a Lightning
+checkpoint or the paper's .pt, with ``model=`` naming its architecture when it carries no config);
+``training_curves`` reads the logged metrics of ``analysis.runs``. Each writes its figures and
+``<analysis>.json`` with the numbers into the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from attnlab.utils.cli import entry_point
+from attnlab.utils.config import UserError
+from attnlab.utils.instantiate import write_json
+
+log = logging.getLogger(__name__)
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name} requested but no CUDA device is available; use device=cpu")
+    return name
+
+
+def analyze(cfg: DictConfig) -> dict[str, Any]:
+    """Run ``cfg.analysis``; return its numbers (also written to ``<name>.json`` in the run folder)."""
+    L.seed_everything(cfg.seed, verbose=False)
+    analysis = hydra.utils.instantiate(cfg.analysis, _convert_="all")
+    out_dir = Path(cfg.paths.output_dir)
+    results: dict[str, Any]
+    if analysis.needs_model:
+        from attnlab.eval import load_model
+        from attnlab.utils.checkpoint import read_checkpoint
+
+        if not cfg.get("ckpt_path"):
+            raise UserError(f"analysis={analysis.name} needs ckpt_path=PATH (a Lightning checkpoint or a paper .pt)")
+        checkpoint = read_checkpoint(cfg.ckpt_path)
+        module = load_model(cfg, checkpoint).eval()
+        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+        results = analysis.run(module=module, datamodule=datamodule, out_dir=out_dir, device=_device(cfg.device))
+        results["ckpt_path"] = str(cfg.ckpt_path)
+    else:
+        results = analysis.run(out_dir=out_dir)
+    path = write_json(out_dir / f"{analysis.name}.json", results)
+    log.info("%s numbers written to %s", analysis.name, path)
+    return results
+
+
+@entry_point("analyze")
+def main(cfg: DictConfig) -> None:
+    analysis_cls = hydra.utils.get_class(cfg.analysis._target_)
+    results = analyze(cfg)
+    for line in analysis_cls.summary(results):
+        print(line)
+    print(f"(run folder: {cfg.paths.output_dir})")
+
+
+if __name__ == "__main__":
+    main()
