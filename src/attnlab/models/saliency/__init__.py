@@ -9,7 +9,13 @@ from attnlab.models.saliency.backbones import EfficientNetLite0Backbone, ResNet5
 from attnlab.models.saliency.dinet import DilatedInception, DINet
 from attnlab.models.saliency.factorization import Bases
 from attnlab.models.saliency.loss import SaliencyLoss
-from attnlab.models.saliency.module import SaliencyModule, centre_bias_prior, load_phase1_weights, lr_factor
+from attnlab.models.saliency.module import (
+    SaliencyModule,
+    centre_bias_prior,
+    load_phase1_weights,
+    load_saliency_model,
+    lr_factor,
+)
 from attnlab.models.saliency.net import FactorizedSaliencyNet
 from attnlab.models.saliency.salicon import SALICONNet
 from attnlab.models.saliency.transalnet import TokenTransformer, TranSalNet
@@ -29,5 +35,6 @@ __all__ = [
     "build_backbone",
     "centre_bias_prior",
     "load_phase1_weights",
+    "load_saliency_model",
     "lr_factor",
 ]

@@ -27,7 +27,7 @@ from attnlab.utils.config import UserError, at_least, between, greater, one_of, 
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SaliencyModule", "centre_bias_prior", "load_phase1_weights", "lr_factor", "LR_SCHEDULES"]
+__all__ = ["SaliencyModule", "centre_bias_prior", "load_phase1_weights", "load_saliency_model", "lr_factor", "LR_SCHEDULES"]
 
 LR_SCHEDULES = ("step", "constant", "repo_compounding")
 METRICS = ("cc", "nss", "kld", "sim", "auc")
@@ -256,3 +256,33 @@ for _target, _extra in {
     },
 }.items():
     register_schema(f"attnlab.models.saliency.{_target}")(_net_schema(**_extra))
+
+
+def load_saliency_model(path: str, device: str | torch.device = "cpu") -> tuple[SaliencyModule, Any]:
+    """A trained :class:`SaliencyModule` (eval mode) and the config stored in its checkpoint.
+
+    The network is rebuilt from the stored config (so K, D and the backbone match) without reading
+    any other file (no ImageNet weights, no phase-1 checkpoint), then every weight is loaded strictly.
+    """
+    import hydra
+    from omegaconf import open_dict
+
+    from attnlab.utils.checkpoint import read_checkpoint, stored_config
+
+    checkpoint = read_checkpoint(path)
+    cfg = stored_config(checkpoint)
+    if cfg is None or "model" not in cfg or "SaliencyModule" not in str(cfg.model.get("_target_", "")):
+        raise UserError(f"{path} is not a checkpoint of a saliency model (model=saliency_*) trained with attnlab.train")
+    with open_dict(cfg):
+        cfg.model.init_from = None
+        cfg.model.net.backbone_weights = "none"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as ex:
+        raise UserError(f"{path}: weights do not match the stored config: {str(ex).splitlines()[0]}") from ex
+    return model.to(device).eval(), cfg

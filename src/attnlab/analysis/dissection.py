@@ -1,0 +1,375 @@
+"""Semantic dissection of saliency bases: how well each basis's "on" region matches each concept.
+
+For image i, basis k and concept c present in i: B_k = [p_k > τ_k] and M_c = the concept's mask,
+both on the feature grid, and IoU_kc(i) = |B_k ∧ M_c| / |B_k ∨ M_c|. Two scores per (k, c):
+
+- ``image_mean`` (the reference): the mean of IoU_kc(i) over the images containing c;
+- ``dataset`` (Network Dissection): Σ_i |B_k ∧ M_c| / Σ_i |B_k ∨ M_c| over all images (where c is
+  absent, M_c is empty and the union is |B_k|), which also penalises firing on images without c.
+
+All pairs of a batch are computed at once: intersections are one batched matrix product
+B (n×K×hw) · Mᵀ (n×hw×C_i) over the concepts present in each image, unions follow from the areas,
+and the results are scattered into K×C accumulators. :func:`iou_python_loop` is the reference's
+image × concept × basis loop, kept as the oracle for tests and the speed comparison.
+
+Run it with ``python -m attnlab.analyze analysis=dissection analysis.checkpoint=<saliency .ckpt>
+analysis.scene_graphs=<train_sceneGraphs.json> analysis.image_dir=<images/>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from attnlab.utils.config import UserError, at_least, between, register_schema
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DissectionAnalysis", "IoUAccumulator", "iou_python_loop", "dissect", "run_dissection", "top_concepts", "THRESHOLD_SOURCES"]
+
+THRESHOLD_SOURCES = ("val", "dissection", "file", "fixed")
+
+
+class IoUAccumulator:
+    """Sums over images of per-image IoU and of intersections/unions, K bases × C concepts.
+
+    Args:
+        num_bases: K. num_concepts: C.
+    """
+
+    def __init__(self, num_bases: int, num_concepts: int, device: Any = "cpu") -> None:
+        K, C = int(num_bases), int(num_concepts)
+        self.iou_sum = torch.zeros(K, C, dtype=torch.float64, device=device)
+        self.inter_sum = torch.zeros(K, C, dtype=torch.float64, device=device)
+        self.union_sum = torch.zeros(K, C, dtype=torch.float64, device=device)  # images containing c
+        self.on_with = torch.zeros(K, C, dtype=torch.float64, device=device)  # Σ|B_k| on images with c
+        self.on_total = torch.zeros(K, dtype=torch.float64, device=device)  # Σ|B_k| on all images
+        self.images = torch.zeros(C, dtype=torch.long, device=device)
+        self.num_images = 0
+
+    def update(self, on: Tensor, concepts: Tensor, masks: Tensor) -> None:
+        """Add a batch.
+
+        Args:
+            on: B×K×h×w bool, the thresholded basis maps.
+            concepts: B×n concept ids, −1 for padding.
+            masks: B×n×h×w bool, the concepts' masks (empty for padding).
+        """
+        dev = self.iou_sum.device
+        b = on.flatten(2).to(dev, torch.float32)  # B×K×hw
+        m = masks.flatten(2).to(dev, torch.float32)  # B×n×hw
+        concepts = concepts.to(dev)
+        inter = torch.bmm(b, m.transpose(1, 2))  # B×K×n
+        b_area = b.sum(2)  # B×K
+        m_area = m.sum(2)  # B×n
+        union = b_area[:, :, None] + m_area[:, None, :] - inter
+        valid = (concepts >= 0) & (m_area > 0)  # B×n
+        iou = inter / union.clamp(min=1)
+        ids = concepts[valid]  # P
+        pick = lambda t: t.permute(0, 2, 1)[valid].T.double()  # B×K×n → K×P
+        self.iou_sum.index_add_(1, ids, pick(iou))
+        self.inter_sum.index_add_(1, ids, pick(inter))
+        self.union_sum.index_add_(1, ids, pick(union))
+        self.on_with.index_add_(1, ids, pick(b_area[:, :, None].expand_as(inter)))
+        self.on_total += b_area.sum(0).double()
+        self.images.index_add_(0, ids, torch.ones_like(ids))
+        self.num_images += on.shape[0]
+
+    def image_mean(self) -> Tensor:
+        """Mean per-image IoU over the images containing each concept, K×C (NaN: never present)."""
+        images = self.images.double()[None, :]
+        return torch.where(images > 0, self.iou_sum / images.clamp(min=1), torch.full_like(self.iou_sum, float("nan")))
+
+    def dataset(self) -> Tensor:
+        """Σ∩ / Σ∪ over all images, K×C."""
+        union = self.union_sum + (self.on_total[:, None] - self.on_with)
+        return torch.where(union > 0, self.inter_sum / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
+def iou_python_loop(on: Tensor, concepts: Tensor, masks: Tensor, num_concepts: int) -> tuple[Tensor, Tensor]:
+    """The reference's loop (image × present concept × basis): (Σ IoU K×C, images per concept C)."""
+    K = on.shape[1]
+    total = torch.zeros(K, num_concepts, dtype=torch.float64)
+    images = torch.zeros(num_concepts, dtype=torch.long)
+    for i in range(on.shape[0]):
+        for j in range(concepts.shape[1]):
+            c = int(concepts[i, j])
+            mask = masks[i, j]
+            if c < 0 or not bool(mask.any()):
+                continue
+            images[c] += 1
+            for k in range(K):
+                basis = on[i, k]
+                inter = float((basis & mask).sum())
+                union = float((basis | mask).sum())
+                total[k, c] += inter / union if union else 0.0
+    return total, images
+
+
+def dissect(
+    probabilities,
+    loader: Iterable[dict[str, Any]],
+    thresholds: Tensor,
+    num_concepts: int,
+    device: Any = "cpu",
+    progress: bool = True,
+) -> IoUAccumulator:
+    """Run the model over the concept-mask batches and accumulate the IoUs.
+
+    Args:
+        probabilities: image batch B×3×H×W → P B×K×h×w.
+        loader: batches from :func:`attnlab.data.scene_graphs.collate_concepts`.
+        thresholds: τ, K.
+    """
+    from rich.progress import track
+
+    tau = thresholds.to(device).view(1, -1, 1, 1)
+    acc = IoUAccumulator(len(thresholds), num_concepts, device)
+    with torch.no_grad():
+        for batch in track(loader, description="dissection", disable=not progress, transient=True):
+            p = probabilities(batch["image"].to(device))
+            if p.shape[-2:] != batch["masks"].shape[-2:]:
+                raise RuntimeError(f"basis maps are {tuple(p.shape[-2:])} but concept masks {tuple(batch['masks'].shape[-2:])}")
+            acc.update(p > tau, batch["concepts"], batch["masks"])
+    return acc
+
+
+def top_concepts(scores: Tensor, names: Sequence[str], n: int) -> list[list[tuple[str, float]]]:
+    """Per basis, its ``n`` best concepts (descending, NaN skipped) as (name, score)."""
+    out = []
+    s = torch.nan_to_num(scores, nan=-1.0)
+    n = min(n, s.shape[1])
+    values, index = s.topk(n, dim=1)
+    for k in range(s.shape[0]):
+        out.append([(names[int(c)], float(v)) for v, c in zip(values[k], index[k]) if v >= 0])
+    return out
+
+
+def _round(t: Tensor) -> list:
+    return [[None if math.isnan(v) else round(v, 6) for v in row] for row in t.tolist()]
+
+
+def _thresholds(
+    source: str,
+    model,
+    cfg,
+    q: float,
+    bins: int,
+    refine: bool,
+    file: str | None,
+    fixed: float,
+    dissection_images,
+    device: Any,
+    progress: bool,
+) -> tuple[Tensor, dict[str, Any]]:
+    """τ per basis from the chosen source, and a description of how it was made."""
+    from attnlab.analysis.thresholds import basis_thresholds
+
+    K = model.net.num_bases
+    info: dict[str, Any] = {"source": source}
+    if source == "fixed":
+        return torch.full((K,), float(fixed)), info | {"value": float(fixed)}
+    if source == "file":
+        import json
+
+        path = Path(str(file or "")).expanduser()
+        if not path.is_file():
+            raise UserError(f"thresholds file not found: {path}; set analysis.thresholds.file or another thresholds.source")
+        values = json.loads(path.read_text())
+        values = values.get("values", values) if isinstance(values, dict) else values
+        if len(values) != K:
+            raise UserError(f"{path} has {len(values)} thresholds but the model has K={K} bases")
+        return torch.tensor(values, dtype=torch.float32), info | {"file": str(path)}
+    if source == "val":
+        import hydra
+
+        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+        datamodule.setup("validate")
+        loader = datamodule.val_dataloader()
+        batches = lambda: (b["image"].to(device) for b in loader)
+    elif source == "dissection":
+        batches = lambda: (b["image"].to(device) for b in dissection_images())
+    else:
+        raise UserError(f"analysis.thresholds.source={source!r} is not allowed; choose one of: {', '.join(THRESHOLD_SOURCES)}")
+    tau, n = basis_thresholds(model.net.probabilities, batches, K, q=q, bins=bins, refine=refine, progress=progress)
+    return tau, info | {"method": "quantile", "q": q, "values_per_basis": n, "exact": refine}
+
+
+def run_dissection(
+    checkpoint: str,
+    scene_graphs: str,
+    image_dir: str,
+    output_dir: str,
+    thresholds: dict[str, Any] | None = None,
+    vocabulary: dict[str, Any] | None = None,
+    mask_coverage: float = 0.5,
+    image_size: Sequence[int] | None = None,
+    max_images: int | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    top_n: int = 10,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Dissect the bases of a trained factorised saliency model.
+
+    Args:
+        checkpoint: a phase-1 or phase-2 checkpoint (their P maps are identical: phase 2 freezes them).
+        scene_graphs: GQA ``train_sceneGraphs.json``; image_dir: its ``<imageId>.jpg`` images.
+        thresholds: ``source`` (val | dissection | file | fixed), ``q``, ``bins``, ``refine``,
+            ``file``, ``value``.
+        vocabulary: options of :func:`attnlab.data.scene_graphs.build_vocabulary` plus
+            ``include_attributes``.
+        mask_coverage: a feature cell is in a concept's mask when its boxes cover this fraction.
+        image_size: network input (default: the training data's ``image_size``).
+        max_images: use only the first N scene graphs.
+
+    Returns:
+        Every number (``python -m attnlab.analyze`` writes it to ``dissection.json``): thresholds,
+        concepts, the K×C ``iou_image_mean`` and ``iou_dataset`` matrices, each basis's top
+        concepts, and a ``summary``. ``thresholds.json`` is written to ``output_dir`` for reuse
+        (``thresholds.source=file``).
+    """
+    from torch.utils.data import DataLoader
+
+    from attnlab.data.scene_graphs import ConceptMaskDataset, build_vocabulary, collate_concepts, load_scene_graphs
+    from attnlab.models.saliency.module import load_saliency_model
+    from attnlab.utils.instantiate import write_json
+
+    t_opts = {"source": "val", "q": 0.8, "bins": 4096, "refine": True, "file": None, "value": 0.8} | dict(thresholds or {})
+    v_opts = {"include_attributes": True, "min_images": 1, "max_concepts": None} | dict(vocabulary or {})
+    model, cfg = load_saliency_model(checkpoint, device)
+    if model.net.bases is None:
+        raise UserError(f"{checkpoint} is an unfactorised baseline (bases=0); dissection needs model.bases > 0")
+    size = tuple(image_size or cfg.data.get("image_size") or (240, 320))
+    with torch.no_grad():
+        grid = tuple(model.net.probabilities(torch.zeros(1, 3, *size, device=device)).shape[-2:])
+
+    graphs = load_scene_graphs(scene_graphs, limit=max_images)
+    include_attributes = bool(v_opts.pop("include_attributes"))
+    vocab = build_vocabulary(graphs, include_attributes=include_attributes, **v_opts)
+    images = ConceptMaskDataset(graphs, vocab, image_dir, size, grid, include_attributes, mask_coverage)
+    make_loader = lambda: DataLoader(images, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_concepts)
+    log.info("dissection: %d images, %d concepts, K=%d bases, grid %s", len(images), len(vocab), model.net.num_bases, grid)
+
+    tau, t_info = _thresholds(
+        t_opts["source"], model, cfg, float(t_opts["q"]), int(t_opts["bins"]), bool(t_opts["refine"]),
+        t_opts["file"], float(t_opts["value"]), make_loader, device, progress,
+    )
+    acc = dissect(model.net.probabilities, make_loader(), tau, len(vocab), device, progress)
+    image_mean, dataset = acc.image_mean().cpu(), acc.dataset().cpu()
+    best = top_concepts(image_mean, vocab.names, top_n)
+    out = Path(output_dir)
+    result = {
+        "checkpoint": str(checkpoint),
+        "num_bases": model.net.num_bases,
+        "num_images": acc.num_images,
+        "image_size": list(size),
+        "grid": list(grid),
+        "mask_coverage": mask_coverage,
+        "thresholds": t_info | {"values": [round(float(v), 6) for v in tau]},
+        "concepts": [
+            {"name": n, "kind": k, "graph_images": c, "mask_images": int(m)}
+            for n, k, c, m in zip(vocab.names, vocab.kinds, vocab.image_counts, acc.images.cpu())
+        ],
+        "iou_image_mean": _round(image_mean),
+        "iou_dataset": _round(dataset),
+        "bases": [
+            {"basis": k, "threshold": round(float(tau[k]), 6), "top": [{"concept": n, "iou": round(v, 6)} for n, v in best[k]]}
+            for k in range(model.net.num_bases)
+        ],
+    }
+    write_json(out / "thresholds.json", t_info | {"values": [float(v) for v in tau]})
+    result["summary"] = {
+        "images": acc.num_images,
+        "concepts": len(vocab),
+        "bases": model.net.num_bases,
+        "bases_with_a_concept": int(sum(1 for b in best if b and b[0][1] > 0)),
+        "best_iou": float(torch.nan_to_num(image_mean, nan=0.0).max()),
+    }
+    return result
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name} requested but no CUDA device is available; use device=cpu")
+    return name
+
+
+@dataclass
+class DissectionAnalysis:
+    """``analysis=dissection``: IoU of every basis with every scene-graph concept.
+
+    Args: see :func:`run_dissection`; ``checkpoint`` is the top-level ``ckpt_path``.
+    """
+
+    checkpoint: str | None = None
+    scene_graphs: str = ""
+    image_dir: str = ""
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    vocabulary: dict[str, Any] = field(default_factory=dict)
+    mask_coverage: float = 0.5
+    image_size: Any = None
+    max_images: int | None = None
+    batch_size: int = 16
+    num_workers: int = 0
+    top_n: int = 10
+    device: str = "cpu"
+    name: str = field(default="dissection", init=False)
+    needs_model: bool = field(default=False, init=False)
+
+    def run(self, out_dir: Path, **_: Any) -> dict[str, Any]:
+        if not self.checkpoint:
+            raise UserError("analysis=dissection needs ckpt_path=<checkpoint of a saliency model with bases>")
+        return run_dissection(
+            self.checkpoint, self.scene_graphs, self.image_dir, str(out_dir),
+            thresholds=self.thresholds, vocabulary=self.vocabulary, mask_coverage=self.mask_coverage,
+            image_size=self.image_size, max_images=self.max_images, batch_size=self.batch_size,
+            num_workers=self.num_workers, top_n=self.top_n, device=_device(self.device),
+        )
+
+    @staticmethod
+    def summary(results: dict[str, Any]) -> list[str]:
+        s = results["summary"]
+        lines = [
+            f"{s['images']} images, {s['concepts']} concepts, {s['bases']} bases "
+            f"({s['bases_with_a_concept']} aligned with a concept); best mean IoU {s['best_iou']:.3f}",
+        ]
+        ranked = sorted(results["bases"], key=lambda b: -(b["top"][0]["iou"] if b["top"] else 0))
+        for b in ranked[:5]:
+            top = ", ".join(f"{t['concept']} {t['iou']:.2f}" for t in b["top"][:3])
+            lines.append(f"  basis {b['basis']}: {top}")
+        return lines
+
+
+def _thresholds_ok(v: Any) -> bool:
+    if v is None:
+        return True
+    if not isinstance(v, dict) or set(v) - {"source", "q", "bins", "refine", "file", "value"}:
+        return False
+    return v.get("source", "val") in THRESHOLD_SOURCES and 0 <= float(v.get("q", 0.8)) <= 1 and int(v.get("bins", 4096)) >= 2
+
+
+@register_schema("attnlab.analysis.dissection.DissectionAnalysis")
+@dataclass
+class DissectionSchema:
+    checkpoint: Any = None
+    scene_graphs: str = ""
+    image_dir: str = ""
+    thresholds: Any = field(default=None, metadata={"check": (_thresholds_ok, "source in val|dissection|file|fixed, q in [0, 1], bins >= 2 (keys: source, q, bins, refine, file, value)")})
+    vocabulary: Any = None
+    mask_coverage: float = field(default=0.5, metadata=between(0, 1))
+    image_size: Any = None
+    max_images: Any = None
+    batch_size: int = field(default=16, metadata=at_least(1))
+    num_workers: int = field(default=0, metadata=at_least(0))
+    top_n: int = field(default=10, metadata=at_least(1))
+    device: str = "cpu"
