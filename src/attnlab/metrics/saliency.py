@@ -75,9 +75,13 @@ def _pair(pred: torch.Tensor, target: torch.Tensor, what: str) -> tuple[torch.Te
     t = torch.as_tensor(target)
     t = t.unsqueeze(0) if t.dim() == 2 else t
     t = t.to(torch.float64)
-    tf = t.reshape(t.shape[0], -1)
-    empty = torch.isnan(tf).all(1) | (torch.nan_to_num(tf).abs().sum(1) == 0)
-    t = torch.where(empty[:, None, None], torch.zeros_like(t), t)
+    sums = t.reshape(t.shape[0], -1).sum(1)
+    empty = sums == 0  # no fixations (counts and densities are non-negative)
+    for i in torch.isnan(sums).nonzero().flatten().tolist():
+        if bool(torch.isnan(t[i]).all()):  # an all-NaN density: an image without fixations
+            empty[i] = True
+    if bool(empty.any()):
+        t = torch.where(empty[:, None, None], torch.zeros_like(t), t)
     t = as_batch(t, what)
     p = match_size(as_batch(pred), t.shape[-2:])
     if p.shape[0] != t.shape[0]:
@@ -92,18 +96,23 @@ def nss(pred: torch.Tensor, fixations: torch.Tensor, variant: Variant = "pysalie
     if variant == "mit":
         f = (f > 0).to(p.dtype)
     std = p.std(1, correction=1 if variant == "mit" else 0, keepdim=True)
-    z = (p - p.mean(1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+    # a constant map has std 0 up to rounding: give it exactly 0
+    constant = (p.amax(1) == p.amin(1))[:, None]
+    std = torch.where(constant | (std == 0), torch.ones_like(std), std)
     n = f.sum(1)
-    return torch.where(n > 0, (z * f).sum(1) / n.clamp_min(1), torch.full_like(n, float("nan")))
+    value = ((p - p.mean(1, keepdim=True)) * f).sum(1) / std[:, 0] / n.clamp_min(1)
+    value = torch.where(constant[:, 0], torch.zeros_like(value), value)
+    return torch.where(n > 0, value, torch.full_like(n, float("nan")))
 
 
 def cc(pred: torch.Tensor, density: torch.Tensor) -> torch.Tensor:
     """Pearson correlation between prediction and human density (0 when either is constant)."""
     p, q, ok = _pair(pred, density, "density map")
+    constant = (p.amax(1) == p.amin(1)) | (q.amax(1) == q.amin(1))
     p = p - p.mean(1, keepdim=True)
     q = q - q.mean(1, keepdim=True)
     den = (p.square().sum(1) * q.square().sum(1)).sqrt()
-    value = torch.where(den > 0, (p * q).sum(1) / den.clamp_min(torch.finfo(p.dtype).tiny), torch.zeros_like(den))
+    value = torch.where(constant | (den == 0), torch.zeros_like(den), (p * q).sum(1) / den.clamp_min(torch.finfo(p.dtype).tiny))
     return torch.where(ok, value, torch.full_like(value, float("nan")))
 
 

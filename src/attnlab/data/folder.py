@@ -1,0 +1,133 @@
+"""Bring your own fixation data: a folder of images plus scanpaths in JSON or CSV.
+
+Layout::
+
+    <root>/images/<stimulus id>.<jpg|jpeg|png>     (or the images directly in <root>)
+    <root>/scanpaths.json  or  <root>/scanpaths.csv
+
+Scanpath files (also what ``python -m attnlab.benchmark attention=<file>`` reads for model
+scanpaths; x, y in pixels of the original image, duration/onset in ms, both optional):
+
+- JSON: a list of ``{"stimulus": "<id>", "subject": "<name>", "x": [...], "y": [...],
+  "duration": [...], "onset": [...]}`` (``stimulus`` may also be ``"image"`` or a file name).
+- CSV: one row per fixation, in viewing order, with a header containing ``stimulus, subject, x, y``
+  and optionally ``duration, onset``; consecutive rows of the same (stimulus, subject) form a
+  scanpath.
+
+Optional ``<root>/info.json``: ``{"name": "...", "pixels_per_degree": 35}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from attnlab.data.fixations import FixationDataModule, FixationDataset, Scanpath, Stimulus
+from attnlab.utils.config import UserError
+
+__all__ = ["read_scanpaths", "write_scanpaths", "load_folder", "FolderDataModule", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _stimulus_key(value) -> str:
+    return Path(str(value)).stem if Path(str(value)).suffix.lower() in IMAGE_SUFFIXES + (".npy",) else str(value)
+
+
+def read_scanpaths(path: str | Path) -> dict[str, list[Scanpath]]:
+    """Scanpaths of a JSON/CSV file (format above), grouped by stimulus id in file order."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"scanpath file not found: {path}")
+    groups: "OrderedDict[str, list[Scanpath]]" = OrderedDict()
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            records = json.loads(path.read_text())
+            if isinstance(records, dict):  # {stimulus: [scanpath, ...]}
+                records = [dict(r, stimulus=k) for k, rs in records.items() for r in rs]
+            for k, r in enumerate(records):
+                stim = _stimulus_key(r.get("stimulus", r.get("image", "")))
+                if not stim or "x" not in r or "y" not in r:
+                    raise UserError(f"{path}: scanpath {k} needs 'stimulus', 'x' and 'y'")
+                groups.setdefault(stim, []).append(
+                    Scanpath(r["x"], r["y"], r.get("duration"), r.get("onset"), str(r.get("subject", k)), stim)
+                )
+        elif suffix == ".csv":
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+            if rows and not {"stimulus", "x", "y"} <= set(rows[0]):
+                raise UserError(f"{path}: CSV header must contain stimulus, x, y (and optionally subject, duration, onset); got {list(rows[0])}")
+            current, bucket = None, []
+
+            def flush():
+                if bucket:
+                    stim, subj = current
+                    col = lambda name: None if name not in bucket[0] or bucket[0][name] in ("", None) else [float(r[name]) for r in bucket]  # noqa: E731
+                    groups.setdefault(stim, []).append(
+                        Scanpath([float(r["x"]) for r in bucket], [float(r["y"]) for r in bucket], col("duration"), col("onset"), subj, stim)
+                    )
+
+            for r in rows:
+                key = (_stimulus_key(r["stimulus"]), str(r.get("subject", "")))
+                if key != current:
+                    flush()
+                    current, bucket = key, []
+                bucket.append(r)
+            flush()
+        else:
+            raise UserError(f"scanpath file {path} must end in .json or .csv")
+    except (ValueError, TypeError, KeyError) as ex:
+        raise UserError(f"cannot read scanpaths from {path}: {ex}") from ex
+    return dict(groups)
+
+
+def write_scanpaths(path: str | Path, scanpaths: list[Scanpath]) -> Path:
+    """Write scanpaths as JSON (the format :func:`read_scanpaths` reads), atomically."""
+    from attnlab.utils.instantiate import write_json
+
+    def plain(a):
+        return None if a is None else np.asarray(a, dtype=float).tolist()
+
+    records = [
+        {k: v for k, v in dict(stimulus=s.stimulus, subject=s.subject, x=plain(s.x), y=plain(s.y), duration=plain(s.duration), onset=plain(s.onset)).items() if v is not None}
+        for s in scanpaths
+    ]
+    return write_json(path, records)
+
+
+def load_folder(root: str | Path) -> FixationDataset:
+    """A :class:`FixationDataset` from a folder in the layout above."""
+    from PIL import Image
+
+    root = Path(root).expanduser()
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    files = [root / n for n in ("scanpaths.json", "scanpaths.csv") if (root / n).is_file()]
+    if not files:
+        raise UserError(f"no scanpaths.json or scanpaths.csv in {root}")
+    groups = read_scanpaths(files[0])
+    images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    info = json.loads((root / "info.json").read_text()) if (root / "info.json").is_file() else {}
+    stimuli, scanpaths = [], []
+    for stem, path in images.items():
+        with Image.open(path) as im:
+            size = (im.size[1], im.size[0])
+        stimuli.append(Stimulus(stem, path, size))
+        scanpaths.append(groups.get(stem, []))
+    unknown = sorted(set(groups) - set(images))
+    if unknown:
+        raise UserError(f"{files[0]}: scanpaths for stimuli without an image in {image_dir}: {unknown[:5]}")
+    if not stimuli:
+        raise UserError(f"no images (.jpg/.png) in {image_dir}")
+    return FixationDataset(info.get("name", root.name), stimuli, scanpaths, info.get("pixels_per_degree"), {"root": str(root)})
+
+
+class FolderDataModule(FixationDataModule):
+    """``data=fixation_folder data.root=PATH``: your own images and scanpaths."""
+
+    def load(self) -> FixationDataset:
+        return load_folder(self.root)

@@ -1,0 +1,53 @@
+"""Figure grid for the benchmark: per image, the stimulus, the human density and each source's map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["saliency_grid"]
+
+
+def saliency_grid(
+    rows: Sequence[tuple[str, Optional[np.ndarray], np.ndarray, dict[str, np.ndarray]]],
+    path: str | Path,
+    dpi: int = 100,
+) -> Path:
+    """Save a grid: one row per (stimulus id, image H×W×3 or None, human density, {source: map}).
+
+    Maps are shown min-max normalised (each on its own scale); written atomically, figure closed.
+    """
+    names = list(dict.fromkeys(name for _, _, _, maps in rows for name in maps))
+    cols = 2 + len(names)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.4 * cols, 1.9 * len(rows)), squeeze=False)
+    for r, (sid, image, density, maps) in enumerate(rows):
+        panels = [("stimulus " + sid, image, None), ("human density", density, "magma")]
+        panels += [(name, maps.get(name), "magma") for name in names]
+        for c, (title, m, cmap) in enumerate(panels):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if m is None:
+                continue
+            if cmap is not None:
+                m = np.asarray(m, dtype=float)
+                span = np.ptp(m)
+                m = (m - m.min()) / span if span > 0 else np.zeros_like(m)
+            ax.imshow(m, cmap=cmap)
+            ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
