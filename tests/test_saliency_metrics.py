@@ -251,3 +251,29 @@ def test_predictions_of_another_size_are_resized_bilinearly():
     small = torch.nn.functional.interpolate(c.t(c.preds)[:, None], size=(15, 20), mode="bilinear", align_corners=False, antialias=True)[:, 0]
     back = torch.nn.functional.interpolate(small[:, None], size=(30, 40), mode="bilinear", align_corners=False)[:, 0]
     torch.testing.assert_close(S.cc(small, c.t(c.dens)), S.cc(back, c.t(c.dens)))
+
+
+def test_uniform_density_map_counts_as_constant():
+    c = random_case(8)
+    uniform = torch.full((4, *c.size), 1.0 / (c.size[0] * c.size[1]), dtype=torch.float64)
+    assert torch.all(S.nss(uniform, c.t(c.fix)) == 0) and torch.all(S.cc(uniform, c.t(c.dens)) == 0)
+    assert torch.all(S.auc_judd(uniform, c.t(c.fix)) == 0.5)
+
+
+def test_torchmetrics_wrappers_average_over_images_across_batches():
+    from attnlab.metrics.torchmetrics import saliency_metric_collection
+
+    c = random_case(9, b=6)
+    collection = saliency_metric_collection(prefix="val/", information_gain=True)
+    fix = c.t(c.fix).clone()
+    fix[5] = 0  # skipped, not counted as a zero
+    for part in (slice(0, 4), slice(4, 6)):
+        collection.update(c.t(c.preds[part]).float(), fixations=fix[part], density=c.t(c.dens[part]), baseline=c.t(c.baseline))
+    out = collection.compute()
+    expected_nss = S.nss(c.t(c.preds), fix)[:5].mean()
+    assert out["val/nss"].item() == pytest.approx(expected_nss.item(), rel=1e-5)
+    assert out["val/cc"].item() == pytest.approx(S.cc(c.t(c.preds), c.t(c.dens)).mean().item(), rel=1e-5)
+    assert out["val/ig"].item() == pytest.approx(S.information_gain(c.t(c.preds), fix, c.t(c.baseline))[:5].mean().item(), rel=1e-5)
+    assert set(out) == {"val/auc_judd", "val/sauc", "val/nss", "val/cc", "val/kld", "val/sim", "val/ig"}
+    with pytest.raises(ValueError, match="density"):
+        saliency_metric_collection().update(c.t(c.preds), fixations=fix)
