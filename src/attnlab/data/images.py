@@ -68,13 +68,23 @@ class ImageFolder(Dataset):
     Args:
         files: the image files. image_size: (H, W) to resize to (bilinear, antialiased), or None to
             keep each image's size (then batch_size must be 1).
-        labels: optional {file stem: class index}.
+        labels: optional {name: class index}.
+        names: one name per file (default: the file stems), e.g. a dataset's stimulus ids.
     """
 
-    def __init__(self, files: Sequence[Path], image_size: Sequence[int] | None = (224, 224), labels: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        files: Sequence[Path],
+        image_size: Sequence[int] | None = (224, 224),
+        labels: dict[str, int] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> None:
         self.files = [Path(f) for f in files]
         self.image_size = (int(image_size[0]), int(image_size[1])) if image_size else None
         self.labels = labels or {}
+        self.names = [str(n) for n in names] if names is not None else [f.stem for f in self.files]
+        if len(self.names) != len(self.files):
+            raise ValueError(f"{len(self.names)} names for {len(self.files)} files")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -86,12 +96,13 @@ class ImageFolder(Dataset):
         if self.image_size is not None and (h, w) != self.image_size:
             im = im.resize((self.image_size[1], self.image_size[0]), Image.BILINEAR, reducing_gap=None)
         image = torch.from_numpy(np.array(im, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+        name = self.names[index]
         return {
             "image": image,
             "size": torch.tensor([h, w]),
-            "name": path.stem,
+            "name": name,
             "path": str(path),
-            "label": int(self.labels.get(path.stem, -1)),
+            "label": int(self.labels.get(name, -1)),
             "index": index,
         }
 

@@ -1,0 +1,150 @@
+"""NeVA benchmarks: scanpath search speed and its overhead over the bare task-model passes.
+
+``python scripts/bench.py --only neva_search [--repeats N]``: at 224×224, L=10, S=20, batch 8,
+EfficientNet-Lite0 (the ``neva_classifier`` config), the time of one batch of scanpaths (images/s)
+and, in the same run and interleaved with it, the time of L·S bare forward+backward passes of the
+task model (gradient w.r.t. the input, same batch, same layout/precision). Target: overhead ≤ 10%.
+
+``python scripts/bench.py --only neva_flags``: a shorter search (L=2) with each speed flag
+(channels_last, bf16 autocast, torch.compile) and how far its fixations move from plain fp32.
+
+Smaller runs for slow machines: NEVA_BENCH_LENGTH, NEVA_BENCH_STEPS, NEVA_BENCH_BATCH, NEVA_BENCH_SIZE
+(environment variables) override L, S, batch and image side; the result records what was used.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from pathlib import Path
+
+import torch
+
+from attnlab.utils.timing import measure
+
+SHARED = Path(os.environ.get("ATTNLAB_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
+
+
+def _settings(length: int = 10, steps: int = 20, batch: int = 8, size: int = 224) -> dict:
+    return {
+        "length": int(os.environ.get("NEVA_BENCH_LENGTH", length)),
+        "steps": int(os.environ.get("NEVA_BENCH_STEPS", steps)),
+        "batch": int(os.environ.get("NEVA_BENCH_BATCH", batch)),
+        "size": int(os.environ.get("NEVA_BENCH_SIZE", size)),
+    }
+
+
+def _images(batch: int, size: int, device: str) -> tuple[torch.Tensor, str]:
+    """Real OSIE images when ../shared is there (the loss landscape matters for nothing but realism)."""
+    from attnlab.data.images import ImageFolder
+
+    folder = SHARED / "data" / "osie_subset" / "data" / "stimuli"
+    files = sorted(folder.glob("*.jpg"))[:batch] if folder.is_dir() else []
+    if len(files) == batch:
+        data = ImageFolder(files, (size, size))
+        return torch.stack([data[i]["image"] for i in range(batch)]).to(device), "osie_subset"
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(batch, 3, size, size, generator=generator).to(device), "random"
+
+
+def _module(s: dict, device: str, channels_last: bool = True, precision: str = "fp32", compile: bool = False):
+    from attnlab.models.neva import ClassifierTask, NevaModule, SearchConfig
+    from attnlab.models.pretrained import efficientnet_lite0
+
+    task = ClassifierTask(efficientnet_lite0())
+    search = SearchConfig(length=s["length"], steps=s["steps"], lr=0.1, sigma_fovea=0.15, forgetting=0.1)
+    module = NevaModule(task, search, image_size=(s["size"], s["size"]), blur_kernel=5, blur_sigma=5.0,
+                        precision=precision, channels_last=channels_last, compile=compile)
+    return module.to(device).eval()
+
+
+def _bare_passes(module, images: torch.Tensor, passes: int):
+    """``passes`` forward+backward passes of the task model alone (gradient w.r.t. the input)."""
+    with torch.no_grad():
+        target = module.task.target(images)
+    loss_fn = module._loss_fn(target)
+
+    def run() -> None:
+        for _ in range(passes):
+            x = images.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(loss_fn(x).sum(), x)
+
+    return run
+
+
+def _interleaved(fns: dict, repeats: int) -> dict:
+    """Warm each up once, then alternate single timed calls so machine load hits all of them alike."""
+    for fn in fns.values():
+        fn()
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            seconds[name] += measure(name, fn, repeats=1, warmup=0).seconds
+    return {name: {"seconds": s, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s)} for name, s in seconds.items()}
+
+
+def bench_search(args) -> dict:
+    torch.manual_seed(0)
+    s = _settings()
+    module = _module(s, args.device, channels_last=True)
+    images, source = _images(s["batch"], s["size"], args.device)
+    passes = s["length"] * s["steps"]
+    timings = _interleaved(
+        {
+            "search": lambda: module.scanpaths(images, generator=torch.Generator().manual_seed(0)),
+            "bare_passes": _bare_passes(module, images, passes),
+        },
+        args.repeats,
+    )
+    search, bare = timings["search"], timings["bare_passes"]
+    return {
+        "settings": s | {"passes": passes, "images": source, "channels_last": True, "precision": "fp32",
+                         "threads": torch.get_num_threads()},
+        "search_s": search,
+        "bare_forward_backward_s": bare,
+        "images_per_s": s["batch"] / search["median_s"],
+        "overhead_ratio": search["median_s"] / bare["median_s"] - 1,
+        "overhead_ratio_min": search["min_s"] / bare["min_s"] - 1,
+    }
+
+
+def bench_flags(args) -> dict:
+    torch.manual_seed(0)
+    s = _settings(length=2)
+    images, source = _images(s["batch"], s["size"], args.device)
+    variants = {
+        "fp32": dict(channels_last=False),
+        "channels_last": dict(channels_last=True),
+        "bf16": dict(channels_last=False, precision="bf16"),
+        "channels_last+bf16": dict(channels_last=True, precision="bf16"),
+        "channels_last+compile": dict(channels_last=True, compile=True),
+    }
+    skip = set(filter(None, os.environ.get("NEVA_BENCH_SKIP", "").split(",")))
+    modules = {name: _module(s, args.device, **kw) for name, kw in variants.items() if name not in skip}
+    paths = {}
+
+    def runner(name):
+        def run():
+            paths[name] = module_paths(modules[name])
+        return run
+
+    def module_paths(m):
+        path, _ = m.scanpaths(images, generator=torch.Generator().manual_seed(0))
+        return path.positions.detach().cpu()
+
+    timings = _interleaved({name: runner(name) for name in modules}, args.repeats)
+    reference = paths["fp32"]
+    pixels = s["size"] / 2  # normalised units → pixels of the input
+    out = {"settings": s | {"images": source}, "variants": {}}
+    for name in modules:
+        d = (paths[name] - reference).norm(dim=-1) * pixels
+        out["variants"][name] = timings[name] | {
+            "speedup_vs_fp32": timings["fp32"]["median_s"] / timings[name]["median_s"],
+            "fixation_shift_px_mean": float(d.mean()),
+            "fixation_shift_px_max": float(d.max()),
+            "identical_fixations": bool(torch.equal(paths[name], reference)),
+        }
+    return out
+
+
+BENCHMARKS = {"neva_search": bench_search, "neva_flags": bench_flags}
