@@ -106,3 +106,13 @@ def test_full_traceback_on_request(run_cli):
     result = run_cli("attnlab.train", "model.strength=1.5", "debug=tiny", env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode != 0
     assert "Traceback" in result.stderr
+
+
+def test_optuna_search_optimises_validation_accuracy(run_cli, tmp_path):
+    result = run_cli("attnlab.train", "hparams_search=gating_mnist_optuna", "hydra.sweeper.n_trials=2", *TINY, "test=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = sorted((tmp_path / "outputs" / "train" / "multiruns").glob("*"))
+    summary = (sweep / "optimization_results.yaml").read_text()
+    assert "best_params" in summary and "model.lr" in summary
+    values = [json.loads((sweep / j / "metrics.json").read_text())["val/acc"] for j in ("0", "1")]
+    assert f"best_value: {max(values)}" in summary
