@@ -33,6 +33,18 @@ from conftest import shared_path
 SAMPLE = ("data", "coco_format_sample")
 
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # for entry points run in a subprocess
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny batches: intra-op threads cost more than they save, and stall on oversubscribed CI runners."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def rect(x0, y0, x1, y1):
     return [[x0, y0, x1, y0, x1, y1, x0, y1]]
 
@@ -142,7 +154,7 @@ def test_real_sample_items_targets_and_labels(tmp_path, caplog):
 
 def test_train_cli_runs_on_the_sample(run_cli, tmp_path):
     root = shared_path(*SAMPLE)
-    proc = run_cli("attnlab.train", "model=gating_coco", f"data.root={root}", "debug=tiny")
+    proc = run_cli("attnlab.train", "model=gating_coco", f"data.root={root}", "debug=tiny", env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics_file = next((tmp_path / "outputs" / "train").rglob("metrics.json"))
     metrics = json.loads(metrics_file.read_text())

@@ -22,6 +22,18 @@ from conftest import shared_path
 CKPT_DIR = ("data", "gating_paper_checkpoints")
 
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # for entry points run in a subprocess
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny batches: intra-op threads cost more than they save, and stall on oversubscribed CI runners."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _raw(variant: str) -> dict:
     path = shared_path(*CKPT_DIR, f"paper_{variant}_model.pt")
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -130,7 +142,7 @@ def test_wrong_variant_or_file_is_a_clear_error(tmp_path):
 def test_eval_accepts_the_raw_paper_file(run_cli, tmp_path):
     ckpt = shared_path(*CKPT_DIR, "paper_mnist_model.pt")
     proc = run_cli("attnlab.eval", "model=gating_mnist", f"ckpt_path={ckpt}", "data.test_size=64", "data.val_size=1",
-                   "data.batch_size=64")
+                   "data.batch_size=64", env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics_file = next((tmp_path / "outputs" / "eval").rglob("metrics.json"))
     metrics = json.loads(metrics_file.read_text())

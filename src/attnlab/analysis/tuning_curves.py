@@ -39,7 +39,8 @@ DIGIT = 28
 def gaussian_bar(sigma: float, height: int = DIGIT, length: int = BAR_LENGTH) -> np.ndarray:
     """A horizontal bar, height×length: a Gaussian profile over rows (σ in units of linspace(−10, 10))."""
     t = np.linspace(-10, 10, height)
-    profile = np.exp(-0.5 * (t / sigma) ** 2)  # the pdf up to a constant, peak-normalised to 1
+    profile = np.exp(-0.5 * (t / sigma) ** 2)  # the pdf up to a constant
+    profile /= profile.max()  # peak-normalised: the grid misses 0, so the sampled peak is below the pdf's
     return np.repeat(profile[:, None], length, axis=1).astype(np.float32)
 
 

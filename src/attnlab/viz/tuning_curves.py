@@ -21,16 +21,21 @@ def plot_unit_curves(orientations: np.ndarray, attended: np.ndarray, unattended:
         orientations: O degrees. attended, unattended: O×C responses of one unit per channel.
     """
     paths = []
-    for ch in range(attended.shape[1]):
-        fig, ax = plt.subplots(figsize=(3.2, 2.4))
-        ax.plot(orientations, attended[:, ch], color=ATTENDED_COLOR, marker="o", ms=3, label="attended")
-        ax.plot(orientations, unattended[:, ch], color=NOT_ATTENDED_COLOR, marker="o", ms=3, label="not attended")
-        ax.set_xlabel("orientation (°)")
-        ax.set_ylabel("max response")
-        ax.set_title(f"channel {ch}", fontsize=9)
-        ax.legend(fontsize=6, frameon=False)
-        fig.tight_layout()
-        paths.append(save_figure(fig, Path(folder) / f"{ch}.{suffix}", dpi=90))
+    fig, ax = plt.subplots(figsize=(3.2, 2.4))  # one figure redrawn per channel: much faster than one each
+    try:
+        for ch in range(attended.shape[1]):
+            ax.cla()
+            ax.plot(orientations, attended[:, ch], color=ATTENDED_COLOR, marker="o", ms=3, label="attended")
+            ax.plot(orientations, unattended[:, ch], color=NOT_ATTENDED_COLOR, marker="o", ms=3,
+                    label="not attended")
+            ax.set_xlabel("orientation (°)")
+            ax.set_ylabel("max response")
+            ax.set_title(f"channel {ch}", fontsize=9)
+            ax.legend(fontsize=6, frameon=False)
+            fig.tight_layout()
+            paths.append(save_figure(fig, Path(folder) / f"{ch}.{suffix}", dpi=90, close=False))
+    finally:
+        plt.close(fig)
     return paths
 
 
