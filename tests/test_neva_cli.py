@@ -1,0 +1,113 @@
+"""``python -m attnlab.scanpaths``: per-image outputs, scoring against OSIE humans, clean errors.
+
+The OSIE run composes the config and calls :func:`attnlab.scanpaths.generate` in this process (the
+subprocess start-up costs more than the run); the image-folder run goes through the real command line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+from PIL import Image
+
+from conftest import shared_path
+
+from attnlab.utils.cli import CONFIG_DIR
+from attnlab.utils.config import ConfigError, validate
+
+FAST = ["model.search.length=3", "model.search.steps=2", "model.image_size=[64,64]"]
+
+
+def compose_scanpaths(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="scanpaths", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(tmp_path)
+        cfg.paths.output_dir = str(tmp_path / "run")
+    return cfg
+
+
+def run_folder(tmp_path: Path) -> Path:
+    runs = sorted((tmp_path / "outputs" / "scanpaths" / "runs").iterdir())
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_scanpaths_on_osie_are_written_and_scored_against_humans(tmp_path, capsys):
+    from attnlab.scanpaths import main  # noqa: F401 - the entry point module
+    from attnlab.scanpaths import generate
+
+    root = shared_path("data", "osie_subset")
+    cfg = compose_scanpaths(tmp_path, "data=osie", f"data.root={root}", "max_images=2", *FAST)
+    validate(cfg)
+    summary = generate(cfg)
+    print(summary["table"])
+    out = tmp_path / "run"
+    records = [json.loads(p.read_text()) for p in sorted((out / "scanpaths").glob("*.json"))]
+    assert len(records) == 2
+    for rec in records:
+        assert (rec["width"], rec["height"]) == (800, 600)  # pixels of the ORIGINAL OSIE image
+        assert [f["fixation"] for f in rec["fixations"]] == [1, 2, 3]
+        assert all(0 <= f["x"] < 800 and 0 <= f["y"] < 600 for f in rec["fixations"])
+        assert isinstance(rec["target"]["class"], int)
+        rows = list(csv.DictReader(open(out / "scanpaths" / f"{rec['name']}.csv")))
+        assert [float(r["x"]) for r in rows] == [round(f["x"], 2) for f in rec["fixations"]]
+        with Image.open(out / "overlays" / f"{rec['name']}.png") as im:
+            assert im.size[0] > 100
+    scores = json.loads((out / "scores.json").read_text())["table"]
+    assert set(scores) == {"NeVA", "centre", "centre bias", "uniform", "inter-observer"}
+    assert all(row["images"] == 2 for row in scores.values())
+    assert 0 <= scores["NeVA"]["ScanMatch"] <= 1
+    # humans agree with each other more than uniform random fixations do
+    assert scores["inter-observer"]["ScanMatch"] > scores["uniform"]["ScanMatch"]
+    printed = capsys.readouterr().out
+    for row in scores:
+        assert f"| {row} |" in printed
+    assert (out / "scores.md").read_text().strip() == summary["table"]
+
+
+def test_scanpaths_on_an_image_folder_from_the_command_line(run_cli, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in [("wide", (40, 90)), ("tall", (70, 30))]:
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    result = run_cli("attnlab.scanpaths", "data=images", f"data.image_dir={folder}", "overlays=false", "model.search.start=random", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = run_folder(tmp_path)
+    wide = json.loads((out / "scanpaths" / "wide.json").read_text())
+    assert (wide["height"], wide["width"]) == (40, 90)
+    assert all(0 <= f["x"] < 90 and 0 <= f["y"] < 40 for f in wide["fixations"])
+    assert not (out / "scores.json").exists() and not (out / "overlays").exists()
+    assert len((out / "scanpaths.csv").read_text().strip().splitlines()) == 1 + 2 * 3
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("model.search.length=0", "model.search.length"),
+        ("model.search.forgetting=1.5", "model.search.forgetting"),
+        ("model.search.start=corner", "model.search.start"),
+        ("model.blur_kernel=4", "model.blur_kernel"),
+        ("model.precision=fp16", "model.precision"),
+    ],
+)
+def test_bad_search_settings_are_config_errors_naming_the_key(tmp_path, override, key):
+    cfg = compose_scanpaths(tmp_path, override)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize("model", ["neva_classifier", "neva_reconstruction", "neva_clip"])
+def test_every_neva_config_validates_and_defaults_to_image_folders(tmp_path, model):
+    cfg = compose_scanpaths(tmp_path, f"model={model}")
+    validate(cfg)
+    assert cfg.data._target_ == "attnlab.data.images.ImagesDataModule"
+    assert cfg.model.search.length == 10 and cfg.model.search.steps == 20 and cfg.model.search.lr == 0.1
