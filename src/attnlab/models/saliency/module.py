@@ -50,13 +50,11 @@ def lr_factor(epoch: int, schedule: str, step_epochs: int = 2, gamma: float = 0.
 
 
 def centre_bias_prior(size: tuple[int, int], sigma: float = 0.3, device: Any = None) -> Tensor:
-    """The reference's validation prior: a Gaussian with σ = ``sigma`` × each side (60 px of a
-    200×200 map, bilinearly stretched to the map), normalised to sum 1; H×W."""
-    h, w = size
-    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h - 0.5
-    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w - 0.5
-    g = torch.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma**2))
-    return g / g.sum()
+    """The reference's validation prior, H×W summing to 1: an isotropic Gaussian with σ = ``sigma``
+    × each side (its 200×200 map with σ = 60 px, stretched to the map), via attnlab.baselines."""
+    from attnlab.baselines import CentreBias
+
+    return torch.as_tensor(CentreBias.isotropic(sigma).map(tuple(size)), dtype=torch.float32, device=device)
 
 
 def load_phase1_weights(net: FactorizedSaliencyNet, checkpoint: dict, source: str = "checkpoint") -> None:

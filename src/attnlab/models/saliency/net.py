@@ -89,6 +89,9 @@ class FactorizedSaliencyNet(nn.Module):
             self.basis_head = nn.Conv2d(self.num_bases, 1, 3, padding=1, bias=False)
             for name, p in self.named_parameters():
                 p.requires_grad_(name.startswith("basis_head."))
+        # apply the frozen modes now: Lightning (>= 2.2) keeps the modes a model is built with
+        # instead of calling .train() when fitting starts
+        self.train(self.training)
 
     @property
     def trained_head_keys(self) -> set[str]:
