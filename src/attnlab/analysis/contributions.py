@@ -115,7 +115,8 @@ def _palette(categories: Sequence[str]) -> dict[str, Any]:
     import matplotlib
 
     cmap = matplotlib.colormaps["tab20"]
-    return {c: cmap(i % 20) for i, c in enumerate(categories)}
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))  # distinct hues first, their light shades after
+    return {c: cmap(order[i % 20]) for i, c in enumerate(categories)}
 
 
 def plot_concepts(rows: list[dict[str, Any]], path: Path, title: str, palette: dict[str, Any]) -> Path:
