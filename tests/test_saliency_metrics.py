@@ -277,3 +277,18 @@ def test_torchmetrics_wrappers_average_over_images_across_batches():
     assert set(out) == {"val/auc_judd", "val/sauc", "val/nss", "val/cc", "val/kld", "val/sim", "val/ig"}
     with pytest.raises(ValueError, match="density"):
         saliency_metric_collection().update(c.t(c.preds), fixations=fix)
+
+
+def test_all_metrics_at_once_equal_the_single_functions():
+    c = random_case(10)
+    xy = list(zip(c.xs, c.ys))
+    nonfix = c.t(np.stack([S.shuffled_nonfixations(xy, [c.size] * 4, i) for i in range(4)]))
+    p, f, q, b = c.t(c.preds), c.t(c.fix), c.t(c.dens), c.t(c.baseline)
+    together = S.saliency_metrics(p, f, q, b, nonfix, metrics=S.ALL_METRICS, seed=3)
+    single = {
+        "AUC_Judd": S.auc_judd(p, f, seed=3), "AUC_Borji": S.auc_borji(p, f, seed=3), "sAUC": S.auc_shuffled(p, f, nonfix),
+        "NSS": S.nss(p, f), "CC": S.cc(p, q), "KLD": S.kld(p, q), "SIM": S.sim(p, q), "IG": S.information_gain(p, f, b),
+    }
+    assert set(together) == set(single)
+    for name in single:
+        torch.testing.assert_close(together[name], single[name], msg=name)

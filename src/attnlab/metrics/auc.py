@@ -29,7 +29,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from attnlab.metrics.maps import as_batch, flat, match_size, minmax
+from attnlab.metrics.maps import as_batch, constant, fixated, flat, match_size, minmax, reuse
 
 __all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "roc_auc"]
 
@@ -44,21 +44,21 @@ def _inputs(pred: torch.Tensor, fixations: torch.Tensor) -> tuple[torch.Tensor, 
     return flat(p), flat(f)
 
 
-def _padded(values: torch.Tensor, weights: torch.Tensor, fill: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _padded(values: torch.Tensor, weights: torch.Tensor, fill: float, binary: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The entries of ``values`` where ``weights`` > 0, per row, left-aligned in a B×K tensor.
 
     Padding has value ``fill`` and weight 0; K is the largest count of a row (at least 1).
+    ``binary``: every selected entry weighs 1 (a binary fixation map).
     """
-    mask = weights > 0
-    counts = mask.sum(1)
+    b, n, w = fixated(weights)
+    counts = torch.bincount(b, minlength=values.shape[0])
     k = max(int(counts.max()) if counts.numel() else 0, 1)
-    b, n = mask.nonzero(as_tuple=True)
     start = torch.cumsum(counts, 0) - counts
     slot = torch.arange(b.numel(), device=values.device) - start[b]
     out_v = torch.full((values.shape[0], k), fill, dtype=values.dtype, device=values.device)
     out_w = torch.zeros((values.shape[0], k), dtype=weights.dtype, device=values.device)
     out_v[b, slot] = values[b, n]
-    out_w[b, slot] = weights[b, n]
+    out_w[b, slot] = 1 if binary else w
     return out_v, out_w
 
 
@@ -90,13 +90,12 @@ def auc_judd(
     if variant not in ("pysaliency", "mit"):
         raise ValueError(f"variant={variant!r}; choose 'pysaliency' or 'mit'")
     p, f = _inputs(pred, fixations)
-    constant = p.amax(1) == p.amin(1)
+    flat_map = constant(p)
     if jitter:  # normalise first so that the jitter only ever breaks ties
         p = minmax(p)
         g = torch.Generator(device=p.device).manual_seed(seed)
         p = p + JITTER * torch.rand(p.shape, generator=g, device=p.device, dtype=p.dtype)
-    weights = (f > 0).to(p.dtype) if variant == "mit" else f
-    thr, w = _padded(p, weights, float("inf"))  # one threshold per fixated pixel, +inf padding
+    thr, w = _padded(p, f, float("inf"), binary=variant == "mit")  # one threshold per fixated pixel
     thr, order = thr.sort(1)
     w = w.gather(1, order)
     fixated = (w > 0).sum(1, keepdim=True).to(p.dtype)
@@ -111,7 +110,7 @@ def auc_judd(
     tpr = pos_ge / total_w.clamp_min(1e-300)
     fpr = (ge_all - ge_fixated) / negatives.clamp_min(1)
     auc = _trapezoid(fpr.flip(1), tpr.flip(1))  # descending thresholds
-    auc = torch.where(constant, torch.full_like(auc, 0.5), auc)
+    auc = torch.where(flat_map, torch.full_like(auc, 0.5), auc)
     return torch.where(total_w[:, 0] > 0, auc, torch.full_like(auc, float("nan")))
 
 
@@ -134,9 +133,9 @@ def _grid_auc(positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Ten
 def auc_borji(pred: torch.Tensor, fixations: torch.Tensor, splits: int = 100, step: float = 0.1, seed: int = 0) -> torch.Tensor:
     """AUC-Borji per image: uniform random negatives, ``splits`` draws, thresholds every ``step``."""
     p, f = _inputs(pred, fixations)
-    constant = p.amax(1) == p.amin(1)
+    flat_map = constant(p)
     p = minmax(p)
-    pos, pos_w = _padded(p, (f > 0).to(p.dtype), 0.0)  # each fixated pixel once, as the binary map
+    pos, pos_w = _padded(p, f, 0.0, binary=True)  # each fixated pixel once, as the binary map
     n_fix = pos_w.sum(1)
     g = torch.Generator(device=p.device).manual_seed(seed)
     k = pos.shape[1]
@@ -144,7 +143,7 @@ def auc_borji(pred: torch.Tensor, fixations: torch.Tensor, splits: int = 100, st
     neg = p.gather(1, idx.reshape(p.shape[0], -1)).reshape(p.shape[0], splits, k)
     neg_w = pos_w[:, None, :].expand(-1, splits, -1)  # as many negatives as fixated pixels, per draw
     auc = _grid_auc(pos, pos_w, neg, neg_w, step).mean(1)
-    auc = torch.where(constant, torch.full_like(auc, 0.5), auc)
+    auc = torch.where(flat_map, torch.full_like(auc, 0.5), auc)
     return torch.where(n_fix > 0, auc, torch.full_like(auc, float("nan")))
 
 
@@ -173,16 +172,16 @@ def auc_shuffled(
     nf = flat(as_batch(nonfixations, "nonfixation map"))
     if nf.shape != p.shape:
         raise ValueError(f"nonfixation maps have shape {tuple(nonfixations.shape)}; expected the fixation maps' {tuple(fixations.shape)}")
-    constant = p.amax(1) == p.amin(1)
-    has_neg = nf.sum(1) > 0
+    flat_map = constant(p)
+    has_neg = torch.bincount(fixated(nf)[0], minlength=nf.shape[0]) > 0
     if variant == "pysaliency":
         pos, pos_w = _padded(p, f, float("inf"))
         neg, neg_w = _padded(p, nf, float("inf"))
         auc = roc_auc(pos, pos_w, neg, neg_w)
     elif variant == "mit":
         p = minmax(p)
-        pos, pos_w = _padded(p, (f > 0).to(p.dtype), 0.0)
-        other, other_w = _padded(p, (nf > 0).to(p.dtype), 0.0)
+        pos, pos_w = _padded(p, f, 0.0, binary=True)
+        other, other_w = _padded(p, nf, 0.0, binary=True)
         n_fix, n_other = pos_w.sum(1), other_w.sum(1)
         g = torch.Generator(device=p.device).manual_seed(seed)
         # a random subset per draw: random keys, valid entries first, keep the first min(n_fix, n_other)
@@ -196,8 +195,8 @@ def auc_shuffled(
         auc = _grid_auc(pos, pos_w, neg, neg_w, step).mean(1)
     else:
         raise ValueError(f"variant={variant!r}; choose 'pysaliency' or 'mit'")
-    auc = torch.where(constant, torch.full_like(auc, 0.5), auc)
-    ok = (f.sum(1) > 0) & has_neg
+    auc = torch.where(flat_map, torch.full_like(auc, 0.5), auc)
+    ok = (torch.bincount(fixated(f)[0], minlength=f.shape[0]) > 0) & has_neg
     return torch.where(ok, auc, torch.full_like(auc, float("nan")))
 
 

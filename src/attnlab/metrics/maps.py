@@ -18,6 +18,9 @@ Rules (the same for every metric in :mod:`attnlab.metrics.saliency` and :mod:`at
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,11 +29,36 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidMapError", "as_batch", "match_size", "to_density", "minmax", "mean_over_images", "DTYPE"]
+__all__ = ["InvalidMapError", "as_batch", "match_size", "to_density", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "DTYPE"]
 
 DTYPE = torch.float64
 # MATLAB's eps: the regulariser of the MIT benchmark code (KLdiv.m, IG.m) and pysaliency's MIT_KLDiv
 MIT_EPS = 2.2204e-16
+
+
+_SHARED: ContextVar[dict | None] = ContextVar("attnlab_metric_intermediates", default=None)
+
+
+@contextmanager
+def shared_inputs():
+    """Inside this block every map is validated once and per-map intermediates (normalised maps,
+    moments, fixated pixels) are computed once and reused by all metrics (:func:`saliency_metrics`)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def reuse(name: str, tensor: torch.Tensor, compute: Callable[[], Any]) -> Any:
+    """``compute()``, memoised per (name, tensor storage) inside :func:`shared_inputs`."""
+    memo = _SHARED.get()
+    if memo is None:
+        return compute()
+    key = (name, tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
+    if key not in memo:
+        memo[key] = (tensor, compute())  # keeps the tensor alive so its storage is not reused
+    return memo[key][1]
 
 
 class InvalidMapError(UserError):
@@ -52,7 +80,7 @@ def as_batch(x: torch.Tensor, what: str = "saliency map", check: bool = True) ->
         raise UserError(f"{what}s must be B×H×W (or H×W); got shape {tuple(x.shape)}")
     x = x.to(DTYPE)
     if check:
-        index = first_invalid(x)
+        index = reuse("invalid", x, lambda: first_invalid(x))
         if index is not None:
             raise InvalidMapError(what, index)
     return x
@@ -88,18 +116,50 @@ def flat(x: torch.Tensor) -> torch.Tensor:
 def to_density(x: torch.Tensor) -> torch.Tensor:
     """pysaliency's ``convert_saliency_map_to_density``: shift negatives, divide by the sum (all-zero → uniform)."""
     x = flat(x)
-    low = x.min(1, keepdim=True).values
-    x = torch.where(low < 0, x - low, x)
-    total = x.sum(1, keepdim=True)
+    return reuse("density", x, lambda: _to_density(x))
+
+
+def _to_density(x: torch.Tensor) -> torch.Tensor:
+    shift = value_range(x)[0].clamp_max(0)[:, None]  # negative maps are shifted by their minimum
+    total = x.sum(1, keepdim=True) - shift * x.shape[1]
+    shifted = x - shift if bool((shift < 0).any()) else x
+    if bool((total > 0).all()):
+        return shifted / total
     uniform = torch.full_like(x, 1.0 / x.shape[1])
-    return torch.where(total > 0, x / total.clamp_min(torch.finfo(x.dtype).tiny), uniform)
+    return torch.where(total > 0, shifted / total.clamp_min(torch.finfo(x.dtype).tiny), uniform)
+
+
+def value_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-map (min, max) of B×N maps."""
+    return reuse("range", x, lambda: torch.aminmax(x, dim=1))
+
+
+def constant(x: torch.Tensor) -> torch.Tensor:
+    low, high = value_range(flat(x))
+    return low == high
+
+
+def fixated(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(batch index, pixel index, count) of every non-zero pixel of B×N count maps."""
+
+    def compute():
+        b, n = (counts > 0).nonzero(as_tuple=True)
+        return b, n, counts[b, n]
+
+    return reuse("fixated", counts, compute)
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
     """Each map scaled to [0, 1]; constant maps become all zeros."""
     x = flat(x)
-    low = x.min(1, keepdim=True).values
-    span = x.max(1, keepdim=True).values - low
+    return reuse("minmax", x, lambda: _minmax(x))
+
+
+def _minmax(x: torch.Tensor) -> torch.Tensor:
+    low, high = value_range(x)
+    low, span = low[:, None], (high - low)[:, None]
+    if bool((span > 0).all()):
+        return (x - low) / span
     return torch.where(span > 0, (x - low) / span.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x))
 
 

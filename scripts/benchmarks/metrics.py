@@ -1,0 +1,145 @@
+"""Saliency metric speed: attnlab (torch, batched) vs pysaliency on the same 100 OSIE-size maps.
+
+``python scripts/bench.py --only saliency_metrics [--repeats N]``. Target: the metric set pysaliency
+has (AUC-Judd, sAUC, NSS, CC, KLD, SIM, IG) at least 20× faster than pysaliency, same values
+(checked in the run: max |difference| is reported). The maps are smooth random fields; the
+fixations are the real ones of the OSIE subset (cycled to 100 maps) when $ATTNLAB_OSIE_ROOT is set,
+else synthetic. AUC-Judd runs without jitter on both sides so the values are comparable exactly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from attnlab.baselines import CentreBias
+from attnlab.data.fixations import fixation_map, gaussian_density
+from attnlab.metrics import saliency as S
+from attnlab.utils.timing import measure
+
+N_MAPS = 100
+SIZE = (600, 800)
+CHUNK = 10  # maps per batch (bounds memory)
+
+
+def _inputs(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    root = os.environ.get("ATTNLAB_OSIE_ROOT")
+    if root and os.path.isdir(root):
+        from attnlab.data.osie import load_osie
+
+        data = load_osie(root)
+        xy = [(data.fixations(i).x, data.fixations(i).y) for i in range(len(data))]
+        source = f"OSIE subset fixations ({len(data)} images, cycled)"
+    else:
+        xy = [(rng.uniform(0, SIZE[1], 140), rng.uniform(0, SIZE[0], 140)) for _ in range(60)]
+        source = "synthetic fixations"
+    xy = [xy[i % len(xy)] for i in range(N_MAPS)]
+    noise = torch.from_numpy(rng.random((N_MAPS, 1, SIZE[0] // 8, SIZE[1] // 8)))
+    preds = torch.nn.functional.interpolate(noise, size=SIZE, mode="bicubic", align_corners=False)[:, 0].numpy()
+    fix = np.stack([fixation_map(x, y, SIZE)[0] for x, y in xy])
+    dens = np.stack([gaussian_density(x, y, SIZE, 24.0) for x, y in xy])
+    baseline = CentreBias.isotropic(0.25).map(SIZE)
+    return preds, xy, fix, dens, baseline, source
+
+
+def _ours(preds, xy, fix, dens, baseline, device, extra: bool = False) -> dict[str, np.ndarray]:
+    out: dict[str, list] = {}
+    t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    b = t(baseline)
+    for start in range(0, len(preds), CHUNK):
+        part = slice(start, start + CHUNK)
+        nonfix = np.stack([S.shuffled_nonfixations(xy, [SIZE] * len(xy), i) for i in range(start, min(start + CHUNK, len(xy)))])
+        p, f, q = t(preds[part]), t(fix[part]), t(dens[part])
+        values = {
+            "AUC_Judd": S.auc_judd(p, f, jitter=False),
+            "sAUC": S.auc_shuffled(p, f, t(nonfix)),
+            "NSS": S.nss(p, f),
+            "CC": S.cc(p, q),
+            "KLD": S.kld(p, q),
+            "SIM": S.sim(p, q),
+            "IG": S.information_gain(p, f, b),
+        }
+        if extra:
+            values["AUC_Borji"] = S.auc_borji(p, f)
+            values["AUC_Judd_jitter"] = S.auc_judd(p, f)
+        for k, v in values.items():
+            out.setdefault(k, []).append(v.cpu().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _pysaliency(preds, xy, dens, baseline) -> dict[str, np.ndarray]:
+    if not hasattr(np, "trapz"):
+        np.trapz = np.trapezoid  # pysaliency 0.2.22 calls np.trapz
+    import pysaliency
+    from pysaliency.saliency_map_models import handle_stimulus
+
+    stimuli = pysaliency.Stimuli([np.full((*SIZE, 3), i % 251, dtype=np.uint8) + np.eye(1, SIZE[1], i % SIZE[1], dtype=np.uint8)[..., None] * (i // 251 + 1) for i in range(len(preds))])
+    ids = [s.stimulus_id for s in stimuli.stimulus_objects]
+
+    class Maps(pysaliency.SaliencyMapModel):
+        def __init__(self, maps):
+            super().__init__(caching=False)
+            self.maps = maps
+
+        def _saliency_map(self, stimulus):
+            raise NotImplementedError
+
+        def saliency_map(self, stimulus):
+            return self.maps[ids.index(handle_stimulus(stimulus).stimulus_id)]
+
+    ns = np.concatenate([np.full(len(x), i) for i, (x, _) in enumerate(xy)])
+    fixations = pysaliency.Fixations.create_without_history(np.concatenate([x for x, _ in xy]), np.concatenate([y for _, y in xy]), ns)
+    model = Maps(list(preds))
+
+    def run():
+        per_image = lambda v: np.array([v[ns == i].mean() for i in range(len(preds))])  # noqa: E731
+        ig = pysaliency.models.SaliencyMapNormalizingModel(model).information_gains(
+            stimuli, fixations, baseline_model=pysaliency.models.SaliencyMapNormalizingModel(Maps([baseline] * len(preds)))
+        )
+        return {
+            "AUC_Judd": np.array(model.AUC_per_image(stimuli, fixations, nonfixations="unfixated", thresholds="fixations")),
+            "sAUC": np.array(model.AUC_per_image(stimuli, fixations, nonfixations="shuffled")),
+            "NSS": per_image(model.NSSs(stimuli, fixations)),
+            "CC": np.array([pysaliency.metrics.CC(p, q) for p, q in zip(preds, dens)]),
+            "KLD": np.array([pysaliency.metrics.MIT_KLDiv(p, q) for p, q in zip(preds, dens)]),
+            "SIM": np.array([pysaliency.metrics.SIM(p, q) for p, q in zip(preds, dens)]),
+            "IG": per_image(ig),
+        }
+
+    return run
+
+
+def saliency_metrics(args) -> dict:
+    preds, xy, fix, dens, baseline, source = _inputs()
+    device = torch.device(args.device)
+    ours = measure("attnlab", lambda: _ours(preds, xy, fix, dens, baseline, device), repeats=args.repeats, warmup=1)
+    ours_values = _ours(preds, xy, fix, dens, baseline, device)
+    full = measure("attnlab_full_set", lambda: _ours(preds, xy, fix, dens, baseline, device, extra=True), repeats=max(1, args.repeats // 2), warmup=0)
+    run_reference = _pysaliency(preds, xy, dens, baseline)
+    reference_values = run_reference()  # also warms up pysaliency's numba code
+    reference = measure("pysaliency", run_reference, repeats=max(1, min(args.repeats, 2)), warmup=0)
+    diff = {k: float(np.nanmax(np.abs(ours_values[k] - reference_values[k]))) for k in reference_values}
+    rel = {k: float(np.nanmax(np.abs(ours_values[k] - reference_values[k]) / np.maximum(np.abs(reference_values[k]), 1e-12))) for k in reference_values}
+    return {
+        "maps": N_MAPS,
+        "size": list(SIZE),
+        "fixations": source,
+        "torch_threads": torch.get_num_threads(),
+        "attnlab_s": ours.median_s,
+        "attnlab_full_set_s": full.median_s,
+        "pysaliency_s": reference.median_s,
+        "speedup": reference.median_s / ours.median_s,
+        "target_speedup": 20.0,
+        "meets_target": reference.median_s / ours.median_s >= 20.0,
+        "max_abs_difference": diff,
+        "max_rel_difference": rel,
+        "attnlab": ours.to_dict(),
+        "attnlab_full_set": full.to_dict(),
+        "pysaliency": reference.to_dict(),
+    }
+
+
+BENCHMARKS = {"saliency_metrics": saliency_metrics}
