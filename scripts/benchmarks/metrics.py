@@ -4,7 +4,8 @@
 has (AUC-Judd, sAUC, NSS, CC, KLD, SIM, IG) at least 20× faster than pysaliency, same values
 (checked in the run: max |difference| is reported). The maps are smooth random fields; the
 fixations are the real ones of the OSIE subset (cycled to 100 maps) when $ATTNLAB_OSIE_ROOT is set,
-else synthetic. AUC-Judd runs without jitter on both sides so the values are comparable exactly.
+else synthetic. AUC-Judd runs without jitter on both sides so the values are comparable exactly;
+"attnlab_full_set" adds AUC-Borji and the jittered AUC-Judd (no pysaliency counterpart).
 """
 
 from __future__ import annotations
@@ -49,22 +50,13 @@ def _ours(preds, xy, fix, dens, baseline, device, extra: bool = False) -> dict[s
     out: dict[str, list] = {}
     t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
     b = t(baseline)
+    negatives = S.ShuffledNegatives(xy, [SIZE] * len(xy))
     for start in range(0, len(preds), CHUNK):
         part = slice(start, start + CHUNK)
-        nonfix = np.stack([S.shuffled_nonfixations(xy, [SIZE] * len(xy), i) for i in range(start, min(start + CHUNK, len(xy)))])
+        nonfix = np.stack([negatives.counts(i) for i in range(start, min(start + CHUNK, len(xy)))])
         p, f, q = t(preds[part]), t(fix[part]), t(dens[part])
-        values = {
-            "AUC_Judd": S.auc_judd(p, f, jitter=False),
-            "sAUC": S.auc_shuffled(p, f, t(nonfix)),
-            "NSS": S.nss(p, f),
-            "CC": S.cc(p, q),
-            "KLD": S.kld(p, q),
-            "SIM": S.sim(p, q),
-            "IG": S.information_gain(p, f, b),
-        }
-        if extra:
-            values["AUC_Borji"] = S.auc_borji(p, f)
-            values["AUC_Judd_jitter"] = S.auc_judd(p, f)
+        names = S.ALL_METRICS if extra else S.DEFAULT_METRICS
+        values = S.saliency_metrics(p, f, q, b, t(nonfix), metrics=names, jitter=extra)
         for k, v in values.items():
             out.setdefault(k, []).append(v.cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}

@@ -6,7 +6,8 @@
   ``sample_scanpath(...)`` draws fixations from it.
 - :func:`uniform_map` / :func:`uniform_scanpath` — the uninformed baseline.
 - Inter-observer ("gold standard"): for maps, :func:`leave_one_out_density` = the Gaussian density
-  of the OTHER subjects' fixations, scored against the left-out subject (averaged over subjects);
+  of the OTHER subjects' fixations, scored against the left-out subject (averaged over subjects;
+  the benchmark uses split halves of the subjects for the density-vs-density metrics CC/KLD/SIM);
   for scanpaths, :func:`leave_one_subject_out` scores each subject's scanpath against the other
   subjects' scanpaths with a scanpath metric.
 """

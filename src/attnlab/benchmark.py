@@ -3,9 +3,12 @@
 ``attention`` is a comma-separated list of sources (``attention=centre_bias,uniform,inter_observer``
 works without quotes). A source is
 
-- a baseline: ``uniform``, ``centre_bias`` (Gaussian fitted to the TRAINING split's fixations),
-  ``inter_observer`` (maps: the other subjects' density scored against each left-out subject;
-  scanpaths: leave-one-subject-out);
+- a baseline: ``uniform``, ``centre_bias`` (Gaussian fitted to the TRAINING split's fixations;
+  its scanpaths are drawn from that Gaussian), ``inter_observer`` — humans predicting humans: for
+  AUCs, NSS and IG the other subjects' density scored against each left-out subject's fixations;
+  for CC, KLD and SIM one random half of the subjects' density against the other half's (5 seeded
+  halvings); for scanpaths leave-one-subject-out. Sampled baseline scanpaths are as long as each
+  human scanpath, with every fixation lasting the mean training duration;
 - a folder of saliency maps named like the stimuli (``<id>.png`` or ``<id>.npy``, any size: maps are
   resized bilinearly to the image);
 - a scanpath file (``.json``/``.csv``, format in :mod:`attnlab.data.folder`); its map is the Gaussian
@@ -261,7 +264,7 @@ class ImageTargets:
     clusters: Optional[SP.FixationClusters]
 
 
-def _targets(ctx: BenchmarkContext, i: int, all_xy) -> ImageTargets:
+def _targets(ctx: BenchmarkContext, i: int, negatives: S.ShuffledNegatives) -> ImageTargets:
     data = ctx.data
     size = data.stimuli[i].size
     fix, dropped = data.fixation_map(i)
@@ -277,7 +280,7 @@ def _targets(ctx: BenchmarkContext, i: int, all_xy) -> ImageTargets:
         t(fix),
         t(data.density(i, sigma_px=ctx.sigma_px)),
         t(centre_bias(ctx).map(size)),
-        t(S.shuffled_nonfixations(all_xy, [s.size for s in data.stimuli], i)),
+        t(negatives.counts(i)),
         subjects,
         t(sub_fix),
         SP.fit_fixation_clusters(points) if len(points) else None,
@@ -294,15 +297,10 @@ def _map_metrics(
     """Saliency metrics of B maps against B targets, averaged over the batch (NaN = skipped)."""
     b = pred.shape[0]
     values = {}
-    if fixations is not None:
-        values |= {
-            "AUC_Judd": S.auc_judd(pred, fixations, seed=seed),
-            "AUC_Borji": S.auc_borji(pred, fixations, seed=seed),
-            "sAUC": S.auc_shuffled(pred, fixations, tg.nonfixations.expand(b, -1, -1)),
-            "NSS": S.nss(pred, fixations),
-            "IG": S.information_gain(pred, fixations, tg.baseline),
-        }
-    if density is not None:
+    if fixations is not None:  # one call: each map validated once, intermediates shared
+        names = LOCATION_METRICS + (DISTRIBUTION_METRICS if density is not None else ())
+        values |= S.saliency_metrics(pred, fixations, density, tg.baseline, tg.nonfixations.expand(b, -1, -1), metrics=names, seed=seed)
+    elif density is not None:
         values |= {"CC": S.cc(pred, density), "KLD": S.kld(pred, density), "SIM": S.sim(pred, density)}
     return {k: S.mean_over_images(v)[0] for k, v in values.items()}
 
@@ -414,7 +412,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     sources = [resolve_source(s, ctx) for s in _source_list(cfg.attention)]
     log.info("benchmark: %d %s images of %s, sigma %.1f px, sources %s", len(data), split, dm.dataset.name, sigma_px, [s.name for s in sources])
 
-    all_xy = [(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))]
+    negatives = S.ShuffledNegatives([(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli])
     per_image: dict[str, list[dict[str, float]]] = {s.name: [] for s in sources}
     skipped = 0
     figure_rows = []
@@ -422,7 +420,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
         if data.fixations(i).x.size == 0:
             skipped += 1
             continue
-        tg = _targets(ctx, i, all_xy)
+        tg = _targets(ctx, i, negatives)
         maps = {}
         for source in sources:
             row, shown = _score_source(source, ctx, i, tg)

@@ -86,13 +86,18 @@ def as_batch(x: torch.Tensor, what: str = "saliency map", check: bool = True) ->
     return x
 
 
+def row_sums(x: torch.Tensor) -> torch.Tensor:
+    """Σ of each row of a B×N tensor (shared by validation, normalisation and moments)."""
+    return reuse("rowsum", x, lambda: x.sum(1))
+
+
 def first_invalid(x: torch.Tensor) -> int | None:
     """Batch index of the first map with NaN/inf, or None.
 
     One reduction per map (a sum is finite iff every term is, barring overflow, which the exact
     check below then clears), so validation costs a fraction of any metric.
     """
-    sums = x.reshape(x.shape[0], -1).sum(1)
+    sums = row_sums(x.reshape(x.shape[0], -1))
     suspects = (~torch.isfinite(sums)).nonzero().flatten().tolist()
     for i in suspects:
         if not bool(torch.isfinite(x[i]).all()):
@@ -121,8 +126,11 @@ def to_density(x: torch.Tensor) -> torch.Tensor:
 
 def _to_density(x: torch.Tensor) -> torch.Tensor:
     shift = value_range(x)[0].clamp_max(0)[:, None]  # negative maps are shifted by their minimum
-    total = x.sum(1, keepdim=True) - shift * x.shape[1]
-    shifted = x - shift if bool((shift < 0).any()) else x
+    total = row_sums(x)[:, None] - shift * x.shape[1]
+    negative = bool((shift < 0).any())
+    if not negative and bool(((total - 1).abs() < 1e-13).all()):
+        return x  # already a density: dividing by 1 ± 1e-13 would change nothing that matters
+    shifted = x - shift if negative else x
     if bool((total > 0).all()):
         return shifted / total
     uniform = torch.full_like(x, 1.0 / x.shape[1])

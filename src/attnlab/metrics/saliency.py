@@ -45,14 +45,15 @@ from typing import Literal
 
 import torch
 
-from attnlab.metrics.auc import auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
-from attnlab.metrics.maps import MIT_EPS, as_batch, constant, fixated, flat, match_size, mean_over_images, minmax, reuse, shared_inputs, to_density, value_range
+from attnlab.metrics.auc import ShuffledNegatives, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
+from attnlab.metrics.maps import MIT_EPS, as_batch, constant, fixated, flat, match_size, mean_over_images, minmax, reuse, row_sums, shared_inputs, to_density, value_range
 
 __all__ = [
     "auc_judd",
     "auc_borji",
     "auc_shuffled",
     "shuffled_nonfixations",
+    "ShuffledNegatives",
     "nss",
     "cc",
     "kld",
@@ -88,7 +89,7 @@ def _pair(pred: torch.Tensor, target: torch.Tensor, what: str) -> tuple[torch.Te
 
 def _empty(t: torch.Tensor) -> torch.Tensor:
     """Targets without data: all zero (no fixations; counts and densities are non-negative) or all NaN."""
-    sums = t.reshape(t.shape[0], -1).sum(1)
+    sums = row_sums(t.reshape(t.shape[0], -1))
     empty = sums == 0
     for i in torch.isnan(sums).nonzero().flatten().tolist():
         if bool(torch.isnan(t[i]).all()):
@@ -106,7 +107,7 @@ def _at_fixations(values: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, 
 
 def _sums(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-map Σp and Σp² (a BLAS dot product: no temporary map)."""
-    return reuse("sums", p, lambda: (p.sum(1), torch.einsum("bn,bn->b", p, p)))
+    return reuse("sums", p, lambda: (row_sums(p), torch.einsum("bn,bn->b", p, p)))
 
 
 def _moments(p: torch.Tensor, correction: int) -> tuple[torch.Tensor, torch.Tensor]:
