@@ -21,7 +21,8 @@ def saliency_grid(
 ) -> Path:
     """Save a grid: one row per (stimulus id, image H×W×3 or None, human density, {source: map}).
 
-    Maps are shown min-max normalised (each on its own scale); written atomically, figure closed.
+    Maps are shown min-max normalised (each on its own scale; constant maps mid-grey); written
+    atomically, figure closed.
     """
     names = list(dict.fromkeys(name for _, _, _, maps in rows for name in maps))
     cols = 2 + len(names)
@@ -37,7 +38,7 @@ def saliency_grid(
             if cmap is not None:
                 m = np.asarray(m, dtype=float)
                 span = np.ptp(m)
-                m = (m - m.min()) / span if span > 0 else np.zeros_like(m)
+                m = (m - m.min()) / span if span > 0 else np.full_like(m, 0.5)  # a flat map shows as flat
             ax.imshow(m, cmap=cmap)
             ax.set_title(title, fontsize=8)
     fig.tight_layout()
