@@ -39,7 +39,7 @@ def saliency_grid(
                 m = np.asarray(m, dtype=float)
                 span = np.ptp(m)
                 m = (m - m.min()) / span if span > 0 else np.full_like(m, 0.5)  # a flat map shows as flat
-            ax.imshow(m, cmap=cmap)
+            ax.imshow(m, cmap=cmap, vmin=0, vmax=1) if cmap else ax.imshow(m)
             ax.set_title(title, fontsize=8)
     fig.tight_layout()
     path = Path(path)
