@@ -132,6 +132,9 @@ def test_tuning_curve_analysis_on_the_paper_model(paper_module, mnist_data, tmp_
     assert results["layers"]["conv2"]["all_units"]["units"] == 50 * 9 * 16
     assert results["layers"]["conv1"]["plotted_unit"]["units"] == 20 and "plotted_unit" not in results["layers"]["conv2"]
     assert len(list((tmp_path / "tuning_curves" / "conv1").glob("*.png"))) == 20
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []  # every figure closed after saving
     arrays = np.load(tmp_path / "tuning_curves.npz")
     assert arrays["conv1_attended"].shape == (4, 20, 25, 39)
     # the recorded maxima are real responses: non-negative (after ReLU) and not all zero

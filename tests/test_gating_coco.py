@@ -197,6 +197,18 @@ def test_generated_dataset_supercategories_splits_and_loader(coco_root, tmp_path
     assert [it["id"] for it in dm2.datasets["val"].items] == [it["id"] for it in dm.datasets["val"].items]
 
 
+def test_fixed_class_order_excludes_other_labels(coco_root, tmp_path, caplog):
+    dm = make_dm(coco_root, tmp_path, classes=["vehicle", "animal"])
+    with caplog.at_level(logging.WARNING):
+        dm.setup("fit")
+    assert dm.class_names == ["vehicle", "animal"] and "labels outside data.classes" in caplog.text
+    for split in ("train", "val", "test"):
+        ds = dm.datasets[split]
+        for item, (_, _, labels) in zip(ds.items, (ds[i] for i in range(len(ds)))):
+            assert [dm.class_names[i] for i in labels] == [o["label"] for o in item["objects"]]
+            assert "furniture" not in [o["label"] for o in item["objects"]]
+
+
 def test_coco2017_layout_uses_val2017_as_test(tmp_path):
     root = tmp_path / "coco2017"
     write_synthetic_coco(root, 20, 4, annotation_file="annotations/instances_train2017.json", image_dir="train2017",

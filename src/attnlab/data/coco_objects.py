@@ -381,6 +381,14 @@ def check_images(items: list[dict], image_dir: Path, strict: bool) -> tuple[list
     return ok, corrupt
 
 
+def _known_labels(items: list[dict], class_index: dict[str, int], source: Path) -> list[dict]:
+    """Items whose objects all have a label in ``class_index``; the others are counted in the log."""
+    known = [it for it in items if all(o["label"] in class_index for o in it["objects"])]
+    if len(known) < len(items):
+        log.warning("excluded %d images of %s with labels outside data.classes", len(items) - len(known), source.name)
+    return known
+
+
 def _split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
     """Sizes of held-out parts (rounded, at least 1 when the fraction is > 0 and images allow)."""
     sizes = []
@@ -400,7 +408,9 @@ class COCOObjectsDataModule(L.LightningDataModule):
         cache_dir: where the metadata cache is written.
         image_size: side of the square input (paper: 100).
         num_objects: objects per image (glimpses; paper: 2).
-        num_classes: logits of the model; must be at least the number of labels found.
+        num_classes: logits of the model; must be at least the number of labels.
+        classes: fixed label order (e.g. the paper's 12 supercategories, to evaluate its checkpoint on a
+            COCO subset); images with other labels are excluded. ``None``: sorted labels of the training file.
         strength: gate strength s of the targets (the model's).
         use_supercategory: label by supercategory (falls back to category names when absent).
         min_area, max_overlap: selection thresholds as fractions of the image (paper: 0.1, 0.01).
@@ -422,6 +432,7 @@ class COCOObjectsDataModule(L.LightningDataModule):
         image_size: int = 100,
         num_objects: int = 2,
         num_classes: int = 12,
+        classes: Sequence[str] | None = None,
         strength: float = 0.3,
         use_supercategory: bool = True,
         min_area: float = 0.05,
@@ -469,7 +480,7 @@ class COCOObjectsDataModule(L.LightningDataModule):
         hp = self.hparams
         train_ann, train_dir, test_ann, test_dir = self._layout()
         meta = self._metadata(train_ann)
-        self.class_names = list(meta["classes"])
+        self.class_names = list(hp.classes) if hp.classes else list(meta["classes"])
         if len(self.class_names) > hp.num_classes:
             raise UserError(f"{train_ann} has {len(self.class_names)} labels but data.num_classes="
                             f"{hp.num_classes}; set data.num_classes={len(self.class_names)}")
@@ -477,7 +488,7 @@ class COCOObjectsDataModule(L.LightningDataModule):
         log.info("COCO objects %s: %d of %d images have %d valid objects (%d excluded with fewer)",
                  train_ann.name, meta["counts"]["selected"], meta["counts"]["images"], hp.num_objects,
                  meta["counts"]["excluded_fewer_than_two"])
-        items, corrupt = check_images(meta["images"], train_dir, hp.strict)
+        items, corrupt = check_images(_known_labels(meta["images"], class_index, train_ann), train_dir, hp.strict)
         self.stats = {"excluded_fewer_than_two": meta["counts"]["excluded_fewer_than_two"],
                       "corrupt_images": len(corrupt)}
 
@@ -489,10 +500,7 @@ class COCOObjectsDataModule(L.LightningDataModule):
         splits = {"train": (train_items, train_dir), "val": (val_items, train_dir), "test": (test_items, train_dir)}
         if test_ann is not None:
             test_meta = self._metadata(test_ann)
-            known = [it for it in test_meta["images"] if all(o["label"] in class_index for o in it["objects"])]
-            if len(known) < len(test_meta["images"]):
-                log.warning("excluded %d test images with labels not in the training file",
-                            len(test_meta["images"]) - len(known))
+            known = _known_labels(test_meta["images"], class_index, test_ann)
             test_items, corrupt_test = check_images(known, test_dir, hp.strict)
             self.stats["excluded_fewer_than_two"] += test_meta["counts"]["excluded_fewer_than_two"]
             self.stats["corrupt_images"] += len(corrupt_test)
@@ -551,6 +559,7 @@ class COCOObjectsSchema:
     image_size: int = field(default=100, metadata=at_least(16))
     num_objects: int = field(default=2, metadata=at_least(1))
     num_classes: int = field(default=12, metadata=at_least(1))
+    classes: Any = None
     strength: float = field(default=0.3, metadata=between(0.0, 1.0))
     use_supercategory: bool = True
     min_area: float = field(default=0.05, metadata=between(0.0, 1.0))

@@ -20,6 +20,7 @@ from attnlab.utils.config import UserError
 
 __all__ = [
     "PAPER_ARCHITECTURES",
+    "PAPER_COCO_CLASSES",
     "convert_paper_state_dict",
     "is_paper_state_dict",
     "load_gating_checkpoint",
@@ -37,6 +38,11 @@ PAPER_ARCHITECTURES: dict[str, dict[str, Any]] = {
         strength=0.3,
     ),
 }
+
+# The COCO checkpoint's class order: supercategories sorted alphabetically (spec §1); pass as data.classes to
+# evaluate it on a COCO subset that lacks some of them.
+PAPER_COCO_CLASSES = ["accessory", "animal", "appliance", "electronic", "food", "furniture", "indoor", "kitchen",
+                      "outdoor", "person", "sports", "vehicle"]
 
 _KEY = re.compile(r"^(conv(\d+)(_t)?|linear_out(_t)?)\.(weight|bias)$")
 
