@@ -139,7 +139,7 @@ def test_osie_baselines(tmp_path):
     from attnlab.benchmark import run_benchmark
 
     os.environ.setdefault("ATTNLAB_OSIE_ROOT", root)
-    cfg = compose("data=osie", f"data.root={root}", "attention=[centre_bias,uniform]", "max_images=2", "figure_images=1", "progress=false", f"paths.output_dir={tmp_path}")
+    cfg = compose("data=osie", f"data.root={root}", "attention=[centre_bias,uniform]", "max_images=1", "figure_images=1", "progress=false", f"paths.output_dir={tmp_path}")
     table = run_benchmark(cfg)["metrics"]
     centre, uniform = table["centre_bias"], table["uniform"]
     for metric in ("AUC_Judd", "AUC_Borji", "NSS", "CC", "SIM", "IG"):
