@@ -48,8 +48,18 @@ def test_dinet_phase1_then_phase2_through_the_train_entry_point(run_cli, tmp_pat
             assert torch.equal(v, s2[k]), k
     assert s2["net.basis_head.weight"].shape == (1, 6, 3, 3)
 
+    # the trained model as a benchmark source, next to the baselines
+    from attnlab.benchmark import BenchmarkContext, resolve_source
+    from attnlab.data.osie import load_osie
+
+    data = load_osie(osie)
+    ctx = BenchmarkContext(data, data, 24.0, 0)
+    saliency = resolve_source(f"saliency:{ckpt1}", ctx).saliency_map(ctx, 0)
+    assert saliency.shape == (32, 48) and np.isfinite(saliency).all() and saliency.min() > 0
+
 
 def test_phase2_with_a_missing_checkpoint_is_a_one_line_error(run_cli, tmp_path):
     result = run_cli("attnlab.train", "model=saliency_dinet", "model.phase=2", f"model.init_from={tmp_path / 'nope.ckpt'}")
     assert result.returncode == 2
     assert "model.init_from" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+

@@ -20,6 +20,9 @@ from attnlab.models.saliency.net import FactorizedSaliencyNet
 from attnlab.models.saliency.salicon import SALICONNet
 from attnlab.models.saliency.transalnet import TokenTransformer, TranSalNet
 
+# registers ``attention=saliency:<checkpoint>`` with ``python -m attnlab.benchmark``
+from attnlab.models.saliency.source import SaliencyModelSource
+
 __all__ = [
     "Bases",
     "DINet",
@@ -29,6 +32,7 @@ __all__ = [
     "ResNet50Backbone",
     "SALICONNet",
     "SaliencyLoss",
+    "SaliencyModelSource",
     "SaliencyModule",
     "TokenTransformer",
     "TranSalNet",
