@@ -356,6 +356,9 @@ def test_gating_coco_config_picks_coco_data():
     assert list(cfg.model.net.input_size) == [100, 100] and cfg.model.net.upsample == "bicubic"
     assert cfg.data.strength == cfg.model.strength == 0.3
     assert cfg.model.net._target_ == "attnlab.models.gating.GatingNet"  # the same class as gating_mnist
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        paper = compose("train", overrides=["experiment=gating_coco_paper"])
+    assert paper.data.min_area == 0.1 and paper.model.recon_weight == 5000.0 and paper.trainer.max_epochs == 100
 
 
 # --- evaluation metrics --------------------------------------------------------------------------
