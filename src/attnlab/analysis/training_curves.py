@@ -105,7 +105,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def _series(run: Run, key: str, candidates: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+def _series(run: Run, candidates: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
     for name in candidates:
         if name in run.series:
             return run.series[name]
@@ -147,7 +147,7 @@ class TrainingCurveAnalysis:
         train_keys, val_keys = (f"train/{m}_step", f"train/{m}"), (f"val/{m}", f"val/{m}_epoch")
         per_run, groups = [], {}
         for run in runs:
-            train, val = _series(run, m, train_keys), _series(run, m, val_keys)
+            train, val = _series(run, train_keys), _series(run, val_keys)
             if train is not None:
                 train = (train[0], smooth(train[1], self.smoothing))
             record = {"folder": str(run.folder), "group": run.group, "overrides": run.overrides,
