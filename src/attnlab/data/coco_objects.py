@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from attnlab.data.base import SplitDataModule
 from attnlab.utils.config import UserError, at_least, between, greater, register_schema
 
 log = logging.getLogger(__name__)
@@ -398,7 +398,7 @@ def _split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
     return sizes
 
 
-class COCOObjectsDataModule(L.LightningDataModule):
+class COCOObjectsDataModule(SplitDataModule):
     """Train/val/test COCO objects (see the module docstring for the layouts).
 
     Args:
@@ -523,28 +523,8 @@ class COCOObjectsDataModule(L.LightningDataModule):
         self.setup("fit")
         return inverse_frequency_weights(self.datasets["train"].labels(), self.hparams.num_classes)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.hparams.seed) if shuffle else None
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+    def split_dataset(self, split: str) -> Dataset:
+        return self.datasets["test" if split == "predict" else split]
 
 
 @register_schema("attnlab.data.coco_objects.COCOObjectsDataModule")

@@ -30,17 +30,16 @@ and all return a :class:`FixationDataset`.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from attnlab.data.base import SplitDataModule
 from attnlab.utils.config import UserError, at_least, register_schema
 
 log = logging.getLogger(__name__)
@@ -419,7 +418,7 @@ class SaliencyTorchDataset(Dataset):
         }
 
 
-class FixationDataModule(L.LightningDataModule):
+class FixationDataModule(SplitDataModule):
     """Train/val/test splits by image of a :class:`FixationDataset` (made by ``load``) as batches.
 
     Subclasses (e.g. :class:`attnlab.data.osie.OSIEDataModule`) implement :meth:`load`. The whole
@@ -475,22 +474,13 @@ class FixationDataModule(L.LightningDataModule):
         assert self.dataset is not None, "call setup() first"
         return sigma_in_pixels(self.sigma_deg, self.dataset.pixels_per_degree)
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        torch_set = SaliencyTorchDataset(self.splits[name], self.image_size, self.map_size, self._map_sigma(self.splits[name]))
-        return DataLoader(torch_set, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers, drop_last=False)
+    def split_dataset(self, split: str) -> Dataset:
+        data = self.splits["test" if split == "predict" else split]
+        return SaliencyTorchDataset(data, self.image_size, self.map_size, self._map_sigma(data))
 
     def _map_sigma(self, data: FixationDataset) -> float:
         return self.sigma_px
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
 
 def _three_fractions(v: Any) -> bool:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from attnlab.data.base import SplitDataModule
 from attnlab.data.digits import SOURCES, DigitSet, check_source, load_digits
 from attnlab.utils.config import at_least, between, one_of, register_schema
 
@@ -143,7 +143,7 @@ class MultiMNISTSchema:
     num_workers: int = field(default=0, metadata=at_least(0))
 
 
-class MultiMNISTDataModule(L.LightningDataModule):
+class MultiMNISTDataModule(SplitDataModule):
     """Train/val/test MultiMNIST with disjoint source digits.
 
     Args:
@@ -197,25 +197,5 @@ class MultiMNISTDataModule(L.LightningDataModule):
             "test": MultiMNIST(test, length=hp.test_size, seed=hp.seed + 2, fixed=True, **common),
         }
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.hparams.seed) if shuffle else None
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+    def split_dataset(self, split: str) -> Dataset:
+        return self.datasets["test" if split == "predict" else split]
