@@ -33,7 +33,7 @@ def test_dinet_phase1_then_phase2_through_the_train_entry_point(run_cli, tmp_pat
     assert first.returncode == 0, first.stderr[-3000:]
     out = _latest_metrics(tmp_path)
     # validation and test numbers, raw and with the centre-bias prior multiplied in
-    for key in ("val/cc", "test/cc", "test/nss", "test/kld", "test/sim", "test/auc", "test/cb_cc", "test/cb_nss"):
+    for key in ("val/cc", "test/cc", "test/nss", "test/kld", "test/sim", "test/auc_judd", "test/sauc", "test/cb_cc", "test/cb_nss"):
         assert key in out and np.isfinite(out[key]), key
     ckpt1 = Path(out["best_checkpoint"])
     second = run_cli("attnlab.train", "model=saliency_dinet", *TINY, "model.phase=2", f"model.init_from={ckpt1}", env=env)

@@ -5,9 +5,9 @@ Phase 1 trains the whole network (through the bases when ``bases > 0``). Phase 2
 exactly the expected keys are missing (the new basis head) and left over (the phase-1 head), and
 trains only the 3×3 conv over the K probability maps; everything else stays frozen in eval mode.
 
-Validation and test report CC, NSS, KLD, SIM and AUC-Judd (attnlab.metrics, pysaliency
-conventions) for the raw prediction (``val/cc`` …) and for the prediction multiplied by the
-reference's centre-bias prior (``val/cb_cc`` …).
+Validation and test report CC, NSS, KLD, SIM, AUC-Judd and sAUC (the torchmetrics of
+attnlab.metrics, pysaliency conventions, mean over images) for the raw prediction (``val/cc`` …)
+and for the prediction multiplied by the reference's centre-bias prior (``val/cb_cc`` …).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from attnlab.models.saliency.loss import SaliencyLoss
 from attnlab.models.saliency.net import FactorizedSaliencyNet
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 __all__ = ["SaliencyModule", "centre_bias_prior", "load_phase1_weights", "load_saliency_model", "lr_factor", "LR_SCHEDULES"]
 
 LR_SCHEDULES = ("step", "constant", "repo_compounding")
-METRICS = ("cc", "nss", "kld", "sim", "auc")
 
 
 def lr_factor(epoch: int, schedule: str, step_epochs: int = 2, gamma: float = 0.1) -> float:
@@ -123,6 +122,13 @@ class SaliencyModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.loss = loss if loss is not None else SaliencyLoss()
         self._initialised = False
+        from attnlab.metrics.torchmetrics import saliency_metric_collection
+
+        # attnlab.metrics (pysaliency conventions), raw and with the centre-bias prior multiplied in
+        self.metrics = nn.ModuleDict({
+            f"{stage}{tag}": saliency_metric_collection(prefix=f"{stage}/{tag[1:] + '_' if tag else ''}")
+            for stage in ("val", "test") for tag in ("", "_cb")
+        })
 
     def forward(self, x: Tensor) -> Tensor:
         """B×3×H×W in [0, 1] → saliency B×1×H'×W' in (0, 1)."""
@@ -167,27 +173,18 @@ class SaliencyModule(L.LightningModule):
 
     # --- evaluation ----------------------------------------------------------------------------
     def _evaluate(self, stage: str, batch: dict[str, Tensor]) -> None:
-        from attnlab.metrics import saliency as M
-
         x, density, fixations = self._targets(batch)
         pred = self.net(x)
         loss, _ = self.loss(pred, density, fixations)
         self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=x.shape[0])
         prior = centre_bias_prior(tuple(pred.shape[-2:]), self.hparams.center_bias_sigma, pred.device)
-        for prefix, p in (("", pred), ("cb_", pred * prior)):
-            p = p[:, 0].detach().double()
-            values = {
-                "cc": M.cc(p, density[:, 0]),
-                "nss": M.nss(p, fixations[:, 0]),
-                "kld": M.kld(p, density[:, 0]),
-                "sim": M.sim(p, density[:, 0]),
-                "auc": M.auc_judd(p, fixations[:, 0]),
-            }
-            for name, v in values.items():
-                ok = ~torch.isnan(v)
-                if ok.any():
-                    self.log(f"{stage}/{prefix}{name}", v[ok].mean().float(), on_epoch=True,
-                             batch_size=int(ok.sum()), prog_bar=(prefix == "" and name == "cc"))
+        targets = {"fixations": fixations[:, 0], "density": density[:, 0]}
+        raw, with_prior = self.metrics[stage], self.metrics[f"{stage}_cb"]
+        raw.update(pred[:, 0].detach(), **targets)
+        with_prior.update((pred[:, 0] * prior).detach(), **targets)
+        # Lightning computes (mean over images) and resets the metrics at the end of the epoch
+        self.log_dict(raw, on_step=False, on_epoch=True)
+        self.log_dict(with_prior, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate("val", batch)
