@@ -72,7 +72,7 @@ def save_scanpath_overlay(
         if title:
             ax.set_title(title, fontsize=9)
         if others:
-            ax.legend(loc="lower right", fontsize=7, framealpha=0.7)
+            ax.legend(loc="lower right", fontsize=7, framealpha=0.7, markerscale=0.4)
         fig.tight_layout(pad=0.2)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
