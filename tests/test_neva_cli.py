@@ -47,7 +47,6 @@ def test_scanpaths_on_osie_are_written_and_scored_against_humans(tmp_path, capsy
     cfg = compose_scanpaths(tmp_path, "data=osie", f"data.root={root}", "max_images=2", *FAST)
     validate(cfg)
     summary = generate(cfg)
-    print(summary["table"])
     out = tmp_path / "run"
     records = [json.loads(p.read_text()) for p in sorted((out / "scanpaths").glob("*.json"))]
     assert len(records) == 2
@@ -60,16 +59,24 @@ def test_scanpaths_on_osie_are_written_and_scored_against_humans(tmp_path, capsy
         assert [float(r["x"]) for r in rows] == [round(f["x"], 2) for f in rec["fixations"]]
         with Image.open(out / "overlays" / f"{rec['name']}.png") as im:
             assert im.size[0] > 100
-    scores = json.loads((out / "scores.json").read_text())["table"]
-    assert set(scores) == {"NeVA", "centre", "centre bias", "uniform", "inter-observer"}
-    assert all(row["images"] == 2 for row in scores.values())
-    assert 0 <= scores["NeVA"]["ScanMatch"] <= 1
+    bench = json.loads((out / "benchmark.json").read_text())
+    scores = bench["metrics"]
+    assert set(scores) == {"NeVA", "centre", "centre_bias", "uniform", "inter_observer"}
+    assert bench["images"] == 2 and bench["split"] == "all"
+    assert 0 <= scores["NeVA"]["ScanMatch"] <= 1 and 0 <= scores["NeVA"]["AUC_Judd"] <= 1
     # humans agree with each other more than uniform random fixations do
-    assert scores["inter-observer"]["ScanMatch"] > scores["uniform"]["ScanMatch"]
+    assert scores["inter_observer"]["ScanMatch"] > scores["uniform"]["ScanMatch"]
+    # the scored model scanpaths are the ones written per image (durations: the mean training duration)
+    scored = json.loads((out / "benchmark_sources" / "NeVA.json").read_text())
+    assert {r["stimulus"] for r in scored} == {r["name"] for r in records}
+    first = next(r for r in scored if r["stimulus"] == records[0]["name"])
+    assert first["x"] == [f["x"] for f in records[0]["fixations"]] and len(set(first["duration"])) == 1
+    centre = json.loads((out / "benchmark_sources" / "centre.json").read_text())
+    assert all(c["x"] == [400.0] * 3 and c["y"] == [300.0] * 3 for c in centre)
     printed = capsys.readouterr().out
     for row in scores:
         assert f"| {row} |" in printed
-    assert (out / "scores.md").read_text().strip() == summary["table"]
+    assert summary["scores"] == scores
 
 
 def test_scanpaths_on_an_image_folder_from_the_command_line(run_cli, tmp_path):
@@ -84,7 +91,7 @@ def test_scanpaths_on_an_image_folder_from_the_command_line(run_cli, tmp_path):
     wide = json.loads((out / "scanpaths" / "wide.json").read_text())
     assert (wide["height"], wide["width"]) == (40, 90)
     assert all(0 <= f["x"] < 90 and 0 <= f["y"] < 40 for f in wide["fixations"])
-    assert not (out / "scores.json").exists() and not (out / "overlays").exists()
+    assert not (out / "benchmark.json").exists() and not (out / "overlays").exists()
     assert len((out / "scanpaths.csv").read_text().strip().splitlines()) == 1 + 2 * 3
 
 

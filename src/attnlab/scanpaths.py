@@ -4,9 +4,11 @@ Writes into the run folder, per image: ``scanpaths/<name>.json`` and ``scanpaths
 (fixation, x, y in pixels of the ORIGINAL image, best loss) and ``overlays/<name>.png`` (numbered
 fixations joined by saccades); for all images: ``scanpaths.csv`` and ``summary.json``. When the
 dataset has human fixations (``data=osie`` or any :class:`~attnlab.data.fixations.FixationDataModule`),
-the scanpaths are scored against the humans with :mod:`attnlab.metrics.scanpath`, next to centre,
-centre-bias, uniform-random and inter-observer baselines: ``scores.json``, ``scores.md`` and
-``scores_per_image.csv``, and the table is printed.
+the scanpaths are scored against the humans by :mod:`attnlab.benchmark` (every scanpath metric of
+:mod:`attnlab.metrics.scanpath`, and the saliency metrics of their fixation density), next to a
+centre-fixation scanpath and the benchmark's centre-bias, uniform and inter-observer baselines:
+``benchmark.md`` (printed), ``benchmark.csv``, ``benchmark.json``, ``saliency_grid.png``, with the
+scored scanpath files in ``benchmark_sources/``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import hydra
 import lightning as L
@@ -32,7 +33,7 @@ from attnlab.utils.instantiate import instantiate_trainer, write_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["generate", "ScanpathWriter", "score_scanpaths", "format_table", "SCANPATH_METRICS"]
+__all__ = ["generate", "ScanpathWriter", "score_with_benchmark", "write_benchmark_sources", "mean_fixation_duration"]
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -120,122 +121,61 @@ class ScanpathWriter(BasePredictionWriter):
         save_scanpath_overlay(image, fixations, self.out_dir / "overlays" / f"{name}.png", title=title, others=others)
 
 
-# --- scoring against humans -------------------------------------------------------------------
+# --- scoring against humans (attnlab.benchmark) ----------------------------------------------
 
 
-def _metric_table() -> list[tuple[str, bool, Callable]]:
-    """(column, higher is better, fn(pred, human, size, clusters) -> float) for every reported metric."""
-    from attnlab.metrics import scanpath as sm
-
-    def mm(dim: str) -> Callable:
-        return lambda a, b, size, clusters: sm.multimatch(a, b, size)[dim]
-
-    return [
-        ("ScanMatch", True, lambda a, b, size, clusters: sm.scanmatch(a, b, size)),
-        ("StringEdit sim", True, lambda a, b, size, clusters: sm.string_edit_similarity(a, b, size, 4)),
-        ("scaled TDE", True, lambda a, b, size, clusters: sm.scaled_time_delay_embedding(a, b, size)),
-        ("MM vector", True, mm("vector")),
-        ("MM direction", True, mm("direction")),
-        ("MM length", True, mm("length")),
-        ("MM position", True, mm("position")),
-        ("SequenceScore", True, lambda a, b, size, clusters: sm.sequence_score(a, b, clusters)),
-        ("DTW/diag", False, lambda a, b, size, clusters: sm.dtw(a, b, size)),
-    ]
+def mean_fixation_duration(data) -> float | None:
+    """Mean human fixation duration (ms) of a FixationDataset, or None without durations."""
+    durations = [p.duration for paths in data.scanpaths for p in paths if p.duration is not None]
+    return float(np.mean(np.concatenate(durations))) if durations else None
 
 
-SCANPATH_METRICS = ("ScanMatch", "StringEdit sim", "scaled TDE", "MM vector", "MM direction", "MM length",
-                    "MM position", "SequenceScore", "DTW/diag")
+def write_benchmark_sources(records: list[dict], folder: Path, model_name: str, centre: bool, duration: float | None) -> list[Path]:
+    """Scanpath files for ``attnlab.benchmark``: the model's and (``centre``) a centre-fixation baseline.
 
-
-def _nanmean(values: Sequence[float]) -> float:
-    values = [v for v in values if v == v]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def score_scanpaths(
-    predicted: dict[str, np.ndarray],
-    data,
-    train,
-    model_name: str = "NeVA",
-    seed: int = 0,
-    drop_first_human: bool = True,
-    progress: bool = True,
-) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Score model scanpaths and baselines against every human scanpath, image by image.
-
-    Args:
-        predicted: {stimulus id: L×2 pixel (x, y)} of the model.
-        data: the :class:`~attnlab.data.fixations.FixationDataset` whose images were run.
-        train: the split the centre bias is fitted on.
-        drop_first_human: remove each human scanpath's first (central start) fixation before scoring.
-
-    Every metric compares positions only (durations dropped: models have none). Baselines have the
-    model's length: ``centre`` (every fixation at the image centre), ``centre bias`` (drawn from a
-    Gaussian fitted to ``train``'s fixations), ``uniform`` (uniform random); ``inter-observer`` scores
-    each subject against the others (leave one subject out).
-
-    Returns:
-        ({row: {metric: mean over images}}, per-image rows).
+    Models have no fixation durations; like the benchmark's sampled baselines, every fixation gets
+    the mean training duration (when the humans have durations), so duration-aware metrics compare
+    like with like. The centre baseline fixates the image centre as often as the model fixates.
     """
-    from attnlab.baselines import CentreBias, leave_one_subject_out, uniform_scanpath
-    from attnlab.metrics.scanpath import fit_fixation_clusters
+    from attnlab.data.fixations import Scanpath
+    from attnlab.data.folder import write_scanpaths
 
-    metrics = _metric_table()
-    centre_bias = CentreBias.fit(train)
-    rng = np.random.default_rng(seed)
-    per_image: list[dict[str, Any]] = []
-    names = [s.id for s in data.stimuli if s.id in predicted]
-    if not names:
-        raise UserError("none of the generated scanpaths belongs to an image of the fixation dataset")
-    iterator: Any = names
-    if progress:
-        from tqdm import tqdm
+    def scanpath(name: str, xy: np.ndarray, subject: str) -> Scanpath:
+        dur = None if duration is None else np.full(len(xy), duration)
+        return Scanpath(xy[:, 0], xy[:, 1], dur, subject=subject, stimulus=name)
 
-        iterator = tqdm(names, desc="scoring against humans", unit="image")
-    for name in iterator:
-        i = data.index_of(name)
-        size = data.stimuli[i].size
-        h, w = size
-        humans = [p.xy[1:] if drop_first_human else p.xy for p in data.scanpaths[i]]
-        humans = [hxy for hxy in humans if len(hxy) > 0]
-        if not humans:
-            continue
-        model_xy = np.asarray(predicted[name], dtype=float).reshape(-1, 2)
-        n = len(model_xy)
-        candidates = {
-            model_name: model_xy,
-            "centre": np.tile([[w / 2, h / 2]], (n, 1)),
-            "centre bias": centre_bias.sample_scanpath(n, size, rng).xy,
-            "uniform": uniform_scanpath(n, size, rng).xy,
-        }
-        clusters = fit_fixation_clusters(np.concatenate(humans))
-        for row, xy in candidates.items():
-            values = {col: _nanmean([fn(xy, hxy, size, clusters) for hxy in humans]) for col, _, fn in metrics}
-            per_image.append({"image": name, "scanpath": row} | values)
-        if len(humans) > 1:
-            values = {
-                col: leave_one_subject_out(humans, lambda a, b, fn=fn: fn(a, b, size, clusters)) for col, _, fn in metrics
-            }
-            per_image.append({"image": name, "scanpath": "inter-observer"} | values)
-    rows: dict[str, dict[str, float]] = {}
-    for rec in per_image:
-        rows.setdefault(rec["scanpath"], {})
-    for row in rows:
-        recs = [r for r in per_image if r["scanpath"] == row]
-        rows[row] = {col: _nanmean([r[col] for r in recs]) for col, _, _ in metrics} | {"images": len(recs)}
-    return rows, per_image
+    model = [scanpath(r["name"], np.array([[f["x"], f["y"]] for f in r["fixations"]]), model_name) for r in records]
+    files = [write_scanpaths(folder / f"{model_name}.json", model)]
+    if centre:
+        paths = [
+            scanpath(r["name"], np.tile([[r["width"] / 2, r["height"] / 2]], (len(r["fixations"]), 1)), "centre")
+            for r in records
+        ]
+        files.append(write_scanpaths(folder / "centre.json", paths))
+    return files
 
 
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-    """The scores as one markdown table (↑ higher is better, ↓ lower is better)."""
-    arrows = {col: ("↑" if up else "↓") for col, up, _ in _metric_table()}
-    cols = [c for c in SCANPATH_METRICS if any(c in r for r in rows.values())]
-    header = "| scanpath | images | " + " | ".join(f"{c} {arrows[c]}" for c in cols) + " |"
-    lines = [header, "|" + "---|" * (len(cols) + 2)]
-    for name, r in rows.items():
-        cells = ["—" if (isinstance(r[c], float) and math.isnan(r[c])) else f"{r[c]:.3f}" for c in cols]
-        lines.append(f"| {name} | {r.get('images', '')} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def score_with_benchmark(cfg: DictConfig, records: list[dict], train) -> dict[str, Any]:
+    """Score the scanpaths and the baselines with :func:`attnlab.benchmark.run_benchmark` (prints the table)."""
+    from attnlab.benchmark import run_benchmark
+
+    out_dir = Path(cfg.paths.output_dir)
+    scoring = cfg.scoring
+    files = write_benchmark_sources(records, out_dir / "benchmark_sources", str(scoring.model_name),
+                                    bool(scoring.centre_baseline), mean_fixation_duration(train))
+    bench_cfg = OmegaConf.create({
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "paths": {"output_dir": str(out_dir)},
+        "seed": int(cfg.seed),
+        "attention": [str(f) for f in files] + list(scoring.baselines),
+        "split": str(cfg.split),
+        "max_images": cfg.get("max_images"),
+        "sigma_px": scoring.get("sigma_px"),
+        "scanpath_drop_first": bool(scoring.drop_first_human),
+        "figure_images": int(scoring.figure_images),
+        "progress": True,
+    })
+    return run_benchmark(bench_cfg)
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -305,27 +245,15 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": str(out_dir),
     }
     if fixation_data is not None and cfg.scoring.enabled and records:
-        predicted = {r["name"]: np.array([[f["x"], f["y"]] for f in r["fixations"]]) for r in records}
-        drop_first = bool(cfg.scoring.drop_first_human) and not bool(getattr(datamodule, "drop_first", False))
-        table, per_image = score_scanpaths(predicted, fixation_data, train, model_name=str(cfg.scoring.model_name),
-                                           seed=int(cfg.seed), drop_first_human=drop_first)
-        write_json(out_dir / "scores.json", {"table": table, "drop_first_human": drop_first, "split": cfg.split,
-                                             "centre_bias_fitted_on": train.name})
-        cols = ["image", "scanpath", *SCANPATH_METRICS]
-        _atomic_text(out_dir / "scores_per_image.csv", _csv_text(cols, [[r.get(c) for c in cols] for r in per_image]))
-        text = format_table(table)
-        _atomic_text(out_dir / "scores.md", text + "\n")
-        summary["scores"] = table
-        summary["table"] = text
-    write_json(out_dir / "summary.json", {k: v for k, v in summary.items() if k != "table"})
+        result = score_with_benchmark(cfg, records, train)
+        summary["scores"] = result["metrics"]
+    write_json(out_dir / "summary.json", summary)
     return summary
 
 
 @entry_point("scanpaths")
 def main(cfg: DictConfig) -> None:
-    summary = generate(cfg)
-    if "table" in summary:
-        print(summary["table"])
+    summary = generate(cfg)  # the benchmark prints the score table when there are humans
     print(f"{summary['images']} scanpaths written to {summary['output_dir']}")
 
 
