@@ -4,6 +4,8 @@
 EfficientNet-Lite0 (the ``neva_classifier`` config), the time of one batch of scanpaths (images/s)
 and, in the same run and interleaved with it, the time of L·S bare forward+backward passes of the
 task model (gradient w.r.t. the input, same batch, same layout/precision). Target: overhead ≤ 10%.
+Also timed: the exact model work of the search (L·(S−1) forward+backward and L forward-only passes,
+as the last step of each fixation needs no gradient), so the pure bookkeeping cost is visible.
 
 ``python scripts/bench.py --only neva_flags``: a shorter search (L=2) with each speed flag
 (channels_last, bf16 autocast, torch.compile) and how far its fixations move from plain fp32.
@@ -58,8 +60,9 @@ def _module(s: dict, device: str, channels_last: bool = True, precision: str = "
     return module.to(device).eval()
 
 
-def _bare_passes(module, images: torch.Tensor, passes: int):
-    """``passes`` forward+backward passes of the task model alone (gradient w.r.t. the input)."""
+def _bare_passes(module, images: torch.Tensor, passes: int, forward_only: int = 0):
+    """``passes`` forward+backward passes of the task model alone (gradient w.r.t. the input), then
+    ``forward_only`` forward passes without gradient."""
     with torch.no_grad():
         target = module.task.target(images)
     loss_fn = module._loss_fn(target)
@@ -68,6 +71,9 @@ def _bare_passes(module, images: torch.Tensor, passes: int):
         for _ in range(passes):
             x = images.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(loss_fn(x).sum(), x)
+        with torch.no_grad():
+            for _ in range(forward_only):
+                loss_fn(images)
 
     return run
 
@@ -106,19 +112,23 @@ def bench_search(args) -> dict:
         {
             "search": lambda: module.scanpaths(images, generator=torch.Generator().manual_seed(0)),
             "bare_passes": _bare_passes(module, images, passes),
+            # exactly the model work the search does: its last step per fixation needs no gradient
+            "same_model_work": _bare_passes(module, images, s["length"] * (s["steps"] - 1), forward_only=s["length"]),
         },
         args.repeats,
         warmup,
     )
-    search, bare = timings["search"], timings["bare_passes"]
+    search, bare, same = timings["search"], timings["bare_passes"], timings["same_model_work"]
     return {
         "settings": s | {"passes": passes, "images": source, "channels_last": True, "precision": "fp32",
                          "threads": torch.get_num_threads()},
         "search_s": search,
         "bare_forward_backward_s": bare,
+        "same_model_work_s": same,
         "images_per_s": s["batch"] / search["median_s"],
         "overhead_ratio": search["median_s"] / bare["median_s"] - 1,
         "overhead_ratio_min": search["min_s"] / bare["min_s"] - 1,
+        "bookkeeping_overhead_ratio": search["median_s"] / same["median_s"] - 1,
     }
 
 
