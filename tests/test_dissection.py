@@ -178,6 +178,9 @@ def test_batched_iou_equals_the_reference_loop():
     acc.update(on[2:], concepts[2:], masks[2:])
     total, images = iou_python_loop(on, concepts, masks, C)
     torch.testing.assert_close(acc.iou_sum, total)
+    as_float = IoUAccumulator(K, C)  # float 0/1 maps, as threshold_maps makes them
+    as_float.update(on.float(), concepts, masks)
+    torch.testing.assert_close(as_float.iou_sum, total)
     assert torch.equal(acc.images, images)
     # dataset level against a brute force over all images (absent concepts: empty masks)
     inter, union = torch.zeros(K, C), torch.zeros(K, C)

@@ -1,6 +1,6 @@
 """Factorised saliency models: dissection IoU speed, and forward/backward throughput of each model.
 
-    python scripts/bench.py --only saliency_dissection_iou
+    python scripts/bench.py --only saliency_dissection_iou saliency_dissection_iou_1thread
     python scripts/bench.py --only saliency_train_step_dinet saliency_train_step_salicon saliency_train_step_transalnet
     python scripts/bench.py --only saliency_lite0_output_stride
 """
@@ -32,37 +32,48 @@ def _masks(num_images: int, per_image: int, num_concepts: int, grid: tuple[int, 
 
 def dissection_iou(args) -> dict[str, Any]:
     """IoU of K=512 thresholded basis maps × 300 concepts × 1,000 images at 60×80 (20 concepts per
-    image): the batched matrix products against the reference's image × concept × basis loop.
+    image): the batched matrix products (from P, thresholding included) against the reference's
+    image × concept × basis loop (given the thresholded maps).
 
     The loop's cost is linear in the number of images, so it is timed on ``loop_images`` images and
     scaled to 1,000 (both numbers are reported).
     """
-    from attnlab.analysis.dissection import IoUAccumulator, iou_python_loop
+    from attnlab.analysis.dissection import IoUAccumulator, iou_python_loop, threshold_maps
 
     K, C, N, grid, per_image, batch, loop_images = 512, 300, 1000, (60, 80), 20, 20, 10
     device = torch.device(args.device)
     g = torch.Generator().manual_seed(1)
     ids, masks = _masks(N, per_image, C, grid)
-    on = torch.rand(batch, K, *grid, generator=g) > 0.8  # reused per batch: the cost does not depend on the values
+    # basis probability maps of one batch, reused for every batch (the cost does not depend on them)
+    p = torch.rand(batch, K, *grid, generator=g)
+    tau = torch.full((K,), 0.8)
+    on = p > tau.view(1, -1, 1, 1)
+    p_dev = p.to(device)
 
-    on_dev = on.to(device)
-
-    def batched():
+    def batched():  # from P: thresholding included, as dissect() does it
         acc = IoUAccumulator(K, C, device)
+        buffer = torch.empty(p_dev.numel(), device=device)
         for s in range(0, N, batch):
-            acc.update(on_dev, ids[s : s + batch].to(device), masks[s : s + batch].to(device))
+            acc.update(threshold_maps(p_dev, tau, buffer), ids[s : s + batch].to(device), masks[s : s + batch].to(device))
         return acc
 
-    fast = measure("dissection_iou_batched", batched, repeats=max(1, min(args.repeats, 3)), warmup=1)
-    slow = measure("dissection_iou_loop", lambda: iou_python_loop(on[:loop_images], ids[:loop_images], masks[:loop_images], C),
-                   repeats=1, warmup=0)
+    threads = torch.get_num_threads()
+    if getattr(args, "threads", None):
+        torch.set_num_threads(int(args.threads))
+    try:
+        fast = measure("dissection_iou_batched", batched, repeats=max(1, min(args.repeats, 3)), warmup=1)
+        slow = measure("dissection_iou_loop", lambda: iou_python_loop(on[:loop_images], ids[:loop_images], masks[:loop_images], C),
+                       repeats=1, warmup=0)
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
     # same numbers on the overlapping images
     check = IoUAccumulator(K, C)
     check.update(on[:loop_images], ids[:loop_images], masks[:loop_images])
     total, _ = iou_python_loop(on[:loop_images], ids[:loop_images], masks[:loop_images], C)
     loop_full = slow.median_s * N / loop_images
     return {
-        "bases": K, "concepts": C, "images": N, "grid": list(grid), "concepts_per_image": per_image,
+        "torch_threads": used, "bases": K, "concepts": C, "images": N, "grid": list(grid), "concepts_per_image": per_image,
         "batched_s": fast.median_s, "batched_iqr_s": fast.iqr_s, "batched_images_per_s": N / fast.median_s,
         "loop_images_timed": loop_images, "loop_s_on_timed_images": slow.median_s,
         "loop_s_scaled_to_all_images": loop_full, "speedup": loop_full / fast.median_s,
@@ -133,8 +144,17 @@ def lite0_output_stride(args) -> dict[str, Any]:
     return out
 
 
+def dissection_iou_one_thread(args) -> dict[str, Any]:
+    """As ``saliency_dissection_iou`` with torch on one thread (both methods): on a busy shared
+    machine two OpenMP threads make the many small tensor ops erratic."""
+    import argparse
+
+    return dissection_iou(argparse.Namespace(**vars(args), threads=1))
+
+
 BENCHMARKS = {
     "saliency_dissection_iou": dissection_iou,
+    "saliency_dissection_iou_1thread": dissection_iou_one_thread,
     "saliency_train_step_dinet": _train_step_benchmark("dinet", {"backbone_weights": "none"}),
     "saliency_train_step_salicon": _train_step_benchmark("salicon", {"backbone_weights": "none"}),
     "saliency_train_step_transalnet": _train_step_benchmark("transalnet", {"backbone_weights": "none"}),

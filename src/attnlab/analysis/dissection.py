@@ -31,7 +31,7 @@ from attnlab.utils.config import UserError, at_least, between, register_schema
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DissectionAnalysis", "IoUAccumulator", "iou_python_loop", "dissect", "run_dissection", "top_concepts", "THRESHOLD_SOURCES"]
+__all__ = ["DissectionAnalysis", "IoUAccumulator", "threshold_maps", "iou_python_loop", "dissect", "run_dissection", "top_concepts", "THRESHOLD_SOURCES"]
 
 THRESHOLD_SOURCES = ("val", "dissection", "file", "fixed")
 
@@ -45,41 +45,73 @@ class IoUAccumulator:
 
     def __init__(self, num_bases: int, num_concepts: int, device: Any = "cpu") -> None:
         K, C = int(num_bases), int(num_concepts)
-        self.iou_sum = torch.zeros(K, C, dtype=torch.float64, device=device)
-        self.inter_sum = torch.zeros(K, C, dtype=torch.float64, device=device)
-        self.union_sum = torch.zeros(K, C, dtype=torch.float64, device=device)  # images containing c
-        self.on_with = torch.zeros(K, C, dtype=torch.float64, device=device)  # Σ|B_k| on images with c
-        self.on_total = torch.zeros(K, dtype=torch.float64, device=device)  # Σ|B_k| on all images
+        self.num_bases, self.num_concepts = K, C
+        # per concept, four K-vectors summed over the images containing it: IoU, |B∧M|, |B∨M|, |B|
+        self._sums = torch.zeros(C, 4, K, dtype=torch.float64, device=device)
+        self.on_total = torch.zeros(K, dtype=torch.float64, device=device)  # Σ|B_k| over all images
         self.images = torch.zeros(C, dtype=torch.long, device=device)
         self.num_images = 0
+        self._on: Tensor | None = None
+        self._masks: Tensor | None = None
+
+    @property
+    def iou_sum(self) -> Tensor:
+        """Σ over images containing c of IoU_kc, K×C."""
+        return self._sums[:, 0].T
+
+    @property
+    def inter_sum(self) -> Tensor:
+        return self._sums[:, 1].T
+
+    @property
+    def union_sum(self) -> Tensor:
+        return self._sums[:, 2].T
+
+    @property
+    def on_with(self) -> Tensor:
+        """Σ|B_k| over the images containing c, K×C."""
+        return self._sums[:, 3].T
+
+    def _buffer(self, name: str, shape: tuple[int, ...], device: Any) -> Tensor:
+        """A float32 scratch tensor reused across batches (fresh large tensors cost page faults)."""
+        buf = getattr(self, name)
+        if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or buf.device != torch.device(device):
+            buf = torch.empty(shape, dtype=torch.float32, device=device)
+            setattr(self, name, buf)
+        return buf[: shape[0]]
 
     def update(self, on: Tensor, concepts: Tensor, masks: Tensor) -> None:
         """Add a batch.
 
         Args:
-            on: B×K×h×w bool, the thresholded basis maps.
+            on: B×K×h×w, the thresholded basis maps: bool, or float32 0/1 (faster, see
+                :func:`threshold_maps`).
             concepts: B×n concept ids, −1 for padding.
             masks: B×n×h×w bool, the concepts' masks (empty for padding).
         """
-        dev = self.iou_sum.device
-        b = on.flatten(2).to(dev, torch.float32)  # B×K×hw
-        m = masks.flatten(2).to(dev, torch.float32)  # B×n×hw
-        concepts = concepts.to(dev)
-        inter = torch.bmm(b, m.transpose(1, 2))  # B×K×n
-        b_area = b.sum(2)  # B×K
-        m_area = m.sum(2)  # B×n
-        union = b_area[:, :, None] + m_area[:, None, :] - inter
-        valid = (concepts >= 0) & (m_area > 0)  # B×n
+        dev = self._sums.device
+        B, n = concepts.shape
+        K = on.shape[1]
+        b = on.flatten(2)
+        if b.dtype != torch.float32 or b.device != torch.device(dev):
+            b = self._buffer("_on", tuple(b.shape), dev).copy_(b)
+        # the masks plus one all-ones row: one product gives every |B_k ∧ M_c| and |B_k|
+        m = self._buffer("_masks", (B, n + 1, b.shape[2]), dev)
+        m[:, :n].copy_(masks.flatten(2))
+        m[:, n].fill_(1.0)
+        both = torch.bmm(m, b.transpose(1, 2))  # B×(n+1)×K
+        inter, b_area = both[:, :n], both[:, n]
+        m_area = m[:, :n].sum(2)  # B×n
+        union = m_area[:, :, None] + b_area[:, None, :] - inter
         iou = inter / union.clamp(min=1)
-        ids = concepts[valid]  # P
-        pick = lambda t: t.permute(0, 2, 1)[valid].T.double()  # B×K×n → K×P
-        self.iou_sum.index_add_(1, ids, pick(iou))
-        self.inter_sum.index_add_(1, ids, pick(inter))
-        self.union_sum.index_add_(1, ids, pick(union))
-        self.on_with.index_add_(1, ids, pick(b_area[:, :, None].expand_as(inter)))
+        stats = torch.stack([iou, inter, union, b_area[:, None, :].expand_as(inter)], dim=2)  # B×n×4×K
+        concepts = concepts.to(dev)
+        valid = ((concepts >= 0) & (m_area > 0)).flatten().nonzero().squeeze(1)
+        ids = concepts.flatten()[valid]
+        self._sums.index_add_(0, ids, stats.reshape(B * n, 4, K).index_select(0, valid).double())
         self.on_total += b_area.sum(0).double()
         self.images.index_add_(0, ids, torch.ones_like(ids))
-        self.num_images += on.shape[0]
+        self.num_images += B
 
     def image_mean(self) -> Tensor:
         """Mean per-image IoU over the images containing each concept, K×C (NaN: never present)."""
@@ -90,6 +122,18 @@ class IoUAccumulator:
         """Σ∩ / Σ∪ over all images, K×C."""
         union = self.union_sum + (self.on_total[:, None] - self.on_with)
         return torch.where(union > 0, self.inter_sum / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
+def threshold_maps(p: Tensor, thresholds: Tensor, out: Tensor | None = None) -> Tensor:
+    """[p_k > τ_k] as float32 0/1 maps (B×K×h×w), made without a bool intermediate.
+
+    ``out``: a float32 buffer of at least B×K×h×w reused across batches (large fresh tensors cost
+    page faults on every batch).
+    """
+    tau = thresholds.to(p.device, p.dtype).view(1, -1, 1, 1)
+    if out is None or out.numel() < p.numel() or out.device != p.device:
+        out = torch.empty(p.numel(), dtype=torch.float32, device=p.device)
+    return torch.gt(p, tau, out=out.view(-1)[: p.numel()].view(p.shape))
 
 
 def iou_python_loop(on: Tensor, concepts: Tensor, masks: Tensor, num_concepts: int) -> tuple[Tensor, Tensor]:
@@ -129,14 +173,16 @@ def dissect(
     """
     from rich.progress import track
 
-    tau = thresholds.to(device).view(1, -1, 1, 1)
     acc = IoUAccumulator(len(thresholds), num_concepts, device)
+    buffer = None
     with torch.no_grad():
         for batch in track(loader, description="dissection", disable=not progress, transient=True):
             p = probabilities(batch["image"].to(device))
             if p.shape[-2:] != batch["masks"].shape[-2:]:
                 raise RuntimeError(f"basis maps are {tuple(p.shape[-2:])} but concept masks {tuple(batch['masks'].shape[-2:])}")
-            acc.update(p > tau, batch["concepts"], batch["masks"])
+            if buffer is None or buffer.numel() < p.numel():
+                buffer = torch.empty(p.numel(), dtype=torch.float32, device=p.device)
+            acc.update(threshold_maps(p, thresholds, buffer), batch["concepts"], batch["masks"])
     return acc
 
 
