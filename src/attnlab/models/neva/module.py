@@ -77,7 +77,6 @@ class NevaModule(L.LightningModule):
             raise UserError(f"image_size must be [H, W] with positive sizes, got {list(image_size)}")
         self.task = task
         self.blur = GaussianBlur(blur_kernel, blur_sigma)
-        self.foveation = Foveation(self.search_config.sigma_fovea)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.resize_inputs = bool(resize_inputs)
         self.seed = int(seed)
@@ -135,9 +134,8 @@ class NevaModule(L.LightningModule):
         with torch.no_grad(), self._autocast():
             target = self.task.target(images, labels)
         residual = self.blur.residual(images)
-        path = search_scanpath(
-            self._loss_fn(target), images, residual, self.search_config, self.foveation, generator, on_fixation
-        )
+        foveation = Foveation(self.search_config.sigma_fovea)  # stateless: follows the current search config
+        path = search_scanpath(self._loss_fn(target), images, residual, self.search_config, foveation, generator, on_fixation)
         return path, target
 
     # -- Lightning -------------------------------------------------------------------------------
