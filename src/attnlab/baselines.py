@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from attnlab.data.fixations import FixationDataset, Scanpath, gaussian_density
+from attnlab.data.fixations import FixationDataset, Scanpath
 from attnlab.utils.config import UserError
 
 __all__ = ["CentreBias", "uniform_map", "uniform_scanpath", "leave_one_out_density", "leave_one_subject_out"]

@@ -38,7 +38,6 @@ from __future__ import annotations
 import csv
 import importlib
 import logging
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +45,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
-from attnlab.baselines import CentreBias, leave_one_subject_out, uniform_map, uniform_scanpath
+from attnlab.baselines import CentreBias, uniform_map, uniform_scanpath
 from attnlab.data.fixations import FixationDataset, Scanpath, gaussian_density
 from attnlab.metrics import saliency as S
 from attnlab.metrics import scanpath as SP
@@ -91,6 +90,8 @@ class AttentionSource:
 
 
 SOURCES: dict[str, Callable[[Optional[str], BenchmarkContext], AttentionSource]] = {}
+if __name__ == "__main__":  # `python -m` runs a second copy: make it the one model packages register into
+    sys.modules.setdefault("attnlab.benchmark", sys.modules[__name__])
 
 
 def register_source(name: str):

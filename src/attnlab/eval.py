@@ -11,7 +11,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from attnlab.utils.checkpoint import read_checkpoint, stored_config
 from attnlab.utils.cli import entry_point

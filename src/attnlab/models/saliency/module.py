@@ -13,7 +13,6 @@ and for the prediction multiplied by the reference's centre-bias prior (``val/cb
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 

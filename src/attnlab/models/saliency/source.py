@@ -3,7 +3,6 @@ attention=centre_bias,saliency:<checkpoint>`` scores a trained model next to the
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import numpy as np
@@ -36,10 +35,3 @@ class SaliencyModelSource(AttentionSource):
         image = Image.fromarray(ctx.data.load_image(i)).resize(self.image_size[::-1], Image.BILINEAR)
         x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
         return self.model(x)[0, 0].double().numpy()
-
-
-# ``python -m attnlab.benchmark`` runs that module as __main__, a second copy whose registry is not
-# attnlab.benchmark.SOURCES: register there too, so attention=saliency:<ckpt> works from the CLI
-_main = sys.modules.get("__main__")
-if getattr(getattr(_main, "__spec__", None), "name", None) == "attnlab.benchmark":
-    _main.register_source("saliency")(SaliencyModelSource)
