@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 # pysaliency 0.2.22 calls np.trapz, which NumPy 2.4 removed
 if not hasattr(np, "trapz"):
@@ -16,6 +17,18 @@ if not hasattr(np, "trapz"):
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATTNLAB_SHARED", REPO.parent / "shared"))
+
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # for entry points run in a subprocess on tiny inputs
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny batches: intra-op threads cost more than they save, and stall on a loaded CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def shared_path(*parts: str) -> Path:

@@ -28,21 +28,12 @@ from attnlab.models.gating.evaluation import (
     object_mask,
 )
 from attnlab.utils.config import UserError
-from conftest import shared_path
+from conftest import ONE_THREAD, shared_path
 
 SAMPLE = ("data", "coco_format_sample")
 
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # for entry points run in a subprocess
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny batches: intra-op threads cost more than they save, and stall on oversubscribed CI runners."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rect(x0, y0, x1, y1):
