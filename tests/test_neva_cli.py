@@ -40,7 +40,6 @@ def run_folder(tmp_path: Path) -> Path:
 
 
 def test_scanpaths_on_osie_are_written_and_scored_against_humans(tmp_path, capsys):
-    from attnlab.scanpaths import main  # noqa: F401 - the entry point module
     from attnlab.scanpaths import generate
 
     root = shared_path("data", "osie_subset")
