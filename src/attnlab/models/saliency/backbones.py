@@ -46,6 +46,16 @@ def _dilations(output_stride: int) -> tuple[int, int]:
     return {8: (2, 4), 16: (1, 2), 32: (1, 1)}[output_stride]
 
 
+
+def _checked_stages(stages: Sequence[int], output_stride: int, channels: dict) -> tuple[int, ...]:
+    """The requested backbone stages as a tuple; one-line errors for unsupported values."""
+    if output_stride not in (8, 16, 32):
+        raise UserError(f"backbone output_stride={output_stride} is not allowed; expected 8, 16 or 32")
+    checked = tuple(int(s) for s in stages)
+    if not checked or any(s not in channels for s in checked):
+        raise UserError(f"backbone stages={list(stages)} is not allowed; expected a subset of 1, 2, 3, 4")
+    return checked
+
 class ResNet50Backbone(nn.Module):
     """torchvision ResNet-50 without avgpool/fc, optionally dilated.
 
@@ -72,11 +82,7 @@ class ResNet50Backbone(nn.Module):
         super().__init__()
         from torchvision.models import resnet50
 
-        if output_stride not in (8, 16, 32):
-            raise UserError(f"backbone output_stride={output_stride} is not allowed; expected 8, 16 or 32")
-        self.stages = tuple(int(s) for s in stages)
-        if not self.stages or any(s not in self.CHANNELS for s in self.stages):
-            raise UserError(f"backbone stages={list(stages)} is not allowed; expected a subset of 1, 2, 3, 4")
+        self.stages = _checked_stages(stages, output_stride, self.CHANNELS)
         d3, d4 = _dilations(output_stride)
         net = resnet50(replace_stride_with_dilation=[False, d3 > 1, d4 > 1])
         # torchvision keeps the first block of a dilated layer at the previous dilation; the
@@ -179,11 +185,7 @@ class EfficientNetLite0Backbone(nn.Module):
         freeze_bn: bool = True,
     ) -> None:
         super().__init__()
-        if output_stride not in (8, 16, 32):
-            raise UserError(f"backbone output_stride={output_stride} is not allowed; expected 8, 16 or 32")
-        self.stages = tuple(int(s) for s in stages)
-        if not self.stages or any(s not in self.CHANNELS for s in self.stages):
-            raise UserError(f"backbone stages={list(stages)} is not allowed; expected a subset of 1, 2, 3, 4")
+        self.stages = _checked_stages(stages, output_stride, self.CHANNELS)
         import timm
 
         # timm's TF port with the requested dilation; the weights come from the shared loader
