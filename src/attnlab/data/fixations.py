@@ -15,6 +15,8 @@ This is the data layer every attention model in attnlab is scored against. Publi
 - :func:`fixation_map` ``(x, y, image_size, size=None)`` → ``(counts H×W, dropped)``: fixation counts
   per pixel. A fixation at ``x`` falls in column ``floor(x · W / W_image)`` (pixel j covers
   [j, j+1)); fixations outside the image are dropped and counted.
+- :func:`sparse_fixation_maps` ``(points, image_sizes, size=None)`` → the same counts for several
+  images as one sparse B×H×W tensor, which the saliency metrics take without a per-pixel cost.
 - :func:`gaussian_density` ``(x, y, image_size, sigma_px, size=None)`` → H×W density summing to 1:
   the fixation map blurred with a Gaussian exactly as ``scipy.ndimage.gaussian_filter(mode="reflect",
   truncate=4)`` does (which is what pysaliency's ``FixationMap(kernel_size=sigma)`` uses).
@@ -50,6 +52,7 @@ __all__ = [
     "Fixations",
     "FixationDataset",
     "fixation_map",
+    "sparse_fixation_maps",
     "gaussian_density",
     "blur",
     "gaussian_operator",
@@ -179,6 +182,25 @@ def fixation_map(
     rows, cols, inside = _pixel_indices(x, y, image_size, size)
     counts = np.bincount(rows * w + cols, minlength=h * w).astype(np.float64).reshape(h, w)
     return counts, int((~inside).sum())
+
+
+def sparse_fixation_maps(
+    points: Sequence[tuple[np.ndarray, np.ndarray]], image_sizes: Sequence[tuple[int, int]], size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """:func:`fixation_map` of several images as one sparse B×H×W count tensor (float64).
+
+    ``points[i]`` = (x, y) of image i in pixels of ``image_sizes[i]``; every map has ``size``
+    (default: the first image's size). The saliency metrics take it in place of dense counts.
+    """
+    size = tuple(size or image_sizes[0])
+    index, values = [], []
+    for b, ((x, y), image_size) in enumerate(zip(points, image_sizes)):
+        rows, cols, _ = _pixel_indices(x, y, image_size, size)
+        pixel, counts = np.unique(rows * size[1] + cols, return_counts=True)
+        index.append(np.stack([np.full(len(pixel), b), pixel // size[1], pixel % size[1]]))
+        values.append(counts.astype(np.float64))
+    index_all, values_all = torch.from_numpy(np.concatenate(index, 1)), torch.from_numpy(np.concatenate(values))
+    return torch.sparse_coo_tensor(index_all, values_all, (len(points), *size), is_coalesced=True, check_invariants=False)  # np.unique sorts
 
 
 @lru_cache(maxsize=32)

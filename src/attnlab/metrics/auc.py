@@ -24,16 +24,18 @@ per-image AUCs (NaN for images without fixations). A constant prediction scores 
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Sequence
 
 import numpy as np
 import torch
 
-from attnlab.metrics.maps import as_batch, constant, fixated, flat, match_size, minmax
+from attnlab.metrics.maps import RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, value_range
 
 __all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "ShuffledNegatives", "roc_auc"]
 
 JITTER = 1e-7
+BINS = 1 << 16  # histogram resolution of the exact pixel counts of AUC-Judd (see _pixels_at_or_above)
 
 
 def _inputs(pred: torch.Tensor, fixations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +81,94 @@ def _count_at_or_above(thresholds_sorted: torch.Tensor, values: torch.Tensor, we
     return hist.flip(1).cumsum(1).flip(1)[:, 1:]
 
 
+def _pixels_at_or_above(v: torch.Tensor, positions: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, v32: torch.Tensor | None = None, bins: int = BINS) -> torch.Tensor:
+    """How many of the flat map ``v``'s values are ≥ each threshold t = v[positions], with lo ≤ v ≤ hi.
+
+    Exact, like :func:`_count_at_or_above`, but without a binary search per pixel: each value gets
+    the key ⌊(v − lo)·bins / (hi − lo)⌋, monotone in v, so one bincount counts every bin above a
+    threshold's bin, and only the values that share a bin with a threshold are compared with it
+    (in the map's own precision). The keys only need to keep the order, so they are computed in
+    float32 (``v32``: a float32 copy of ``v`` when the caller has one).
+    """
+    scale = bins / (hi - lo) if hi > lo else 0.0
+    scale = scale if math.isfinite(scale) else 0.0  # a (nearly) constant map: one bin, all compared
+    magnitude = max(abs(lo), abs(hi))
+    if scale < 1e30 and magnitude < 1e30 and hi - lo > 1e-3 * magnitude:  # float32 resolves the range
+        v32 = as_float32(v, buffers, "values32") if v32 is None else v32
+        scaled = torch.sub(v32, lo, out=buffers("scaled32", v, torch.float32)).mul_(scale)
+    else:
+        scaled = torch.sub(v, lo, out=buffers("scaled", v)).mul_(scale)
+    keys = buffers("keys", v, torch.int32).copy_(scaled)
+    t, t_keys = v[positions], keys[positions].to(torch.int64)  # thresholds are pixels: same keys
+    histogram = torch.bincount(keys, minlength=bins + 2)
+    above = v.numel() - histogram.cumsum(0)[t_keys]  # values in bins above t's bin: all > t
+    in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 2).zero_()
+    in_threshold_bin[t_keys] = True
+    shared_values = v[flat_nonzero(in_threshold_bin.index_select(0, keys))].sort().values
+    # in t's bin and ≥ t = (shared values with key ≤ t's key) − (shared values < t), as v < t ⇒ key ≤ t's
+    threshold_bins = t_keys.unique()  # sorted
+    key_up_to = histogram[threshold_bins].cumsum(0)[torch.searchsorted(threshold_bins, t_keys)]
+    value_below = torch.searchsorted(shared_values, t, right=False)
+    return (above + key_up_to - value_below).to(torch.float64)
+
+
+class JuddPass:
+    """The whole-map part of AUC-Judd, one map at a time (:meth:`run_row`), then :meth:`auc`.
+
+    Thresholds are the (jittered) predicted values at the fixated pixels; for each, the pixels at
+    or above it are counted exactly (:func:`_pixels_at_or_above`). The jitter of map i comes from a
+    generator seeded with (``seed``, i), so maps can run in any order.
+    """
+
+    def __init__(self, p: torch.Tensor, f: torch.Tensor, jitter: bool, seed: int, binary: bool) -> None:
+        rows = _per_row(f)
+        self.positions = [n for n, _ in rows]
+        self.weights = [torch.ones_like(w) if binary else w for _, w in rows]
+        self.n_pixels, self.n_rows = p.shape[1], p.shape[0]
+        self.jitter, self.seed = jitter, seed
+        self.thresholds: list[torch.Tensor] = [p.new_zeros(0)] * p.shape[0]
+        self.at_or_above: list[torch.Tensor] = [p.new_zeros(0)] * p.shape[0]
+
+    def run_row(self, i: int, v: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, v32: torch.Tensor | None = None) -> None:
+        """Map i (flat, with min ``lo`` and max ``hi``; ``v32``: its float32 copy, if made already)."""
+        positions = self.positions[i]
+        if positions.numel() == 0:
+            return
+        if self.jitter:  # normalise first so that the jitter only ever breaks ties
+            generator = torch.Generator(device=v.device).manual_seed(self.seed * 1_000_003 + i)
+            noise = torch.rand(v.shape, generator=generator, out=buffers("noise", v), dtype=v.dtype)
+            v = torch.sub(v, lo, out=buffers("jittered", v)).mul_(1.0 / (hi - lo) if hi > lo else 0.0).add_(noise, alpha=JITTER)
+            lo, hi, v32 = 0.0, 1.0 + JITTER, None
+        self.thresholds[i] = v[positions]
+        if hi == lo:  # a constant map: every pixel is at or above every threshold
+            self.at_or_above[i] = torch.full_like(self.thresholds[i], float(self.n_pixels))
+        else:
+            self.at_or_above[i] = _pixels_at_or_above(v, positions, lo, hi, buffers, v32)
+
+    def auc(self, flat_map: torch.Tensor) -> torch.Tensor:
+        """B AUCs from the rows run so far (0.5 where ``flat_map``, NaN without fixations)."""
+        thr = torch.nn.utils.rnn.pad_sequence(self.thresholds, batch_first=True, padding_value=float("inf"))
+        ge_all = torch.nn.utils.rnn.pad_sequence(self.at_or_above, batch_first=True)
+        w = torch.nn.utils.rnn.pad_sequence(self.weights, batch_first=True).to(thr.dtype)
+        if thr.shape[1] == 0:
+            return torch.full((self.n_rows,), float("nan"), dtype=torch.float64, device=thr.device)
+        thr, order = thr.sort(1)
+        w, ge_all = w.gather(1, order), ge_all.gather(1, order)
+        fixated_pixels = (w > 0).sum(1, keepdim=True).to(thr.dtype)
+        # pixels ≥ t_i, minus the fixated pixels ≥ t_i, = non-fixated pixels ≥ t_i
+        left = torch.searchsorted(thr, thr, right=False)  # #thresholds < t_i
+        ge_fixated = (fixated_pixels - left).clamp_min(0)
+        cum_w = torch.cat([torch.zeros_like(w[:, :1]), w.cumsum(1)], 1)
+        total_w = cum_w[:, -1:]
+        pos_ge = total_w - cum_w.gather(1, left)
+        negatives = self.n_pixels - fixated_pixels
+        tpr = pos_ge / total_w.clamp_min(1e-300)
+        fpr = (ge_all - ge_fixated) / negatives.clamp_min(1)
+        auc = _trapezoid(fpr.flip(1), tpr.flip(1))  # descending thresholds
+        auc = torch.where(flat_map, torch.full_like(auc, 0.5), auc)
+        return torch.where(total_w[:, 0] > 0, auc, torch.full_like(auc, float("nan")))
+
+
 def auc_judd(
     pred: torch.Tensor,
     fixations: torch.Tensor,
@@ -90,28 +180,10 @@ def auc_judd(
     if variant not in ("pysaliency", "mit"):
         raise ValueError(f"variant={variant!r}; choose 'pysaliency' or 'mit'")
     p, f = _inputs(pred, fixations)
-    flat_map = constant(p)
-    if jitter:  # normalise first so that the jitter only ever breaks ties
-        p = minmax(p)
-        g = torch.Generator(device=p.device).manual_seed(seed)
-        p = p + JITTER * torch.rand(p.shape, generator=g, device=p.device, dtype=p.dtype)
-    thr, w = _padded(p, f, float("inf"), binary=variant == "mit")  # one threshold per fixated pixel
-    thr, order = thr.sort(1)
-    w = w.gather(1, order)
-    fixated = (w > 0).sum(1, keepdim=True).to(p.dtype)
-    # pixels ≥ t_i, minus the fixated pixels ≥ t_i, = non-fixated pixels ≥ t_i
-    ge_all = _count_at_or_above(thr, p)
-    left = torch.searchsorted(thr, thr, right=False)  # #thresholds < t_i
-    ge_fixated = (fixated - left).clamp_min(0)
-    cum_w = torch.cat([torch.zeros_like(w[:, :1]), w.cumsum(1)], 1)
-    total_w = cum_w[:, -1:]
-    pos_ge = total_w - cum_w.gather(1, left)
-    negatives = p.shape[1] - fixated
-    tpr = pos_ge / total_w.clamp_min(1e-300)
-    fpr = (ge_all - ge_fixated) / negatives.clamp_min(1)
-    auc = _trapezoid(fpr.flip(1), tpr.flip(1))  # descending thresholds
-    auc = torch.where(flat_map, torch.full_like(auc, 0.5), auc)
-    return torch.where(total_w[:, 0] > 0, auc, torch.full_like(auc, float("nan")))
+    judd = JuddPass(p, f, jitter, seed, binary=variant == "mit")
+    ranges = torch.stack(value_range(p), 1).tolist()
+    for_each_row(lambda i, buffers: judd.run_row(i, p[i], *ranges[i], buffers), p.shape[0], p.device)
+    return judd.auc(constant(p))
 
 
 def _grid_auc(positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Tensor, neg_w: torch.Tensor, step: float) -> torch.Tensor:
@@ -148,14 +220,56 @@ def auc_borji(pred: torch.Tensor, fixations: torch.Tensor, splits: int = 100, st
 
 
 def roc_auc(positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Tensor, neg_w: torch.Tensor) -> torch.Tensor:
-    """Exact weighted ROC-AUC per row: P(pos > neg) + ½ P(pos = neg) (pysaliency ``general_roc``)."""
-    neg, order = negatives.sort(1)
-    nw = neg_w.gather(1, order).to(torch.float64)
-    cum = torch.cat([torch.zeros_like(nw[:, :1]), nw.cumsum(1)], 1)
-    below = cum.gather(1, torch.searchsorted(neg, positives, right=False))
-    at_or_below = cum.gather(1, torch.searchsorted(neg, positives, right=True))
-    score = (pos_w * (below + 0.5 * (at_or_below - below))).sum(1)
-    return score / (pos_w.sum(1) * cum[:, -1]).clamp_min(1e-300)
+    """Exact weighted ROC-AUC of 1-D samples: P(pos > neg) + ½ P(pos = neg) (pysaliency ``general_roc``).
+
+    Sorts the (usually few) positives and places every negative among them with one binary search:
+    Σ over negatives of w · (positive weight above it + ½ positive weight equal to it).
+    """
+    pos, order = positives.sort()
+    cum = torch.cat([pos_w.new_zeros(1), pos_w[order].cumsum(0)]).to(torch.float64)
+    at_or_below = torch.searchsorted(pos, negatives, right=True)
+    below = at_or_below.clone()
+    # ties (a negative equal to a positive) are rare: only those need the left end of the run
+    tie = (at_or_below > 0) & (pos[(at_or_below - 1).clamp_min(0)] == negatives)
+    if bool(tie.any()):
+        below[tie] = torch.searchsorted(pos, negatives[tie], right=False)
+    weight_above = cum[-1] - 0.5 * (cum[at_or_below] + cum[below])
+    return torch.dot(neg_w.to(torch.float64), weight_above) / (cum[-1] * neg_w.sum()).clamp_min(1e-300)
+
+
+class ShuffledPass:
+    """Shuffled AUC (pysaliency's convention), one map at a time (:meth:`run_row`), then :meth:`auc`:
+    the map's values at its own fixations against its values at the other images' fixations."""
+
+    def __init__(self, f: torch.Tensor, nf: torch.Tensor) -> None:
+        self.positives, self.negatives = _per_row(f), _per_row(nf)
+        self.values: list[float] = [float("nan")] * f.shape[0]
+
+    def run_row(self, i: int, v: torch.Tensor) -> None:
+        """Map i (flat)."""
+        (pos, pos_w), (neg, neg_w) = self.positives[i], self.negatives[i]
+        if pos.numel() and neg.numel():
+            self.values[i] = float(roc_auc(v.index_select(0, pos), pos_w, v.index_select(0, neg), neg_w))
+
+    def auc(self, flat_map: torch.Tensor) -> torch.Tensor:
+        """B AUCs (0.5 where ``flat_map``, NaN without fixations or negatives)."""
+        auc = torch.tensor(self.values, dtype=torch.float64, device=flat_map.device)
+        return torch.where(flat_map & ~torch.isnan(auc), torch.full_like(auc, 0.5), auc)
+
+
+def _per_row(counts: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(pixel indices, counts) of the fixated pixels of each row of B×N count maps."""
+    b, n, w = fixated(counts)
+    sizes = torch.bincount(b, minlength=counts.shape[0]).tolist()
+    return list(zip(torch.split(n, sizes), torch.split(w, sizes)))
+
+
+def nonfixation_counts(nonfixations: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
+    """The validated B×N negatives of shuffled AUC, the same size as the (flat) fixation maps."""
+    nf = flat(as_batch(nonfixations, "nonfixation map"))
+    if nf.shape != flat(fixations).shape:
+        raise ValueError(f"nonfixation maps have shape {tuple(nonfixations.shape)}; expected the fixation maps' {tuple(fixations.shape)}")
+    return nf
 
 
 def auc_shuffled(
@@ -169,32 +283,29 @@ def auc_shuffled(
 ) -> torch.Tensor:
     """Shuffled AUC per image; ``nonfixations`` = counts of other images' fixations (B×H×W)."""
     p, f = _inputs(pred, fixations)
-    nf = flat(as_batch(nonfixations, "nonfixation map"))
-    if nf.shape != p.shape:
-        raise ValueError(f"nonfixation maps have shape {tuple(nonfixations.shape)}; expected the fixation maps' {tuple(fixations.shape)}")
+    nf = nonfixation_counts(nonfixations, as_batch(fixations, "fixation map"))
     flat_map = constant(p)
-    has_neg = torch.bincount(fixated(nf)[0], minlength=nf.shape[0]) > 0
     if variant == "pysaliency":
-        pos, pos_w = _padded(p, f, float("inf"))
-        neg, neg_w = _padded(p, nf, float("inf"))
-        auc = roc_auc(pos, pos_w, neg, neg_w)
-    elif variant == "mit":
-        p = minmax(p)
-        pos, pos_w = _padded(p, f, 0.0, binary=True)
-        other, other_w = _padded(p, nf, 0.0, binary=True)
-        n_fix, n_other = pos_w.sum(1), other_w.sum(1)
-        g = torch.Generator(device=p.device).manual_seed(seed)
-        # a random subset per draw: random keys, valid entries first, keep the first min(n_fix, n_other)
-        keys = torch.rand((p.shape[0], splits, other.shape[1]), generator=g, device=p.device, dtype=p.dtype)
-        keys = torch.where(other_w[:, None, :] > 0, keys, torch.full_like(keys, 2.0))
-        order = keys.argsort(2)
-        take = torch.minimum(n_fix, n_other)
-        rank = torch.arange(other.shape[1], device=p.device)
-        neg = other[:, None, :].expand(-1, splits, -1).gather(2, order)
-        neg_w = (rank[None, None, :] < take[:, None, None]).to(p.dtype).expand(-1, splits, -1)
-        auc = _grid_auc(pos, pos_w, neg, neg_w, step).mean(1)
-    else:
+        shuffled = ShuffledPass(f, nf)
+        for_each_row(lambda i, buffers: shuffled.run_row(i, p[i]), p.shape[0], p.device)
+        return shuffled.auc(flat_map)
+    if variant != "mit":
         raise ValueError(f"variant={variant!r}; choose 'pysaliency' or 'mit'")
+    has_neg = torch.bincount(fixated(nf)[0], minlength=nf.shape[0]) > 0
+    p = minmax(p)
+    pos, pos_w = _padded(p, f, 0.0, binary=True)
+    other, other_w = _padded(p, nf, 0.0, binary=True)
+    n_fix, n_other = pos_w.sum(1), other_w.sum(1)
+    g = torch.Generator(device=p.device).manual_seed(seed)
+    # a random subset per draw: random keys, valid entries first, keep the first min(n_fix, n_other)
+    keys = torch.rand((p.shape[0], splits, other.shape[1]), generator=g, device=p.device, dtype=p.dtype)
+    keys = torch.where(other_w[:, None, :] > 0, keys, torch.full_like(keys, 2.0))
+    order = keys.argsort(2)
+    take = torch.minimum(n_fix, n_other)
+    rank = torch.arange(other.shape[1], device=p.device)
+    neg = other[:, None, :].expand(-1, splits, -1).gather(2, order)
+    neg_w = (rank[None, None, :] < take[:, None, None]).to(p.dtype).expand(-1, splits, -1)
+    auc = _grid_auc(pos, pos_w, neg, neg_w, step).mean(1)
     auc = torch.where(flat_map, torch.full_like(auc, 0.5), auc)
     ok = (torch.bincount(fixated(f)[0], minlength=f.shape[0]) > 0) & has_neg
     return torch.where(ok, auc, torch.full_like(auc, float("nan")))
@@ -214,20 +325,44 @@ class ShuffledNegatives:
         self.sizes = [tuple(s) for s in image_sizes]
         self._totals: dict[tuple[int, int], np.ndarray] = {}
 
-    def _scaled(self, i: int, size: tuple[int, int]) -> np.ndarray:
+    def _pixels(self, i: int, size: tuple[int, int]) -> np.ndarray:
+        """Flat pixel indices of image i's fixations at ``size`` (repeats kept, outside dropped)."""
         h, w = size
         hi, wi = self.sizes[i]
         x, y = self.xy[i]
         cols = (x * (w / wi)).astype(np.int64)
         rows = (y * (h / hi)).astype(np.int64)
         ok = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
-        return np.bincount(rows[ok] * w + cols[ok], minlength=h * w)
+        return rows[ok] * w + cols[ok]
+
+    def _scaled(self, i: int, size: tuple[int, int]) -> np.ndarray:
+        return np.bincount(self._pixels(i, size), minlength=size[0] * size[1])
+
+    def _total(self, size: tuple[int, int]) -> np.ndarray:
+        if size not in self._totals:
+            every = np.concatenate([self._pixels(i, size) for i in range(len(self.xy))])
+            self._totals[size] = np.bincount(every, minlength=size[0] * size[1])
+        return self._totals[size]
 
     def counts(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
         size = tuple(size or self.sizes[index])
-        if size not in self._totals:
-            self._totals[size] = sum(self._scaled(i, size) for i in range(len(self.xy)))
-        return (self._totals[size] - self._scaled(index, size)).astype(np.float64).reshape(size)
+        return (self._total(size) - self._scaled(index, size)).astype(np.float64).reshape(size)
+
+    def sparse_counts(self, indices: Sequence[int], size: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The negatives of images ``indices`` as one sparse B×H×W count tensor (all at ``size``,
+        default the first image's): a few thousand pixels each instead of a dense map."""
+        size = tuple(size or self.sizes[indices[0]])
+        total = self._total(size)
+        support = np.flatnonzero(total)
+        counts = np.tile(total[support], (len(indices), 1))  # B × (pixels fixated in any image)
+        own = [self._pixels(i, size) for i in indices]
+        rows = np.repeat(np.arange(len(indices)), [len(o) for o in own])
+        np.subtract.at(counts, (rows, np.searchsorted(support, np.concatenate(own))), 1)  # minus the image's own
+        batch, position = np.nonzero(counts > 0)
+        pixels = support[position]
+        index = torch.from_numpy(np.stack([batch, pixels // size[1], pixels % size[1]]))
+        values = torch.from_numpy(counts[batch, position].astype(np.float64))
+        return torch.sparse_coo_tensor(index, values, (len(indices), *size), is_coalesced=True, check_invariants=False).to(device)  # sorted by construction
 
 
 def shuffled_nonfixations(

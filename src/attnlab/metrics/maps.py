@@ -3,7 +3,12 @@
 Rules (the same for every metric in :mod:`attnlab.metrics.saliency` and :mod:`attnlab.metrics.auc`):
 
 - Maps are B×H×W (an H×W map is treated as B = 1), any float dtype, any device. Work is done in
-  float64 so values match the NumPy references to ~1e-12.
+  float64 so values match the NumPy references to ~1e-12. Fixation counts may also be a sparse COO
+  tensor (``torch.sparse_coo_tensor`` with indices (image, row, column)): a few hundred fixations
+  then cost nothing per pixel.
+- Whole-map work runs one map at a time (reductions, and elementwise passes into a reused buffer):
+  a B×H×W temporary would be allocated fresh for every operation, and that costs more than the
+  arithmetic.
 - A map containing NaN or ±inf raises :class:`InvalidMapError` naming its batch index (the benchmark
   re-raises it with the image name). Nothing is silently replaced.
 - A prediction whose H×W differs from the target's is resized to the target's size with bilinear
@@ -18,10 +23,12 @@ Rules (the same for every metric in :mod:`attnlab.metrics.saliency` and :mod:`at
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -29,7 +36,7 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidMapError", "as_batch", "match_size", "to_density", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "DTYPE"]
+__all__ = ["InvalidMapError", "as_batch", "match_size", "to_density", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "as_float32", "DTYPE"]
 
 DTYPE = torch.float64
 # MATLAB's eps: the regulariser of the MIT benchmark code (KLdiv.m, IG.m) and pysaliency's MIT_KLDiv
@@ -50,15 +57,20 @@ def shared_inputs():
         _SHARED.reset(token)
 
 
-def reuse(name: str, tensor: torch.Tensor, compute: Callable[[], Any]) -> Any:
-    """``compute()``, memoised per (name, tensor storage) inside :func:`shared_inputs`."""
+def reuse(name: str, tensors: torch.Tensor | tuple[torch.Tensor, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()``, memoised per (name, tensor storages) inside :func:`shared_inputs`."""
     memo = _SHARED.get()
     if memo is None:
         return compute()
-    key = (name, tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
+    tensors = tensors if isinstance(tensors, tuple) else (tensors,)
+    key = (name, *((_storage(t), tuple(t.shape), None if t.is_sparse else tuple(t.stride()), t.dtype) for t in tensors))
     if key not in memo:
-        memo[key] = (tensor, compute())  # keeps the tensor alive so its storage is not reused
+        memo[key] = (tensors, compute())  # keeps the tensors alive so their storage is not reused
     return memo[key][1]
+
+
+def _storage(t: torch.Tensor) -> int:
+    return t._values().data_ptr() if t.is_sparse else t.data_ptr()
 
 
 class InvalidMapError(UserError):
@@ -70,7 +82,10 @@ class InvalidMapError(UserError):
 
 
 def as_batch(x: torch.Tensor, what: str = "saliency map", check: bool = True) -> torch.Tensor:
-    """B×H×W float64 view of ``x`` (H×W → 1×H×W); raises :class:`InvalidMapError` on NaN/inf."""
+    """B×H×W float64 view of ``x`` (H×W → 1×H×W); raises :class:`InvalidMapError` on NaN/inf.
+
+    A sparse COO tensor stays sparse (coalesced): fixation counts.
+    """
     x = torch.as_tensor(x)
     if x.dim() == 2:
         x = x.unsqueeze(0)
@@ -79,6 +94,8 @@ def as_batch(x: torch.Tensor, what: str = "saliency map", check: bool = True) ->
     if x.dim() != 3:
         raise UserError(f"{what}s must be B×H×W (or H×W); got shape {tuple(x.shape)}")
     x = x.to(DTYPE)
+    if x.is_sparse:
+        x = x.coalesce()
     if check:
         index = reuse("invalid", x, lambda: first_invalid(x))
         if index is not None:
@@ -86,9 +103,95 @@ def as_batch(x: torch.Tensor, what: str = "saliency map", check: bool = True) ->
     return x
 
 
+def store(name: str, tensors: torch.Tensor | tuple[torch.Tensor, ...], value: Any) -> None:
+    """Put a value computed elsewhere (a fused pass over several maps) where :func:`reuse` finds it."""
+    reuse(name, tensors, lambda: value)
+
+
+def row_stats(x: torch.Tensor) -> torch.Tensor:
+    """B×4 (min, max, Σ, Σ²) of each dense B×N map, one map at a time."""
+    return reuse("stats", x, lambda: per_row(single_row_stats, x))
+
+
+def single_row_stats(r: torch.Tensor) -> torch.Tensor:
+    """(min, max, Σ, Σ²) of one flat map: four reductions, no temporary map."""
+    low, high = torch.aminmax(r)
+    return torch.stack([low, high, r.sum(), torch.dot(r, r)])
+
+
 def row_sums(x: torch.Tensor) -> torch.Tensor:
-    """Σ of each row of a B×N tensor (shared by validation, normalisation and moments)."""
-    return reuse("rowsum", x, lambda: x.sum(1))
+    """Σ of each map of a B×… tensor, dense or sparse (shared by validation, normalisation, moments)."""
+    if x.is_sparse:
+        c = x.coalesce()
+        return reuse("rowsum", x, lambda: torch.zeros(x.shape[0], dtype=c.dtype, device=c.device).index_add_(0, c.indices()[0], c.values()))
+    return row_stats(x.reshape(x.shape[0], -1))[:, 2]
+
+
+def per_row(fn: Callable[..., torch.Tensor], *xs: torch.Tensor) -> torch.Tensor:
+    """``fn`` applied to row i of every tensor in ``xs``, stacked: a reduction over one map at a time."""
+    return torch.stack([fn(*(x[i] for x in xs)) for i in range(xs[0].shape[0])])
+
+
+class RowBuffers:
+    """Scratch tensors reused from one map to the next: fresh memory for every map would cost a page
+    fault per 4 KiB, which on small machines takes longer than the arithmetic."""
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, like: torch.Tensor, dtype: torch.dtype | None = None, size: int | None = None) -> torch.Tensor:
+        """The buffer ``name``: shaped like the flat map ``like`` (or ``size`` long), of ``dtype``."""
+        t = self._tensors.get(name)
+        if t is None:
+            shape = like.shape if size is None else (size,)
+            t = self._tensors[name] = torch.empty(shape, dtype=dtype or like.dtype, device=like.device)
+        return t
+
+
+def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Indices of the True entries of a 1-D mask (NumPy's flatnonzero on CPU: several times faster)."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.nonzero().squeeze(1)
+
+
+def as_float32(x: torch.Tensor, buffers: RowBuffers, name: str) -> torch.Tensor:
+    """A float32 copy of the flat map ``x`` in buffer ``name`` (``x`` itself when already float32)."""
+    return x if x.dtype == torch.float32 else buffers(name, x, torch.float32).copy_(x)
+
+
+def for_each_row(fn: Callable[[int, RowBuffers], None], rows: int, device: torch.device) -> None:
+    """``fn(i, buffers)`` for every map i. On CPU the maps are shared among torch's intra-op
+    threads, each running torch single-threaded: the per-map work is many small operations (and
+    bincount, nonzero, searchsorted use one core anyway), so whole maps in parallel use the cores
+    better than each operation split across them. Maps are independent; results do not depend on
+    the number of threads."""
+    workers = min(torch.get_num_threads(), rows) if device.type == "cpu" else 1
+    if workers <= 1:
+        buffers = RowBuffers()
+        for i in range(rows):
+            fn(i, buffers)
+        return
+    threads = torch.get_num_threads()
+
+    def work(share: range) -> None:
+        torch.set_num_threads(1)
+        buffers = RowBuffers()
+        for i in share:
+            fn(i, buffers)
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, [range(k, rows, workers) for k in range(workers)]))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def row_dots(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Σ x·y of each pair of rows of two B×N tensors (a BLAS dot per row: no temporary map)."""
+    if x.data_ptr() == y.data_ptr() and x.shape == y.shape and x.stride() == y.stride():
+        return row_stats(x)[:, 3]
+    return reuse("dot", (x, y), lambda: per_row(torch.dot, x, y))
 
 
 def first_invalid(x: torch.Tensor) -> int | None:
@@ -97,10 +200,10 @@ def first_invalid(x: torch.Tensor) -> int | None:
     One reduction per map (a sum is finite iff every term is, barring overflow, which the exact
     check below then clears), so validation costs a fraction of any metric.
     """
-    sums = row_sums(x.reshape(x.shape[0], -1))
+    sums = row_sums(x)
     suspects = (~torch.isfinite(sums)).nonzero().flatten().tolist()
     for i in suspects:
-        if not bool(torch.isfinite(x[i]).all()):
+        if not bool(torch.isfinite(x[i].to_dense() if x.is_sparse else x[i]).all()):
             return int(i)
     return None
 
@@ -115,6 +218,11 @@ def match_size(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def flat(x: torch.Tensor) -> torch.Tensor:
+    """B×H×W → B×(H·W); a sparse tensor stays sparse."""
+    if x.is_sparse and x.dim() == 3:
+        c = x.coalesce()
+        b, r, col = c.indices()
+        return torch.sparse_coo_tensor(torch.stack([b, r * x.shape[2] + col]), c.values(), (x.shape[0], x.shape[1] * x.shape[2]), is_coalesced=True, check_invariants=False)
     return x.reshape(x.shape[0], -1)
 
 
@@ -139,7 +247,8 @@ def _to_density(x: torch.Tensor) -> torch.Tensor:
 
 def value_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-map (min, max) of B×N maps."""
-    return reuse("range", x, lambda: torch.aminmax(x, dim=1))
+    stats = row_stats(x)
+    return stats[:, 0], stats[:, 1]
 
 
 def constant(x: torch.Tensor) -> torch.Tensor:
@@ -148,13 +257,31 @@ def constant(x: torch.Tensor) -> torch.Tensor:
 
 
 def fixated(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(batch index, pixel index, count) of every non-zero pixel of B×N count maps."""
+    """(batch index, pixel index, count) of every non-zero pixel of B×N count maps (dense or sparse)."""
 
     def compute():
+        if counts.is_sparse:
+            c = counts.coalesce()
+            index, values = c.indices(), c.values()
+            if not bool((values > 0).all()):  # stored zeros (or negative counts) are not fixations
+                index, values = index[:, values > 0], values[values > 0]
+            return index[0], index[1], values
         b, n = (counts > 0).nonzero(as_tuple=True)
         return b, n, counts[b, n]
 
     return reuse("fixated", counts, compute)
+
+
+def binary(counts: torch.Tensor) -> torch.Tensor:
+    """1 where a count map (dense or sparse) is positive: each fixated pixel once (the MIT convention)."""
+
+    def compute():
+        if counts.is_sparse:
+            c = counts.coalesce()
+            return torch.sparse_coo_tensor(c.indices(), (c.values() > 0).to(c.dtype), c.shape, is_coalesced=True, check_invariants=False)
+        return (counts > 0).to(counts.dtype)
+
+    return reuse("binary", counts, compute)
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:

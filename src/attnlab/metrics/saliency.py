@@ -41,12 +41,13 @@ target density all zero or all NaN → NaN (skipped). NaN/inf inside a predictio
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 
-from attnlab.metrics.auc import ShuffledNegatives, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
-from attnlab.metrics.maps import MIT_EPS, as_batch, constant, fixated, flat, match_size, mean_over_images, minmax, reuse, row_sums, shared_inputs, to_density, value_range
+from attnlab.metrics.auc import JuddPass, ShuffledNegatives, ShuffledPass, nonfixation_counts, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
+from attnlab.metrics.maps import MIT_EPS, RowBuffers, as_batch, as_float32, binary, constant, fixated, flat, for_each_row, match_size, mean_over_images, minmax, reuse, row_dots, row_stats, row_sums, shared_inputs, single_row_stats, store, value_range
 
 __all__ = [
     "auc_judd",
@@ -77,8 +78,9 @@ def _pair(pred: torch.Tensor, target: torch.Tensor, what: str) -> tuple[torch.Te
     t = torch.as_tensor(target)
     t = t.unsqueeze(0) if t.dim() == 2 else t
     t = t.to(torch.float64)
+    t = t.coalesce() if t.is_sparse else t
     empty = reuse("empty", t, lambda: _empty(t))
-    if bool(empty.any()):
+    if bool(empty.any()) and not t.is_sparse:
         t = torch.where(empty[:, None, None], torch.zeros_like(t), t)
     t = as_batch(t, what)
     p = match_size(as_batch(pred), t.shape[-2:])
@@ -89,10 +91,10 @@ def _pair(pred: torch.Tensor, target: torch.Tensor, what: str) -> tuple[torch.Te
 
 def _empty(t: torch.Tensor) -> torch.Tensor:
     """Targets without data: all zero (no fixations; counts and densities are non-negative) or all NaN."""
-    sums = row_sums(t.reshape(t.shape[0], -1))
+    sums = row_sums(t)
     empty = sums == 0
     for i in torch.isnan(sums).nonzero().flatten().tolist():
-        if bool(torch.isnan(t[i]).all()):
+        if bool(torch.isnan(t[i].to_dense() if t.is_sparse else t[i]).all()):
             empty[i] = True
     return empty
 
@@ -105,19 +107,13 @@ def _at_fixations(values: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, 
     return total, count
 
 
-def _sums(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-map Σp and Σp² (a BLAS dot product: no temporary map)."""
-    return reuse("sums", p, lambda: (row_sums(p), torch.einsum("bn,bn->b", p, p)))
-
-
 def _moments(p: torch.Tensor, correction: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(std, mean) per map from raw sums; the exact two-pass formula where that would lose digits."""
 
     def compute():
         n = p.shape[1]
-        total, squares = _sums(p)
-        mean = total / n
-        var = (squares / n - mean * mean).clamp_min(0)
+        mean = row_sums(p) / n
+        var = (row_dots(p, p) / n - mean * mean).clamp_min(0)
         if bool((var <= 1e-8 * mean * mean).any()):  # mean ≫ std: raw moments cancel
             return torch.std_mean(p, dim=1, correction=correction)
         return (var * n / (n - correction)).sqrt(), mean
@@ -125,10 +121,30 @@ def _moments(p: torch.Tensor, correction: int) -> tuple[torch.Tensor, torch.Tens
     return reuse(f"moments{correction}", p, compute)
 
 
+def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: str, x32: torch.Tensor | None, writable: bool) -> torch.Tensor:
+    """pysaliency's density of the flat map ``x`` (negatives shifted by the minimum, divided by the
+    sum; all-zero → uniform) in float32, from its (min, max, Σ, Σ²). ``x32``: a float32 copy of
+    ``x`` if made already; without ``writable`` the copy itself is returned when it already is a
+    density. The shift is subtracted in ``x``'s precision: values just above the minimum keep their
+    digits (KLD magnifies errors where the density is near 0) and the minimum becomes exactly 0."""
+    n = x.numel()
+    shift = min(stats[0], 0.0)
+    total = stats[2] - shift * n
+    out = buffers(f"{name}_density", x, torch.float32)
+    if total <= 0:
+        return out.fill_(1.0 / n)
+    if shift < 0:
+        return out.copy_(torch.sub(x, shift, out=buffers("shifted", x))).div_(total)
+    x32 = as_float32(x, buffers, f"{name}32") if x32 is None else x32
+    if not writable and abs(total - 1) < 1e-13:  # ÷ (1 ± 1e-13) changes nothing that matters
+        return x32
+    return torch.div(x32, total, out=out)
+
+
 def _density_at(x: torch.Tensor, b: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     """``to_density(x)[b, n]`` without building the whole density map."""
     shift = value_range(x)[0].clamp_max(0)
-    total = _sums(x)[0] - shift * x.shape[1]
+    total = row_sums(x) - shift * x.shape[1]
     ok = total > 0
     return torch.where(ok[b], (x[b, n] - shift[b]) / total.clamp_min(torch.finfo(x.dtype).tiny)[b], torch.full_like(x[b, n], 1.0 / x.shape[1]))
 
@@ -138,7 +154,7 @@ def nss(pred: torch.Tensor, fixations: torch.Tensor, variant: Variant = "pysalie
     _check_variant(variant)
     p, f, _ = _pair(pred, fixations, "fixation map")
     if variant == "mit":
-        f = reuse("binary", f, lambda: (f > 0).to(p.dtype))
+        f = binary(f)
     std, mean = _moments(p, 1 if variant == "mit" else 0)
     flat_map = constant(p) | (std == 0)  # a constant map has std 0 only up to rounding: exactly 0
     total, n = _at_fixations(p, f)
@@ -153,7 +169,7 @@ def cc(pred: torch.Tensor, density: torch.Tensor) -> torch.Tensor:
     sp, mp = _moments(p, 0)
     sq, mq = _moments(q, 0)
     flat_map = constant(p) | constant(q) | (sp == 0) | (sq == 0)
-    cov = torch.einsum("bn,bn->b", p, q) / p.shape[1] - mp * mq
+    cov = row_dots(p, q) / p.shape[1] - mp * mq
     # raw moments lose ~eps·|mp·mq| / (sp·sq) of CC: centre first where that could reach 1e-10
     if bool(((mp * mq).abs() > 1e6 * sp * sq).any()):
         cov = ((p - mp[:, None]) * (q - mq[:, None])).mean(1)
@@ -161,14 +177,47 @@ def cc(pred: torch.Tensor, density: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, value, torch.full_like(value, float("nan")))
 
 
+class DensityPass:
+    """KLD and/or SIM between the densities of predictions and human densities, one map at a time.
+
+    Densities (:func:`_density32`) are written into reused float32 buffers; SIM = Σ min(P, Q)
+    and KLD = Σ Q log(ε + Q / (P + ε)) are in-place passes and a sum. float32 halves the memory
+    traffic and the logarithm's cost; the sums stay accurate to ~1e-7 relative (pairwise summation).
+    """
+
+    def __init__(self, rows: int, kld_eps: float | None, with_sim: bool) -> None:
+        self.kld_eps, self.with_sim = kld_eps, with_sim
+        self.names = (["KLD"] if kld_eps is not None else []) + (["SIM"] if with_sim else [])
+        self.values: dict[str, list] = {k: [None] * rows for k in self.names}
+
+    def run_row(self, i: int, p: torch.Tensor, q: torch.Tensor, p_stats: list[float], q_stats: list[float], buffers: RowBuffers, p32: torch.Tensor | None = None) -> None:
+        """Map pair i (flat) with their (min, max, Σ, Σ²) from :func:`single_row_stats`
+        (``p32``: a float32 copy of ``p``, if made already)."""
+        qd = _density32(q, q_stats, buffers, "q", None, writable=False)
+        pd = _density32(p, p_stats, buffers, "p", p32, writable=True)
+        if self.with_sim:
+            self.values["SIM"][i] = torch.minimum(pd, qd, out=buffers("minimum", pd)).sum().double()
+        if self.kld_eps is not None:
+            ratio = torch.div(qd, pd.add_(self.kld_eps), out=pd)
+            self.values["KLD"][i] = ratio.add_(self.kld_eps).log_().mul_(qd).sum().double()
+
+    def result(self, ok: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{name: B values}, NaN where ``ok`` is False (no human density)."""
+        return {k: torch.where(ok, torch.stack(v), torch.full_like(ok, float("nan"), dtype=torch.float64)) for k, v in self.values.items()}
+
+
+def _compare_densities(p: torch.Tensor, q: torch.Tensor, ok: torch.Tensor, kld_eps: float | None, with_sim: bool) -> dict[str, torch.Tensor]:
+    """KLD and/or SIM of B×N maps (see :class:`DensityPass`)."""
+    densities = DensityPass(p.shape[0], kld_eps, with_sim)
+    p_stats, q_stats = row_stats(p).tolist(), row_stats(q).tolist()
+    for_each_row(lambda i, buffers: densities.run_row(i, p[i], q[i], p_stats[i], q_stats[i], buffers), p.shape[0], p.device)
+    return densities.result(ok)
+
+
 def kld(pred: torch.Tensor, density: torch.Tensor, eps: float = MIT_EPS) -> torch.Tensor:
     """KL divergence of the human density from the prediction (MIT ε; lower is better)."""
     p, q, ok = _pair(pred, density, "density map")
-    p, q = to_density(p), to_density(q)
-    work = p + eps
-    torch.div(q, work, out=work)
-    value = work.add_(eps).log_().mul_(q).sum(1)
-    return torch.where(ok, value, torch.full_like(value, float("nan")))
+    return _compare_densities(p, q, ok, eps, with_sim=False)["KLD"]
 
 
 def sim(pred: torch.Tensor, density: torch.Tensor, variant: Variant = "pysaliency") -> torch.Tensor:
@@ -177,8 +226,7 @@ def sim(pred: torch.Tensor, density: torch.Tensor, variant: Variant = "pysalienc
     p, q, ok = _pair(pred, density, "density map")
     if variant == "mit":
         p, q = minmax(p), minmax(q)
-    value = torch.minimum(to_density(p), to_density(q)).sum(1)
-    return torch.where(ok, value, torch.full_like(value, float("nan")))
+    return _compare_densities(p, q, ok, None, with_sim=True)["SIM"]
 
 
 def information_gain(
@@ -195,7 +243,7 @@ def information_gain(
     if b.shape[0] not in (1, p.shape[0]):
         raise ValueError(f"{b.shape[0]} baseline maps for {p.shape[0]} predictions; give one or one per prediction")
     if variant == "mit":
-        p, b, f = minmax(p), minmax(b), reuse("binary", f, lambda: (f > 0).to(p.dtype))
+        p, b, f = minmax(p), minmax(b), binary(f)
     bi, n, w = fixated(f)
     gain = torch.log2(eps + _density_at(p, bi, n)) - torch.log2(eps + _density_at(b, bi if b.shape[0] > 1 else torch.zeros_like(bi), n))
     total = torch.zeros(f.shape[0], dtype=p.dtype, device=p.device).index_add_(0, bi, w * gain)
@@ -227,22 +275,82 @@ def saliency_metrics(
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")
     with shared_inputs():
         f = as_batch(fixations, "fixation map")
-        p = match_size(as_batch(pred), f.shape[-2:])
-        out: dict[str, torch.Tensor] = {}
-        if "AUC_Judd" in metrics:
+        p = match_size(as_batch(pred, check=False), f.shape[-2:])
+        q = None if density is None else as_batch(density, "density map", check=False)
+        nf = None if nonfixations is None or "sAUC" not in metrics else nonfixation_counts(nonfixations, f)
+        out = _fused_passes(p, f, q, nf, metrics, seed, jitter)
+        if "AUC_Judd" in metrics and "AUC_Judd" not in out:
             out["AUC_Judd"] = auc_judd(p, f, jitter=jitter, seed=seed)
         if "AUC_Borji" in metrics:
             out["AUC_Borji"] = auc_borji(p, f, seed=seed)
-        if "sAUC" in metrics and nonfixations is not None:
-            out["sAUC"] = auc_shuffled(p, f, nonfixations)
+        if nf is not None and "sAUC" not in out:
+            out["sAUC"] = auc_shuffled(p, f, nf)
         if "NSS" in metrics:
             out["NSS"] = nss(p, f)
-        if density is not None:
-            q = torch.as_tensor(density)
-            q = (q.unsqueeze(0) if q.dim() == 2 else q).to(torch.float64)
-            for name, fn in (("CC", cc), ("KLD", kld), ("SIM", sim)):
-                if name in metrics:
-                    out[name] = fn(p, q)
+        if q is not None:
+            if "CC" in metrics:
+                out["CC"] = cc(p, q)
+            if ("KLD" in metrics or "SIM" in metrics) and "KLD" not in out and "SIM" not in out:
+                pf, qf, ok = _pair(p, q, "density map")
+                out |= _compare_densities(pf, qf, ok, MIT_EPS if "KLD" in metrics else None, "SIM" in metrics)
         if "IG" in metrics and baseline is not None:
             out["IG"] = information_gain(p, f, baseline)
+    return {name: out[name] for name in ALL_METRICS if name in out}
+
+
+def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: torch.Tensor | None, metrics: tuple[str, ...], seed: int, jitter: bool) -> dict[str, torch.Tensor]:
+    """Every whole-map pass of every metric for map i before the next map, so that each map is read
+    from memory once and its later passes hit the cache. Fills the shared intermediates (statistics,
+    p·q) and returns AUC-Judd, KLD and SIM; returns nothing when a map has NaN/inf values or a
+    density map has no data, leaving those cases to the single functions' checks.
+    """
+    if q is not None and q.shape != p.shape:
+        return {}
+    pf, qf = flat(p), None if q is None else flat(q)
+    rows = pf.shape[0]
+    judd = JuddPass(pf, flat(f), jitter, seed, binary=False) if "AUC_Judd" in metrics else None
+    shuffled = ShuffledPass(flat(f), nf) if nf is not None else None
+    densities = DensityPass(rows, MIT_EPS if "KLD" in metrics else None, "SIM" in metrics) if q is not None and ("KLD" in metrics or "SIM" in metrics) else None
+    p_stats, q_stats, cross = [None] * rows, [None] * rows, [None] * rows
+    unusable = []
+
+    def row(i: int, buffers) -> None:
+        if unusable:
+            return
+        p_stats[i] = single_row_stats(pf[i])
+        ps = p_stats[i].tolist()
+        if not math.isfinite(ps[2]):
+            unusable.append(i)
+            return
+        if qf is not None:
+            q_stats[i] = single_row_stats(qf[i])
+            qs = q_stats[i].tolist()
+            if not math.isfinite(qs[2]) or qs[2] == 0:
+                unusable.append(i)
+                return
+            cross[i] = torch.dot(pf[i], qf[i])
+        p32 = as_float32(pf[i], buffers, "values32")  # shared by the density and AUC-Judd passes
+        if densities is not None:
+            densities.run_row(i, pf[i], qf[i], ps, qs, buffers, p32)
+        if judd is not None:
+            judd.run_row(i, pf[i], ps[0], ps[1], buffers, p32)
+        if shuffled is not None:
+            shuffled.run_row(i, pf[i])
+
+    for_each_row(row, rows, pf.device)
+    if unusable:
+        return {}
+    store("invalid", p, None)
+    store("stats", pf, torch.stack(p_stats))
+    out = {}
+    if judd is not None:
+        out["AUC_Judd"] = judd.auc(constant(pf))
+    if shuffled is not None:
+        out["sAUC"] = shuffled.auc(constant(pf))
+    if qf is not None:
+        store("invalid", q, None)
+        store("stats", qf, torch.stack(q_stats))
+        store("dot", (pf, qf), torch.stack(cross))
+        if densities is not None:
+            out |= densities.result(torch.ones(rows, dtype=torch.bool, device=pf.device))
     return out

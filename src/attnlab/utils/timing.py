@@ -25,7 +25,7 @@ class Measurement:
     iqr_s: float
     min_s: float
     max_s: float
-    peak_python_mib: float
+    peak_python_mib: float | None
     peak_rss_mib: float
     peak_cuda_mib: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -49,22 +49,29 @@ def _sync() -> None:
 
 
 def measure(name: str, fn: Callable[[], Any], repeats: int = 5, warmup: int = 1, **extra: Any) -> Measurement:
-    """Time ``fn`` ``repeats`` times after ``warmup`` untimed calls."""
-    for _ in range(warmup):
+    """Time ``fn`` ``repeats`` times after ``warmup`` untimed calls.
+
+    Python's peak allocation is traced during the last warm-up call only (tracemalloc slows every
+    allocation, so it never runs while the clock does); it is None when ``warmup`` is 0.
+    """
+    peak_py = None
+    for i in range(warmup):
+        if i == warmup - 1:
+            tracemalloc.start()
         fn()
+        if i == warmup - 1:
+            peak_py = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
     _sync()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    tracemalloc.start()
     seconds = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         _sync()
         seconds.append(time.perf_counter() - t0)
-    _, peak_py = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
     q = statistics.quantiles(seconds, n=4) if len(seconds) >= 2 else [seconds[0]] * 3
     return Measurement(
         name=name,
@@ -73,7 +80,7 @@ def measure(name: str, fn: Callable[[], Any], repeats: int = 5, warmup: int = 1,
         iqr_s=q[2] - q[0],
         min_s=min(seconds),
         max_s=max(seconds),
-        peak_python_mib=peak_py / 2**20,
+        peak_python_mib=peak_py,
         peak_rss_mib=peak_rss_mib(),
         peak_cuda_mib=torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         extra=dict(extra),
