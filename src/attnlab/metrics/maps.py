@@ -2,8 +2,9 @@
 
 Rules (the same for every metric in :mod:`attnlab.metrics.saliency` and :mod:`attnlab.metrics.auc`):
 
-- Maps are B×H×W (an H×W map is treated as B = 1), any float dtype, any device. Work is done in
-  float64 so values match the NumPy references to ~1e-12. Fixation counts may also be a sparse COO
+- Maps are B×H×W (an H×W map is treated as B = 1), any float dtype, any device. Reductions and
+  comparisons are done in float64, so values match the NumPy references to ~1e-12; the elementwise
+  passes of KLD and SIM run in float32 after an exact float64 shift (~1e-7 relative). Fixation counts may also be a sparse COO
   tensor (``torch.sparse_coo_tensor`` with indices (image, row, column)): a few hundred fixations
   then cost nothing per pixel.
 - Whole-map work runs one map at a time (reductions, and elementwise passes into a reused buffer):
@@ -36,7 +37,7 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidMapError", "as_batch", "match_size", "to_density", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "as_float32", "DTYPE"]
+__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "as_float32", "DTYPE"]
 
 DTYPE = torch.float64
 # MATLAB's eps: the regulariser of the MIT benchmark code (KLdiv.m, IG.m) and pysaliency's MIT_KLDiv
@@ -224,25 +225,6 @@ def flat(x: torch.Tensor) -> torch.Tensor:
         b, r, col = c.indices()
         return torch.sparse_coo_tensor(torch.stack([b, r * x.shape[2] + col]), c.values(), (x.shape[0], x.shape[1] * x.shape[2]), is_coalesced=True, check_invariants=False)
     return x.reshape(x.shape[0], -1)
-
-
-def to_density(x: torch.Tensor) -> torch.Tensor:
-    """pysaliency's ``convert_saliency_map_to_density``: shift negatives, divide by the sum (all-zero → uniform)."""
-    x = flat(x)
-    return reuse("density", x, lambda: _to_density(x))
-
-
-def _to_density(x: torch.Tensor) -> torch.Tensor:
-    shift = value_range(x)[0].clamp_max(0)[:, None]  # negative maps are shifted by their minimum
-    total = row_sums(x)[:, None] - shift * x.shape[1]
-    negative = bool((shift < 0).any())
-    if not negative and bool(((total - 1).abs() < 1e-13).all()):
-        return x  # already a density: dividing by 1 ± 1e-13 would change nothing that matters
-    shifted = x - shift if negative else x
-    if bool((total > 0).all()):
-        return shifted / total
-    uniform = torch.full_like(x, 1.0 / x.shape[1])
-    return torch.where(total > 0, shifted / total.clamp_min(torch.finfo(x.dtype).tiny), uniform)
 
 
 def value_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

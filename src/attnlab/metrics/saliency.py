@@ -34,6 +34,13 @@ IG            mean over fixations of log2(ε+p) − log2(ε+p_baseline), densiti
 AUC-Judd      see :mod:`attnlab.metrics.auc`
 ============  =================================================================  ==============================
 
+Speed and precision: every whole-map pass of a map runs before the next map (see
+:func:`saliency_metrics`), maps are spread over torch's intra-op threads on CPU, AUC-Judd counts
+pixels with a histogram plus exact comparisons (no per-pixel binary search), and fixations may be a
+sparse COO tensor of counts (:func:`attnlab.data.fixations.sparse_fixation_maps`,
+:meth:`ShuffledNegatives.sparse_counts`). Everything is float64 except the elementwise passes of
+KLD and SIM (float32, ~1e-7 relative to pysaliency; float64 sums agree to ~1e-11).
+
 Defined values for degenerate inputs: constant prediction → NSS 0, CC 0, AUCs 0.5; all-zero
 prediction → uniform density (KLD, SIM, IG); image without fixations → NaN (skipped and counted);
 target density all zero or all NaN → NaN (skipped). NaN/inf inside a prediction → InvalidMapError.
@@ -142,7 +149,7 @@ def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: s
 
 
 def _density_at(x: torch.Tensor, b: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """``to_density(x)[b, n]`` without building the whole density map."""
+    """pysaliency's density of ``x`` (shifted, sum-normalised) at pixels (b, n), without the whole map."""
     shift = value_range(x)[0].clamp_max(0)
     total = row_sums(x) - shift * x.shape[1]
     ok = total > 0
@@ -300,9 +307,10 @@ def saliency_metrics(
 
 def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: torch.Tensor | None, metrics: tuple[str, ...], seed: int, jitter: bool) -> dict[str, torch.Tensor]:
     """Every whole-map pass of every metric for map i before the next map, so that each map is read
-    from memory once and its later passes hit the cache. Fills the shared intermediates (statistics,
-    p·q) and returns AUC-Judd, KLD and SIM; returns nothing when a map has NaN/inf values or a
-    density map has no data, leaving those cases to the single functions' checks.
+    from memory once and its later passes hit the cache (maps on worker threads: :func:`for_each_row`).
+    Fills the shared intermediates (statistics, p·q) and returns AUC-Judd, shuffled AUC, KLD and SIM;
+    returns nothing when a map has NaN/inf values or a density map has no data (or another size),
+    leaving those cases to the single functions' checks and rules.
     """
     if q is not None and q.shape != p.shape:
         return {}
@@ -314,7 +322,7 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
     p_stats, q_stats, cross = [None] * rows, [None] * rows, [None] * rows
     unusable = []
 
-    def row(i: int, buffers) -> None:
+    def row(i: int, buffers: RowBuffers) -> None:
         if unusable:
             return
         p_stats[i] = single_row_stats(pf[i])
