@@ -94,15 +94,15 @@ def _pixels_at_or_above(v: torch.Tensor, positions: torch.Tensor, lo: float, hi:
     scale = scale if math.isfinite(scale) else 0.0  # a (nearly) constant map: one bin, all compared
     magnitude = max(abs(lo), abs(hi))
     if scale < 1e30 and magnitude < 1e30 and hi - lo > 1e-3 * magnitude:  # float32 resolves the range
-        v32 = as_float32(v, buffers, "values32") if v32 is None else v32
+        v32 = as_float32(v, buffers, "pixels32") if v32 is None else v32  # own buffer: the caller's copy stays
         scaled = torch.sub(v32, lo, out=buffers("scaled32", v, torch.float32)).mul_(scale)
     else:
         scaled = torch.sub(v, lo, out=buffers("scaled", v)).mul_(scale)
-    keys = buffers("keys", v, torch.int32).copy_(scaled)
+    keys = buffers("keys", v, torch.int32).copy_(scaled).clamp_(0, bins)  # float32 rounding may overshoot by a few bins
     t, t_keys = v[positions], keys[positions].to(torch.int64)  # thresholds are pixels: same keys
-    histogram = torch.bincount(keys, minlength=bins + 2)
+    histogram = torch.bincount(keys, minlength=bins + 1)
     above = v.numel() - histogram.cumsum(0)[t_keys]  # values in bins above t's bin: all > t
-    in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 2).zero_()
+    in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_()
     in_threshold_bin[t_keys] = True
     shared_values = v[flat_nonzero(in_threshold_bin.index_select(0, keys))].sort().values
     # in t's bin and ≥ t = (shared values with key ≤ t's key) − (shared values < t), as v < t ⇒ key ≤ t's

@@ -4,9 +4,9 @@ Rules (the same for every metric in :mod:`attnlab.metrics.saliency` and :mod:`at
 
 - Maps are B×H×W (an H×W map is treated as B = 1), any float dtype, any device. Reductions and
   comparisons are done in float64, so values match the NumPy references to ~1e-12; the elementwise
-  passes of KLD and SIM run in float32 after an exact float64 shift (~1e-7 relative). Fixation counts may also be a sparse COO
-  tensor (``torch.sparse_coo_tensor`` with indices (image, row, column)): a few hundred fixations
-  then cost nothing per pixel.
+  passes of KLD and SIM run in float32 after an exact float64 shift (~1e-7 relative). Fixation
+  counts may also be a sparse COO tensor (``torch.sparse_coo_tensor`` with indices (image, row,
+  column)): a few hundred fixations then cost nothing per pixel.
 - Whole-map work runs one map at a time (reductions, and elementwise passes into a reused buffer):
   a B×H×W temporary would be allocated fresh for every operation, and that costs more than the
   arithmetic.
