@@ -123,8 +123,12 @@ def single_row_stats(r: torch.Tensor) -> torch.Tensor:
 def row_sums(x: torch.Tensor) -> torch.Tensor:
     """Σ of each map of a B×… tensor, dense or sparse (shared by validation, normalisation, moments)."""
     if x.is_sparse:
-        c = x.coalesce()
-        return reuse("rowsum", x, lambda: torch.zeros(x.shape[0], dtype=c.dtype, device=c.device).index_add_(0, c.indices()[0], c.values()))
+
+        def compute():
+            c = x.coalesce()
+            return torch.zeros(x.shape[0], dtype=c.dtype, device=c.device).index_add_(0, c.indices()[0], c.values())
+
+        return reuse("rowsum", x, compute)
     return row_stats(x.reshape(x.shape[0], -1))[:, 2]
 
 
