@@ -30,7 +30,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from attnlab.metrics.maps import RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, value_range
+from attnlab.metrics.maps import RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, repeat, sorted_values, value_range
 
 __all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "ShuffledNegatives", "roc_auc"]
 
@@ -81,30 +81,36 @@ def _count_at_or_above(thresholds_sorted: torch.Tensor, values: torch.Tensor, we
     return hist.flip(1).cumsum(1).flip(1)[:, 1:]
 
 
-def _pixels_at_or_above(v: torch.Tensor, positions: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, v32: torch.Tensor | None = None, bins: int = BINS) -> torch.Tensor:
+def _float32_resolves(lo: float, hi: float) -> bool:
+    """Whether float32 keeps values spread over [lo, hi] apart well enough to key a histogram."""
+    magnitude = max(abs(lo), abs(hi))
+    return 1e-30 < magnitude < 1e30 and hi - lo > 1e-3 * magnitude
+
+
+def _pixels_at_or_above(v: torch.Tensor, positions: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, ordered: tuple[torch.Tensor, float, float] | None = None, bins: int = BINS) -> torch.Tensor:
     """How many of the flat map ``v``'s values are ≥ each threshold t = v[positions], with lo ≤ v ≤ hi.
 
     Exact, like :func:`_count_at_or_above`, but without a binary search per pixel: each value gets
     the key ⌊(v − lo)·bins / (hi − lo)⌋, monotone in v, so one bincount counts every bin above a
     threshold's bin, and only the values that share a bin with a threshold are compared with it
     (in the map's own precision). The keys only need to keep the order, so they are computed in
-    float32 (``v32``: a float32 copy of ``v`` when the caller has one).
+    float32 where that resolves the range, from ``ordered`` = (m, min m, max m) when the caller has
+    a float32 map m that is a non-decreasing function of v (its density), else from a copy of v.
     """
+    if ordered is None or not _float32_resolves(ordered[1], ordered[2]):
+        ordered = (as_float32(v, buffers, "pixels32"), lo, hi) if _float32_resolves(lo, hi) else (v, lo, hi)
+    m, lo, hi = ordered
     scale = bins / (hi - lo) if hi > lo else 0.0
     scale = scale if math.isfinite(scale) else 0.0  # a (nearly) constant map: one bin, all compared
-    magnitude = max(abs(lo), abs(hi))
-    if scale < 1e30 and magnitude < 1e30 and hi - lo > 1e-3 * magnitude:  # float32 resolves the range
-        v32 = as_float32(v, buffers, "pixels32") if v32 is None else v32  # own buffer: the caller's copy stays
-        scaled = torch.sub(v32, lo, out=buffers("scaled32", v, torch.float32)).mul_(scale)
-    else:
-        scaled = torch.sub(v, lo, out=buffers("scaled", v)).mul_(scale)
-    keys = buffers("keys", v, torch.int32).copy_(scaled).clamp_(0, bins)  # float32 rounding may overshoot by a few bins
-    t, t_keys = v[positions], keys[positions].to(torch.int64)  # thresholds are pixels: same keys
+    # (m − lo)·scale in one pass; rounding keeps the order, the clamp catches overshoot past the ends
+    scaled = torch.add(m.new_full((), -lo * scale), m, alpha=scale, out=buffers(f"scaled_{m.dtype}", m))
+    keys = buffers("keys", v, torch.int32).copy_(scaled).clamp_(0, bins)
+    t, t_keys = v.index_select(0, positions), keys.index_select(0, positions).to(torch.int64)  # thresholds are pixels: same keys
     histogram = torch.bincount(keys, minlength=bins + 1)
     above = v.numel() - histogram.cumsum(0)[t_keys]  # values in bins above t's bin: all > t
     in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_()
     in_threshold_bin[t_keys] = True
-    shared_values = v[flat_nonzero(in_threshold_bin.index_select(0, keys))].sort().values
+    shared_values = sorted_values(v.index_select(0, flat_nonzero(in_threshold_bin.index_select(0, keys))))
     # in t's bin and ≥ t = (shared values with key ≤ t's key) − (shared values < t), as v < t ⇒ key ≤ t's
     threshold_bins = t_keys.unique()  # sorted
     key_up_to = histogram[threshold_bins].cumsum(0)[torch.searchsorted(threshold_bins, t_keys)]
@@ -129,8 +135,9 @@ class JuddPass:
         self.thresholds: list[torch.Tensor] = [p.new_zeros(0)] * p.shape[0]
         self.at_or_above: list[torch.Tensor] = [p.new_zeros(0)] * p.shape[0]
 
-    def run_row(self, i: int, v: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, v32: torch.Tensor | None = None) -> None:
-        """Map i (flat, with min ``lo`` and max ``hi``; ``v32``: its float32 copy, if made already)."""
+    def run_row(self, i: int, v: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, ordered: tuple[torch.Tensor, float, float] | None = None) -> None:
+        """Map i (flat, with min ``lo`` and max ``hi``; ``ordered``: a float32 map non-decreasing in
+        it, with its min and max, if the caller has one — see :func:`_pixels_at_or_above`)."""
         positions = self.positions[i]
         if positions.numel() == 0:
             return
@@ -138,12 +145,12 @@ class JuddPass:
             generator = torch.Generator(device=v.device).manual_seed(self.seed * 1_000_003 + i)
             noise = torch.rand(v.shape, generator=generator, out=buffers("noise", v), dtype=v.dtype)
             v = torch.sub(v, lo, out=buffers("jittered", v)).mul_(1.0 / (hi - lo) if hi > lo else 0.0).add_(noise, alpha=JITTER)
-            lo, hi, v32 = 0.0, 1.0 + JITTER, None
+            lo, hi, ordered = 0.0, 1.0 + JITTER, None
         self.thresholds[i] = v[positions]
         if hi == lo:  # a constant map: every pixel is at or above every threshold
             self.at_or_above[i] = torch.full_like(self.thresholds[i], float(self.n_pixels))
         else:
-            self.at_or_above[i] = _pixels_at_or_above(v, positions, lo, hi, buffers, v32)
+            self.at_or_above[i] = _pixels_at_or_above(v, positions, lo, hi, buffers, ordered)
 
     def auc(self, flat_map: torch.Tensor) -> torch.Tensor:
         """B AUCs from the rows run so far (0.5 where ``flat_map``, NaN without fixations)."""
@@ -219,30 +226,44 @@ def auc_borji(pred: torch.Tensor, fixations: torch.Tensor, splits: int = 100, st
     return torch.where(n_fix > 0, auc, torch.full_like(auc, float("nan")))
 
 
-def roc_auc(positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Tensor, neg_w: torch.Tensor) -> torch.Tensor:
+def roc_auc(positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Tensor, neg_w: torch.Tensor | None = None) -> torch.Tensor:
     """Exact weighted ROC-AUC of 1-D samples: P(pos > neg) + ½ P(pos = neg) (pysaliency ``general_roc``).
 
-    Sorts the (usually few) positives and places every negative among them with one binary search:
-    Σ over negatives of w · (positive weight above it + ½ positive weight equal to it).
+    Sorts the negatives and places the (usually few) positives among them with two binary searches:
+    the negatives below a positive and those equal to it are counted exactly, so ties need no
+    special case. ``neg_w`` None: every negative weighs 1 (the fast case: a plain sort).
     """
-    pos, order = positives.sort()
-    cum = torch.cat([pos_w.new_zeros(1), pos_w[order].cumsum(0)]).to(torch.float64)
-    at_or_below = torch.searchsorted(pos, negatives, right=True)
-    below = at_or_below.clone()
-    # ties (a negative equal to a positive) are rare: only those need the left end of the run
-    tie = (at_or_below > 0) & (pos[(at_or_below - 1).clamp_min(0)] == negatives)
-    if bool(tie.any()):
-        below[tie] = torch.searchsorted(pos, negatives[tie], right=False)
-    weight_above = cum[-1] - 0.5 * (cum[at_or_below] + cum[below])
-    return torch.dot(neg_w.to(torch.float64), weight_above) / (cum[-1] * neg_w.sum()).clamp_min(1e-300)
+    if neg_w is None:
+        neg, cum = sorted_values(negatives), None
+    else:
+        neg, order = negatives.sort()
+        cum = torch.cat([neg_w.new_zeros(1), neg_w[order].cumsum(0)]).to(torch.float64)
+    below = torch.searchsorted(neg, positives, right=False)
+    at_or_below = torch.searchsorted(neg, positives, right=True)
+    if cum is None:
+        below_or_half_equal, total = (below + at_or_below).to(torch.float64), float(neg.numel())
+    else:
+        below_or_half_equal, total = cum[below] + cum[at_or_below], cum[-1]
+    pos_w = pos_w.to(torch.float64)
+    return torch.dot(pos_w, below_or_half_equal) / (2 * pos_w.sum() * total).clamp_min(1e-300)
 
 
 class ShuffledPass:
     """Shuffled AUC (pysaliency's convention), one map at a time (:meth:`run_row`), then :meth:`auc`:
-    the map's values at its own fixations against its values at the other images' fixations."""
+    the map's values at its own fixations against its values at the other images' fixations.
+    Whole-number negative counts are expanded into repeated pixel indices once, so that each map
+    needs a plain sort of its negative values (:func:`roc_auc`)."""
 
     def __init__(self, f: torch.Tensor, nf: torch.Tensor) -> None:
-        self.positives, self.negatives = _per_row(f), _per_row(nf)
+        self.positives = _per_row(f)
+        b, n, w = fixated(nf)
+        sizes = torch.bincount(b, minlength=nf.shape[0])
+        if bool((w == w.round()).all()):  # counts: each negative pixel repeated count times
+            repeats = w.to(torch.int64)
+            sizes = torch.zeros_like(sizes).index_add_(0, b, repeats)
+            self.negatives = [(pixels, None) for pixels in torch.split(repeat(n, repeats), sizes.tolist())]
+        else:
+            self.negatives = list(zip(torch.split(n, sizes.tolist()), torch.split(w, sizes.tolist())))
         self.values: list[float] = [float("nan")] * f.shape[0]
 
     def run_row(self, i: int, v: torch.Tensor) -> None:

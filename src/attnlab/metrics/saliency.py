@@ -54,7 +54,7 @@ from typing import Literal
 import torch
 
 from attnlab.metrics.auc import JuddPass, ShuffledNegatives, ShuffledPass, nonfixation_counts, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
-from attnlab.metrics.maps import MIT_EPS, RowBuffers, as_batch, as_float32, binary, constant, fixated, flat, for_each_row, match_size, mean_over_images, minmax, reuse, row_dots, row_stats, row_sums, shared_inputs, single_row_stats, store, value_range
+from attnlab.metrics.maps import MIT_EPS, RowBuffers, as_batch, binary, constant, fixated, flat, for_each_row, log_, match_size, mean_over_images, minmax, reuse, row_dots, row_stats, row_sums, shared_inputs, single_row_stats, store, value_range
 
 __all__ = [
     "auc_judd",
@@ -128,11 +128,11 @@ def _moments(p: torch.Tensor, correction: int) -> tuple[torch.Tensor, torch.Tens
     return reuse(f"moments{correction}", p, compute)
 
 
-def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: str, x32: torch.Tensor | None, writable: bool) -> torch.Tensor:
+def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: str, writable: bool = True) -> torch.Tensor:
     """pysaliency's density of the flat map ``x`` (negatives shifted by the minimum, divided by the
-    sum; all-zero → uniform) in float32, from its (min, max, Σ, Σ²). ``x32``: a float32 copy of
-    ``x`` if made already; without ``writable`` the copy itself is returned when it already is a
-    density. The shift is subtracted in ``x``'s precision: values just above the minimum keep their
+    sum; all-zero → uniform) in a float32 buffer, from its (min, max, Σ, Σ²); non-decreasing in
+    ``x``. Without ``writable`` a map that already is a density is not divided. The shift is
+    subtracted in ``x``'s precision on the way to float32: values just above the minimum keep their
     digits (KLD magnifies errors where the density is near 0) and the minimum becomes exactly 0."""
     n = x.numel()
     shift = min(stats[0], 0.0)
@@ -141,11 +141,16 @@ def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: s
     if total <= 0:
         return out.fill_(1.0 / n)
     if shift < 0:
-        return out.copy_(torch.sub(x, shift, out=buffers("shifted", x))).div_(total)
-    x32 = as_float32(x, buffers, f"{name}32") if x32 is None else x32
-    if not writable and abs(total - 1) < 1e-13:  # ÷ (1 ± 1e-13) changes nothing that matters
-        return x32
-    return torch.div(x32, total, out=out)
+        return torch.sub(x, shift, out=out).div_(total)
+    out.copy_(x)
+    return out if not writable and abs(total - 1) < 1e-13 else out.div_(total)  # ÷ (1 ± 1e-13) changes nothing that matters
+
+
+def _density_range(stats: list[float], n: int) -> tuple[float, float] | None:
+    """(min, max) of :func:`_density32` of a map with (min, max, Σ, Σ²) ``stats`` (None: uniform)."""
+    shift = min(stats[0], 0.0)
+    total = stats[2] - shift * n
+    return ((stats[0] - shift) / total, (stats[1] - shift) / total) if total > 0 else None
 
 
 def _density_at(x: torch.Tensor, b: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -197,16 +202,15 @@ class DensityPass:
         self.names = (["KLD"] if kld_eps is not None else []) + (["SIM"] if with_sim else [])
         self.values: dict[str, list] = {k: [None] * rows for k in self.names}
 
-    def run_row(self, i: int, p: torch.Tensor, q: torch.Tensor, p_stats: list[float], q_stats: list[float], buffers: RowBuffers, p32: torch.Tensor | None = None) -> None:
-        """Map pair i (flat) with their (min, max, Σ, Σ²) from :func:`single_row_stats`
-        (``p32``: a float32 copy of ``p``, if made already)."""
-        qd = _density32(q, q_stats, buffers, "q", None, writable=False)
-        pd = _density32(p, p_stats, buffers, "p", p32, writable=True)
+    def run_row(self, i: int, pd: torch.Tensor, q: torch.Tensor, q_stats: list[float], buffers: RowBuffers) -> None:
+        """Map pair i: ``pd`` = the prediction's :func:`_density32` (overwritten), ``q`` the flat human
+        density with its (min, max, Σ, Σ²) from :func:`single_row_stats`."""
+        qd = _density32(q, q_stats, buffers, "q", writable=False)
         if self.with_sim:
             self.values["SIM"][i] = torch.minimum(pd, qd, out=buffers("minimum", pd)).sum().double()
         if self.kld_eps is not None:
             ratio = torch.div(qd, pd.add_(self.kld_eps), out=pd)
-            self.values["KLD"][i] = ratio.add_(self.kld_eps).log_().mul_(qd).sum().double()
+            self.values["KLD"][i] = log_(ratio.add_(self.kld_eps)).mul_(qd).sum().double()
 
     def result(self, ok: torch.Tensor) -> dict[str, torch.Tensor]:
         """{name: B values}, NaN where ``ok`` is False (no human density)."""
@@ -217,7 +221,7 @@ def _compare_densities(p: torch.Tensor, q: torch.Tensor, ok: torch.Tensor, kld_e
     """KLD and/or SIM of B×N maps (see :class:`DensityPass`)."""
     densities = DensityPass(p.shape[0], kld_eps, with_sim)
     p_stats, q_stats = row_stats(p).tolist(), row_stats(q).tolist()
-    for_each_row(lambda i, buffers: densities.run_row(i, p[i], q[i], p_stats[i], q_stats[i], buffers), p.shape[0], p.device)
+    for_each_row(lambda i, buffers: densities.run_row(i, _density32(p[i], p_stats[i], buffers, "p"), q[i], q_stats[i], buffers), p.shape[0], p.device)
     return densities.result(ok)
 
 
@@ -337,11 +341,13 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
                 unusable.append(i)
                 return
             cross[i] = torch.dot(pf[i], qf[i])
-        p32 = as_float32(pf[i], buffers, "values32")  # shared by the density and AUC-Judd passes
-        if densities is not None:
-            densities.run_row(i, pf[i], qf[i], ps, qs, buffers, p32)
+        # the prediction's density, read by KLD/SIM; also AUC-Judd's histogram keys (same order as p)
+        pd = _density32(pf[i], ps, buffers, "p") if densities is not None else None
         if judd is not None:
-            judd.run_row(i, pf[i], ps[0], ps[1], buffers, p32)
+            pd_range = _density_range(ps, pf.shape[1]) if pd is not None else None
+            judd.run_row(i, pf[i], ps[0], ps[1], buffers, None if pd_range is None else (pd, *pd_range))
+        if densities is not None:
+            densities.run_row(i, pd, qf[i], qs, buffers)
         if shuffled is not None:
             shuffled.run_row(i, pf[i])
 
