@@ -307,10 +307,11 @@ def test_all_metrics_at_once_equal_the_single_functions():
         torch.testing.assert_close(together[name], single[name], msg=name)
 
 
-def test_pixel_counts_of_auc_judd_are_exact_on_ties_plateaus_and_tiny_ranges():
-    """The histogram count behind AUC-Judd equals a brute-force count, also where many pixels share
-    a value or a bin with a threshold, on a constant map and on a range of 1e-300."""
-    from attnlab.metrics.auc import _pixels_at_or_above
+def test_pixel_counts_of_auc_judd_and_sauc_are_exact_on_ties_plateaus_and_tiny_ranges():
+    """The histogram counts behind AUC-Judd (pixels at or above each threshold) and shuffled AUC
+    (weighted negatives below and equal to each) equal brute-force counts, also where many values
+    share a value or a bin with a threshold, on a constant map and on a range of 1e-300."""
+    from attnlab.metrics.auc import OrderKeys
     from attnlab.metrics.maps import RowBuffers
 
     rng = np.random.default_rng(0)
@@ -326,9 +327,16 @@ def test_pixel_counts_of_auc_judd_are_exact_on_ties_plateaus_and_tiny_ranges():
         v = torch.as_tensor(v)
         positions = torch.as_tensor(rng.choice(v.numel(), 60, replace=False))
         lo, hi = float(v.min()), float(v.max())
-        counts = _pixels_at_or_above(v, positions, lo, hi, RowBuffers())
+        keys = OrderKeys(v, positions, lo, hi, RowBuffers())
         expected = (v[None, :] >= v[positions][:, None]).sum(1).double()
-        torch.testing.assert_close(counts, expected, rtol=0, atol=0)
+        torch.testing.assert_close(keys.pixels_at_or_above(), expected, rtol=0, atol=0)
+        # shuffled AUC's count of weighted samples below and equal to each threshold
+        samples = torch.as_tensor(np.r_[rng.choice(v.numel(), 700), positions[:20].numpy()])  # some equal a threshold
+        weights = torch.as_tensor(rng.integers(1, 4, samples.numel()).astype(np.float64))
+        below, equal = keys.samples_below(samples, weights)
+        t, u = v[positions][:, None], v[samples][None, :]
+        torch.testing.assert_close(below, ((u < t) * weights).sum(1), rtol=0, atol=0)
+        torch.testing.assert_close(equal, ((u == t) * weights).sum(1), rtol=0, atol=0)
 
 
 def test_sparse_fixations_and_thread_count_give_the_same_values():

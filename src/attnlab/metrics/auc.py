@@ -30,12 +30,12 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from attnlab.metrics.maps import RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, repeat, sorted_values, value_range
+from attnlab.metrics.maps import RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, sorted_values, value_range
 
 __all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "ShuffledNegatives", "roc_auc"]
 
 JITTER = 1e-7
-BINS = 1 << 16  # histogram resolution of the exact pixel counts of AUC-Judd (see _pixels_at_or_above)
+BINS = 1 << 16  # histogram resolution of the exact counts of AUC-Judd and sAUC (see OrderKeys)
 
 
 def _inputs(pred: torch.Tensor, fixations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,42 +87,73 @@ def _float32_resolves(lo: float, hi: float) -> bool:
     return 1e-30 < magnitude < 1e30 and hi - lo > 1e-3 * magnitude
 
 
-def _pixels_at_or_above(v: torch.Tensor, positions: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, ordered: tuple[torch.Tensor, float, float] | None = None, bins: int = BINS) -> torch.Tensor:
-    """How many of the flat map ``v``'s values are ≥ each threshold t = v[positions], with lo ≤ v ≤ hi.
+class OrderKeys:
+    """Histogram keys of one flat map ``v`` (lo ≤ v ≤ hi) for exact counts around the thresholds
+    t = v[positions] (the fixated pixels), without a binary search per pixel.
 
-    Exact, like :func:`_count_at_or_above`, but without a binary search per pixel: each value gets
-    the key ⌊(v − lo)·bins / (hi − lo)⌋, monotone in v, so one bincount counts every bin above a
-    threshold's bin, and only the values that share a bin with a threshold are compared with it
-    (in the map's own precision). The keys only need to keep the order, so they are computed in
-    float32 where that resolves the range, from ``ordered`` = (m, min m, max m) when the caller has
-    a float32 map m that is a non-decreasing function of v (its density), else from a copy of v.
+    Each value gets the key ⌊(v − lo)·bins / (hi − lo)⌋, non-decreasing in v: a key below t's key
+    means a value below t, a key above it a value above t, and only values sharing a key with a
+    threshold are compared with it (in v's own precision). The keys only need to keep the order, so
+    they are computed in float32 where that resolves the range: from ``ordered`` = (m, min m, max m)
+    when the caller has a float32 map m that is a non-decreasing function of v (its density), else
+    from a float32 copy of v.
     """
-    if ordered is None or not _float32_resolves(ordered[1], ordered[2]):
-        ordered = (as_float32(v, buffers, "pixels32"), lo, hi) if _float32_resolves(lo, hi) else (v, lo, hi)
-    m, lo, hi = ordered
-    scale = bins / (hi - lo) if hi > lo else 0.0
-    scale = scale if math.isfinite(scale) else 0.0  # a (nearly) constant map: one bin, all compared
-    # (m − lo)·scale in one pass; rounding keeps the order, the clamp catches overshoot past the ends
-    scaled = torch.add(m.new_full((), -lo * scale), m, alpha=scale, out=buffers(f"scaled_{m.dtype}", m))
-    keys = buffers("keys", v, torch.int32).copy_(scaled).clamp_(0, bins)
-    t, t_keys = v.index_select(0, positions), keys.index_select(0, positions).to(torch.int64)  # thresholds are pixels: same keys
-    histogram = torch.bincount(keys, minlength=bins + 1)
-    above = v.numel() - histogram.cumsum(0)[t_keys]  # values in bins above t's bin: all > t
-    in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_()
-    in_threshold_bin[t_keys] = True
-    shared_values = sorted_values(v.index_select(0, flat_nonzero(in_threshold_bin.index_select(0, keys))))
-    # in t's bin and ≥ t = (shared values with key ≤ t's key) − (shared values < t), as v < t ⇒ key ≤ t's
-    threshold_bins = t_keys.unique()  # sorted
-    key_up_to = histogram[threshold_bins].cumsum(0)[torch.searchsorted(threshold_bins, t_keys)]
-    value_below = torch.searchsorted(shared_values, t, right=False)
-    return (above + key_up_to - value_below).to(torch.float64)
+
+    def __init__(self, v: torch.Tensor, positions: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, ordered: tuple[torch.Tensor, float, float] | None = None, bins: int = BINS) -> None:
+        if ordered is None or not _float32_resolves(ordered[1], ordered[2]):
+            ordered = (as_float32(v, buffers, "pixels32"), lo, hi) if _float32_resolves(lo, hi) else (v, lo, hi)
+        m, lo, hi = ordered
+        scale = bins / (hi - lo) if hi > lo else 0.0
+        scale = scale if math.isfinite(scale) else 0.0  # a (nearly) constant map: one bin, all compared
+        # (m − lo)·scale in one pass; rounding keeps the order, the clamp catches overshoot past the ends
+        scaled = torch.add(m.new_full((), -lo * scale), m, alpha=scale, out=buffers(f"scaled_{m.dtype}", m))
+        self.v, self.buffers, self.bins = v, buffers, bins
+        self.keys = buffers("keys", v, torch.int32).copy_(scaled).clamp_(0, bins)
+        self.thresholds = v.index_select(0, positions)
+        self.threshold_keys = self.keys.index_select(0, positions)
+        self.threshold_bins = self.threshold_keys.unique()  # sorted
+        self.in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_()
+        self.in_threshold_bin[self.threshold_bins.long()] = True
+
+    def pixels_at_or_above(self) -> torch.Tensor:
+        """How many of v's values are ≥ each threshold (float64, in the order of ``positions``)."""
+        v, keys, t_keys = self.v, self.keys, self.threshold_keys.long()
+        histogram = torch.bincount(keys, minlength=self.bins + 1)
+        above = v.numel() - histogram.cumsum(0)[t_keys]  # values in bins above t's bin: all > t
+        shared = torch.index_select(self.in_threshold_bin, 0, keys, out=self.buffers("shared", v, torch.bool))
+        shared_values = sorted_values(v.index_select(0, flat_nonzero(shared)))
+        # in t's bin and ≥ t = (shared values with key ≤ t's key) − (shared values < t), as v < t ⇒ key ≤ t's
+        key_up_to = histogram[self.threshold_bins.long()].cumsum(0)[torch.searchsorted(self.threshold_bins, self.threshold_keys)]
+        value_below = torch.searchsorted(shared_values, self.thresholds, right=False)
+        return (above + key_up_to - value_below).to(torch.float64)
+
+    def samples_below(self, positions: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight of the samples v[positions] below each threshold, and of those equal to it.
+
+        A sample whose key is no threshold's key is below exactly the thresholds with a higher key:
+        its rank among the threshold keys says which. The few sharing a key are compared exactly.
+        """
+        weights = weights.to(torch.float64)
+        sample_keys = self.keys.index_select(0, positions)
+        shared = self.in_threshold_bin.index_select(0, sample_keys)
+        keys_up_to = torch.cumsum(self.in_threshold_bin, 0)  # threshold keys ≤ each key (a lookup: no binary search)
+        rank = keys_up_to.index_select(0, sample_keys)  # = threshold keys below, for a key that is none
+        apart = torch.bincount(rank, weights * ~shared, minlength=self.threshold_bins.numel() + 1).cumsum(0)
+        below = apart[keys_up_to[self.threshold_keys.long()] - 1]  # samples not sharing a key, with a key below t's
+        close = flat_nonzero(shared)
+        if close.numel():
+            values, order = self.v.index_select(0, positions.index_select(0, close)).sort()
+            cum = torch.cat([weights.new_zeros(1), weights.index_select(0, close)[order].cumsum(0)])
+            lower = cum[torch.searchsorted(values, self.thresholds, right=False)]
+            return below + lower, cum[torch.searchsorted(values, self.thresholds, right=True)] - lower
+        return below, torch.zeros_like(below)
 
 
 class JuddPass:
     """The whole-map part of AUC-Judd, one map at a time (:meth:`run_row`), then :meth:`auc`.
 
     Thresholds are the (jittered) predicted values at the fixated pixels; for each, the pixels at
-    or above it are counted exactly (:func:`_pixels_at_or_above`). The jitter of map i comes from a
+    or above it are counted exactly (:meth:`OrderKeys.pixels_at_or_above`). The jitter of map i comes from a
     generator seeded with (``seed``, i), so maps can run in any order.
     """
 
@@ -135,22 +166,25 @@ class JuddPass:
         self.thresholds: list[torch.Tensor] = [p.new_zeros(0)] * p.shape[0]
         self.at_or_above: list[torch.Tensor] = [p.new_zeros(0)] * p.shape[0]
 
-    def run_row(self, i: int, v: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, ordered: tuple[torch.Tensor, float, float] | None = None) -> None:
+    def run_row(self, i: int, v: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, ordered: tuple[torch.Tensor, float, float] | None = None) -> OrderKeys | None:
         """Map i (flat, with min ``lo`` and max ``hi``; ``ordered``: a float32 map non-decreasing in
-        it, with its min and max, if the caller has one — see :func:`_pixels_at_or_above`)."""
+        it, with its min and max, if the caller has one — see :class:`OrderKeys`). Returns the keys
+        of the unjittered map at its fixations (for :meth:`ShuffledPass.run_row`), else None."""
         positions = self.positions[i]
         if positions.numel() == 0:
-            return
+            return None
         if self.jitter:  # normalise first so that the jitter only ever breaks ties
             generator = torch.Generator(device=v.device).manual_seed(self.seed * 1_000_003 + i)
             noise = torch.rand(v.shape, generator=generator, out=buffers("noise", v), dtype=v.dtype)
             v = torch.sub(v, lo, out=buffers("jittered", v)).mul_(1.0 / (hi - lo) if hi > lo else 0.0).add_(noise, alpha=JITTER)
             lo, hi, ordered = 0.0, 1.0 + JITTER, None
-        self.thresholds[i] = v[positions]
         if hi == lo:  # a constant map: every pixel is at or above every threshold
+            self.thresholds[i] = v.index_select(0, positions)
             self.at_or_above[i] = torch.full_like(self.thresholds[i], float(self.n_pixels))
-        else:
-            self.at_or_above[i] = _pixels_at_or_above(v, positions, lo, hi, buffers, ordered)
+            return None
+        keys = OrderKeys(v, positions, lo, hi, buffers, ordered)
+        self.thresholds[i], self.at_or_above[i] = keys.thresholds, keys.pixels_at_or_above()
+        return None if self.jitter else keys
 
     def auc(self, flat_map: torch.Tensor) -> torch.Tensor:
         """B AUCs from the rows run so far (0.5 where ``flat_map``, NaN without fixations)."""
@@ -226,51 +260,41 @@ def auc_borji(pred: torch.Tensor, fixations: torch.Tensor, splits: int = 100, st
     return torch.where(n_fix > 0, auc, torch.full_like(auc, float("nan")))
 
 
-def roc_auc(positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Tensor, neg_w: torch.Tensor | None = None) -> torch.Tensor:
+def roc_auc(positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Tensor, neg_w: torch.Tensor) -> torch.Tensor:
     """Exact weighted ROC-AUC of 1-D samples: P(pos > neg) + ½ P(pos = neg) (pysaliency ``general_roc``).
 
     Sorts the negatives and places the (usually few) positives among them with two binary searches:
-    the negatives below a positive and those equal to it are counted exactly, so ties need no
-    special case. ``neg_w`` None: every negative weighs 1 (the fast case: a plain sort).
+    the negative weight below a positive and equal to it are counted exactly, so ties need no
+    special case.
     """
-    if neg_w is None:
-        neg, cum = sorted_values(negatives), None
-    else:
-        neg, order = negatives.sort()
-        cum = torch.cat([neg_w.new_zeros(1), neg_w[order].cumsum(0)]).to(torch.float64)
-    below = torch.searchsorted(neg, positives, right=False)
-    at_or_below = torch.searchsorted(neg, positives, right=True)
-    if cum is None:
-        below_or_half_equal, total = (below + at_or_below).to(torch.float64), float(neg.numel())
-    else:
-        below_or_half_equal, total = cum[below] + cum[at_or_below], cum[-1]
+    neg, order = negatives.sort()
+    cum = torch.cat([neg_w.new_zeros(1), neg_w[order].cumsum(0)]).to(torch.float64)
+    below = cum[torch.searchsorted(neg, positives, right=False)]
+    at_or_below = cum[torch.searchsorted(neg, positives, right=True)]
     pos_w = pos_w.to(torch.float64)
-    return torch.dot(pos_w, below_or_half_equal) / (2 * pos_w.sum() * total).clamp_min(1e-300)
+    return torch.dot(pos_w, below + at_or_below) / (2 * pos_w.sum() * cum[-1]).clamp_min(1e-300)
 
 
 class ShuffledPass:
     """Shuffled AUC (pysaliency's convention), one map at a time (:meth:`run_row`), then :meth:`auc`:
-    the map's values at its own fixations against its values at the other images' fixations.
-    Whole-number negative counts are expanded into repeated pixel indices once, so that each map
-    needs a plain sort of its negative values (:func:`roc_auc`)."""
+    the map's values at its own fixations against its values at the other images' fixations."""
 
     def __init__(self, f: torch.Tensor, nf: torch.Tensor) -> None:
-        self.positives = _per_row(f)
-        b, n, w = fixated(nf)
-        sizes = torch.bincount(b, minlength=nf.shape[0])
-        if bool((w == w.round()).all()):  # counts: each negative pixel repeated count times
-            repeats = w.to(torch.int64)
-            sizes = torch.zeros_like(sizes).index_add_(0, b, repeats)
-            self.negatives = [(pixels, None) for pixels in torch.split(repeat(n, repeats), sizes.tolist())]
-        else:
-            self.negatives = list(zip(torch.split(n, sizes.tolist()), torch.split(w, sizes.tolist())))
+        self.positives, self.negatives = _per_row(f), _per_row(nf)
         self.values: list[float] = [float("nan")] * f.shape[0]
 
-    def run_row(self, i: int, v: torch.Tensor) -> None:
-        """Map i (flat)."""
+    def run_row(self, i: int, v: torch.Tensor, keys: OrderKeys | None = None) -> None:
+        """Map i (flat). ``keys``: its :class:`OrderKeys` at the same fixations, if made already —
+        the negatives are then placed by their keys instead of sorted."""
         (pos, pos_w), (neg, neg_w) = self.positives[i], self.negatives[i]
-        if pos.numel() and neg.numel():
+        if not (pos.numel() and neg.numel()):
+            return
+        if keys is None:
             self.values[i] = float(roc_auc(v.index_select(0, pos), pos_w, v.index_select(0, neg), neg_w))
+            return
+        below, equal = keys.samples_below(neg, neg_w)
+        pos_w = pos_w.to(torch.float64)
+        self.values[i] = float(torch.dot(pos_w, below + 0.5 * equal) / (pos_w.sum() * neg_w.sum()).clamp_min(1e-300))
 
     def auc(self, flat_map: torch.Tensor) -> torch.Tensor:
         """B AUCs (0.5 where ``flat_map``, NaN without fixations or negatives)."""
@@ -375,14 +399,16 @@ class ShuffledNegatives:
         size = tuple(size or self.sizes[indices[0]])
         total = self._total(size)
         support = np.flatnonzero(total)
-        counts = np.tile(total[support], (len(indices), 1))  # B × (pixels fixated in any image)
+        counts = np.tile(total[support].astype(np.float64), (len(indices), 1))  # B × (pixels fixated in any image)
         own = [self._pixels(i, size) for i in indices]
         rows = np.repeat(np.arange(len(indices)), [len(o) for o in own])
         np.subtract.at(counts, (rows, np.searchsorted(support, np.concatenate(own))), 1)  # minus the image's own
-        batch, position = np.nonzero(counts > 0)
-        pixels = support[position]
-        index = torch.from_numpy(np.stack([batch, pixels // size[1], pixels % size[1]]))
-        values = torch.from_numpy(counts[batch, position].astype(np.float64))
+        entries = np.flatnonzero(counts > 0)  # row-major: sorted, as a coalesced tensor needs
+        batch = np.repeat(np.arange(len(indices)), support.size)[entries]
+        position = entries - batch * support.size
+        rows, cols = np.divmod(support, size[1])
+        index = torch.from_numpy(np.stack([batch, rows[position], cols[position]]))
+        values = torch.from_numpy(counts.reshape(-1)[entries])
         return torch.sparse_coo_tensor(index, values, (len(indices), *size), is_coalesced=True, check_invariants=False).to(device)  # sorted by construction
 
 

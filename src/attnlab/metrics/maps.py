@@ -37,7 +37,7 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "repeat", "sorted_values", "log_", "as_float32", "DTYPE"]
+__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "sorted_values", "log_", "as_float32", "DTYPE"]
 
 DTYPE = torch.float64
 # MATLAB's eps: the regulariser of the MIT benchmark code (KLdiv.m, IG.m) and pysaliency's MIT_KLDiv
@@ -160,13 +160,6 @@ def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
     return mask.nonzero().squeeze(1)
 
 
-def repeat(x: torch.Tensor, repeats: torch.Tensor) -> torch.Tensor:
-    """Each entry of 1-D ``x`` repeated ``repeats`` times (NumPy on CPU: torch's is ~20× slower here)."""
-    if x.device.type == "cpu":
-        return torch.from_numpy(np.repeat(x.numpy(), repeats.numpy()))
-    return torch.repeat_interleave(x, repeats)
-
-
 def sorted_values(x: torch.Tensor) -> torch.Tensor:
     """The values of a 1-D tensor in ascending order (NumPy's SIMD sort on CPU: about twice as fast)."""
     if x.device.type == "cpu":
@@ -225,12 +218,17 @@ def first_invalid(x: torch.Tensor) -> int | None:
     """Batch index of the first map with NaN/inf, or None.
 
     One reduction per map (a sum is finite iff every term is, barring overflow, which the exact
-    check below then clears), so validation costs a fraction of any metric.
+    check below then clears), so validation costs a fraction of any metric. A sparse tensor's
+    stored values are checked directly.
     """
+    if x.is_sparse:
+        c = x.coalesce()
+        bad = ~torch.isfinite(c.values())
+        return int(c.indices()[0][bad].min()) if bool(bad.any()) else None
     sums = row_sums(x)
     suspects = (~torch.isfinite(sums)).nonzero().flatten().tolist()
     for i in suspects:
-        if not bool(torch.isfinite(x[i].to_dense() if x.is_sparse else x[i]).all()):
+        if not bool(torch.isfinite(x[i]).all()):
             return int(i)
     return None
 

@@ -209,8 +209,9 @@ class DensityPass:
         if self.with_sim:
             self.values["SIM"][i] = torch.minimum(pd, qd, out=buffers("minimum", pd)).sum().double()
         if self.kld_eps is not None:
-            ratio = torch.div(qd, pd.add_(self.kld_eps), out=pd)
-            self.values["KLD"][i] = log_(ratio.add_(self.kld_eps)).mul_(qd).sum().double()
+            eps = pd.new_full((), self.kld_eps)
+            ratio = torch.addcdiv(eps, qd, pd.add_(eps), out=pd)  # ε + Q / (P + ε)
+            self.values["KLD"][i] = log_(ratio).mul_(qd).sum().double()
 
     def result(self, ok: torch.Tensor) -> dict[str, torch.Tensor]:
         """{name: B values}, NaN where ``ok`` is False (no human density)."""
@@ -343,13 +344,14 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
             cross[i] = torch.dot(pf[i], qf[i])
         # the prediction's density, read by KLD/SIM; also AUC-Judd's histogram keys (same order as p)
         pd = _density32(pf[i], ps, buffers, "p") if densities is not None else None
+        keys = None  # AUC-Judd's histogram keys, which also place shuffled AUC's negatives
         if judd is not None:
             pd_range = _density_range(ps, pf.shape[1]) if pd is not None else None
-            judd.run_row(i, pf[i], ps[0], ps[1], buffers, None if pd_range is None else (pd, *pd_range))
+            keys = judd.run_row(i, pf[i], ps[0], ps[1], buffers, None if pd_range is None else (pd, *pd_range))
+        if shuffled is not None:
+            shuffled.run_row(i, pf[i], keys)
         if densities is not None:
             densities.run_row(i, pd, qf[i], qs, buffers)
-        if shuffled is not None:
-            shuffled.run_row(i, pf[i])
 
     for_each_row(row, rows, pf.device)
     if unusable:
