@@ -292,14 +292,15 @@ def test_torchmetrics_wrappers_average_over_images_across_batches():
         saliency_metric_collection().update(c.t(c.preds), fixations=fix)
 
 
-def test_all_metrics_at_once_equal_the_single_functions():
+@pytest.mark.parametrize("jitter", [True, False])  # without jitter sAUC reuses AUC-Judd's histogram keys
+def test_all_metrics_at_once_equal_the_single_functions(jitter):
     c = random_case(10)
     xy = list(zip(c.xs, c.ys))
     nonfix = c.t(np.stack([S.shuffled_nonfixations(xy, [c.size] * 4, i) for i in range(4)]))
     p, f, q, b = c.t(c.preds), c.t(c.fix), c.t(c.dens), c.t(c.baseline)
-    together = S.saliency_metrics(p, f, q, b, nonfix, metrics=S.ALL_METRICS, seed=3)
+    together = S.saliency_metrics(p, f, q, b, nonfix, metrics=S.ALL_METRICS, seed=3, jitter=jitter)
     single = {
-        "AUC_Judd": S.auc_judd(p, f, seed=3), "AUC_Borji": S.auc_borji(p, f, seed=3), "sAUC": S.auc_shuffled(p, f, nonfix),
+        "AUC_Judd": S.auc_judd(p, f, seed=3, jitter=jitter), "AUC_Borji": S.auc_borji(p, f, seed=3), "sAUC": S.auc_shuffled(p, f, nonfix),
         "NSS": S.nss(p, f), "CC": S.cc(p, q), "KLD": S.kld(p, q), "SIM": S.sim(p, q), "IG": S.information_gain(p, f, b),
     }
     assert set(together) == set(single)

@@ -36,7 +36,8 @@ AUC-Judd      see :mod:`attnlab.metrics.auc`
 
 Speed and precision: every whole-map pass of a map runs before the next map (see
 :func:`saliency_metrics`), maps are spread over torch's intra-op threads on CPU, AUC-Judd counts
-pixels with a histogram plus exact comparisons (no per-pixel binary search), and fixations may be a
+pixels with a histogram plus exact comparisons (no per-pixel binary search; without jitter its keys
+also place shuffled AUC's negatives, :class:`attnlab.metrics.auc.OrderKeys`), and fixations may be a
 sparse COO tensor of counts (:func:`attnlab.data.fixations.sparse_fixation_maps`,
 :meth:`ShuffledNegatives.sparse_counts`). Everything is float64 except the elementwise passes of
 KLD and SIM (float32, ~1e-7 relative to pysaliency; float64 sums agree to ~1e-11).
