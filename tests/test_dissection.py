@@ -27,14 +27,9 @@ from attnlab.data.scene_graphs import (
 from attnlab.utils.config import UserError
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny test models gain nothing from a second thread, and on a busy machine the OpenMP waits
-    between the many small ops dominate (a 32x48 ResNet-50 forward: 0.06 s on one thread, 3 s on two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny test models: a second thread gains nothing, and OpenMP waits dominate on a busy machine
+# (a 32x48 ResNet-50 forward: 0.06 s on one thread, 3 s on two)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # --- thresholds --------------------------------------------------------------------------------
 

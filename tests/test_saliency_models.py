@@ -3,7 +3,6 @@ backbone weights, loss vs. the metrics, learning-rate schedules."""
 
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
@@ -24,14 +23,9 @@ from attnlab.utils.config import UserError
 SIZE = (32, 48)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny test models gain nothing from a second thread, and on a busy machine the OpenMP waits
-    between the many small ops dominate (a 32x48 ResNet-50 forward: 0.06 s on one thread, 3 s on two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny test models: a second thread gains nothing, and OpenMP waits dominate on a busy machine
+# (a 32x48 ResNet-50 forward: 0.06 s on one thread, 3 s on two)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(cls, phase=1, bases=6, **kw):
