@@ -257,6 +257,11 @@ def test_nan_in_a_map_names_the_image():
     with pytest.raises(InvalidMapError, match="saliency map 3 of the batch") as info:
         S.auc_judd(bad, c.t(c.fix))
     assert info.value.index == 3
+    sparse = c.t(c.fix).to_sparse().coalesce()  # a sparse count map: its stored values are checked
+    values = sparse.values().clone()
+    values[(sparse.indices()[0] == 2).nonzero()[0]] = float("nan")
+    with pytest.raises(InvalidMapError, match="fixation map 2 of the batch"):
+        S.nss(c.t(c.preds), torch.sparse_coo_tensor(sparse.indices(), values, sparse.shape))
 
 
 def test_predictions_of_another_size_are_resized_bilinearly():
