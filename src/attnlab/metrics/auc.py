@@ -30,7 +30,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from attnlab.metrics.maps import RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, sorted_values, value_range
+from attnlab.metrics.maps import RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, value_range
 
 __all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "ShuffledNegatives", "roc_auc"]
 
@@ -114,6 +114,7 @@ class OrderKeys:
         self.threshold_bins = self.threshold_keys.unique()  # sorted
         self.in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_()
         self.in_threshold_bin[self.threshold_bins.long()] = True
+        self.threshold_rank = torch.searchsorted(self.threshold_bins, self.threshold_keys)  # t's key = threshold_bins[rank]
 
     def pixels_at_or_above(self) -> torch.Tensor:
         """How many of v's values are ≥ each threshold (float64, in the order of ``positions``)."""
@@ -121,9 +122,9 @@ class OrderKeys:
         histogram = torch.bincount(keys, minlength=self.bins + 1)
         above = v.numel() - histogram.cumsum(0)[t_keys]  # values in bins above t's bin: all > t
         shared = torch.index_select(self.in_threshold_bin, 0, keys, out=self.buffers("shared", v, torch.bool))
-        shared_values = sorted_values(v.index_select(0, flat_nonzero(shared)))
+        shared_values = v.index_select(0, flat_nonzero(shared)).sort().values
         # in t's bin and ≥ t = (shared values with key ≤ t's key) − (shared values < t), as v < t ⇒ key ≤ t's
-        key_up_to = histogram[self.threshold_bins.long()].cumsum(0)[torch.searchsorted(self.threshold_bins, self.threshold_keys)]
+        key_up_to = histogram[self.threshold_bins.long()].cumsum(0)[self.threshold_rank]
         value_below = torch.searchsorted(shared_values, self.thresholds, right=False)
         return (above + key_up_to - value_below).to(torch.float64)
 
@@ -139,7 +140,7 @@ class OrderKeys:
         keys_up_to = torch.cumsum(self.in_threshold_bin, 0)  # threshold keys ≤ each key (a lookup: no binary search)
         rank = keys_up_to.index_select(0, sample_keys)  # = threshold keys below, for a key that is none
         apart = torch.bincount(rank, weights * ~shared, minlength=self.threshold_bins.numel() + 1).cumsum(0)
-        below = apart[keys_up_to[self.threshold_keys.long()] - 1]  # samples not sharing a key, with a key below t's
+        below = apart[self.threshold_rank]  # samples not sharing a key, with a key below t's
         close = flat_nonzero(shared)
         if close.numel():
             values, order = self.v.index_select(0, positions.index_select(0, close)).sort()

@@ -37,7 +37,7 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "sorted_values", "log_", "as_float32", "DTYPE"]
+__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "log_", "as_float32", "DTYPE"]
 
 DTYPE = torch.float64
 # MATLAB's eps: the regulariser of the MIT benchmark code (KLdiv.m, IG.m) and pysaliency's MIT_KLDiv
@@ -158,13 +158,6 @@ def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
     if mask.device.type == "cpu":
         return torch.from_numpy(np.flatnonzero(mask.numpy()))
     return mask.nonzero().squeeze(1)
-
-
-def sorted_values(x: torch.Tensor) -> torch.Tensor:
-    """The values of a 1-D tensor in ascending order (NumPy's SIMD sort on CPU: about twice as fast)."""
-    if x.device.type == "cpu":
-        return torch.from_numpy(np.sort(x.numpy()))
-    return x.sort().values
 
 
 def log_(x: torch.Tensor) -> torch.Tensor:

@@ -135,22 +135,25 @@ def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: s
     ``x``. Without ``writable`` a map that already is a density is not divided. The shift is
     subtracted in ``x``'s precision on the way to float32: values just above the minimum keep their
     digits (KLD magnifies errors where the density is near 0) and the minimum becomes exactly 0."""
-    n = x.numel()
-    shift = min(stats[0], 0.0)
-    total = stats[2] - shift * n
+    shift, total = _shift_and_total(stats, x.numel())
     out = buffers(f"{name}_density", x, torch.float32)
     if total <= 0:
-        return out.fill_(1.0 / n)
+        return out.fill_(1.0 / x.numel())
     if shift < 0:
         return torch.sub(x, shift, out=out).div_(total)
     out.copy_(x)
     return out if not writable and abs(total - 1) < 1e-13 else out.div_(total)  # ÷ (1 ± 1e-13) changes nothing that matters
 
 
+def _shift_and_total(stats: list[float], n: int) -> tuple[float, float]:
+    """(shift, sum after the shift) of pysaliency's density of an n-pixel map with (min, max, Σ, Σ²) ``stats``."""
+    shift = min(stats[0], 0.0)
+    return shift, stats[2] - shift * n
+
+
 def _density_range(stats: list[float], n: int) -> tuple[float, float] | None:
     """(min, max) of :func:`_density32` of a map with (min, max, Σ, Σ²) ``stats`` (None: uniform)."""
-    shift = min(stats[0], 0.0)
-    total = stats[2] - shift * n
+    shift, total = _shift_and_total(stats, n)
     return ((stats[0] - shift) / total, (stats[1] - shift) / total) if total > 0 else None
 
 
