@@ -354,6 +354,8 @@ def test_sparse_fixations_and_thread_count_give_the_same_values():
     dense_nonfix = c.t(np.stack([negatives.counts(i) for i in range(5)]))
     sparse_nonfix = negatives.sparse_counts(range(5))
     torch.testing.assert_close(sparse_nonfix.to_dense(), dense_nonfix)
+    support_nonfix = negatives.support_counts(range(5))
+    assert support_nonfix.shape == (5, *c.size) and support_nonfix.counts.shape[1] == np.count_nonzero(c.fix.sum(0))  # stored: pixels fixated in any image
     sparse_fix = sparse_fixation_maps(xy, [c.size] * 5)
     torch.testing.assert_close(sparse_fix.to_dense(), c.t(c.fix))
     p, q, b = c.t(c.preds), c.t(c.dens), c.t(c.baseline)
@@ -362,7 +364,24 @@ def test_sparse_fixations_and_thread_count_give_the_same_values():
     try:
         torch.set_num_threads(1)
         sparse = S.saliency_metrics(p, sparse_fix, q, b, sparse_nonfix, metrics=S.ALL_METRICS)
+        compact = S.saliency_metrics(p, sparse_fix, q, b, support_nonfix, metrics=S.ALL_METRICS)
     finally:
         torch.set_num_threads(threads)
     for name in dense:
         torch.testing.assert_close(sparse[name], dense[name], rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(compact[name], dense[name], rtol=0, atol=0, msg=name)
+    for variant in ("pysaliency", "mit"):
+        torch.testing.assert_close(S.auc_shuffled(p, sparse_fix, support_nonfix, variant=variant), S.auc_shuffled(p, sparse_fix, dense_nonfix, variant=variant), rtol=0, atol=0)
+
+
+def test_support_counts_are_checked():
+    c = random_case(12, b=3)
+    negatives = S.ShuffledNegatives(list(zip(c.xs, c.ys)), [c.size] * 3).support_counts(range(3))
+    negatives.counts[1, 0] = float("nan")
+    with pytest.raises(InvalidMapError, match="nonfixation map 1"):
+        S.auc_shuffled(c.t(c.preds), c.t(c.fix), negatives)
+    negatives.counts[1, 0] = 1.0
+    with pytest.raises(ValueError, match="nonfixation maps have shape"):
+        S.auc_shuffled(c.t(c.preds)[:2], c.t(c.fix)[:2], negatives)
+    with pytest.raises(ValueError, match="B×S"):
+        S.SupportCounts(negatives.support[:-1], negatives.counts, c.size)

@@ -46,11 +46,11 @@ def _inputs(seed: int = 0):
 
 def _ours(preds, xy, dens, baseline, device, extra: bool = False) -> dict[str, np.ndarray]:
     """All 100 maps in one call: the metrics work one map at a time, so no chunking is needed, and
-    the fixations (and shuffled-AUC negatives) are built as sparse counts from the raw points, the
-    same input pysaliency gets."""
+    the fixations (sparse counts) and shuffled-AUC negatives (counts on the pixels fixated in any
+    image) are built from the raw points, the same input pysaliency gets."""
     t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
     fix = sparse_fixation_maps(xy, [SIZE] * len(xy)).to(device)
-    nonfix = S.ShuffledNegatives(xy, [SIZE] * len(xy)).sparse_counts(range(len(xy)), device=device)
+    nonfix = S.ShuffledNegatives(xy, [SIZE] * len(xy)).support_counts(range(len(xy)), device=device)
     names = S.ALL_METRICS if extra else S.DEFAULT_METRICS
     values = S.saliency_metrics(t(preds), fix, t(dens), t(baseline), nonfix, metrics=names, jitter=extra)
     return {k: v.cpu().numpy() for k, v in values.items()}

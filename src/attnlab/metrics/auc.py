@@ -30,9 +30,9 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from attnlab.metrics.maps import RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, value_range
+from attnlab.metrics.maps import InvalidMapError, RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, value_range
 
-__all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "ShuffledNegatives", "roc_auc"]
+__all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "ShuffledNegatives", "SupportCounts", "roc_auc"]
 
 JITTER = 1e-7
 BINS = 1 << 16  # histogram resolution of the exact counts of AUC-Judd and sAUC (see OrderKeys)
@@ -280,8 +280,9 @@ class ShuffledPass:
     """Shuffled AUC (pysaliency's convention), one map at a time (:meth:`run_row`), then :meth:`auc`:
     the map's values at its own fixations against its values at the other images' fixations."""
 
-    def __init__(self, f: torch.Tensor, nf: torch.Tensor) -> None:
-        self.positives, self.negatives = _per_row(f), _per_row(nf)
+    def __init__(self, f: torch.Tensor, nf: torch.Tensor | SupportCounts) -> None:
+        self.positives = _per_row(f)
+        self.negatives = [nf.row(i) for i in range(nf.shape[0])] if isinstance(nf, SupportCounts) else _per_row(nf)
         self.values: list[float] = [float("nan")] * f.shape[0]
 
     def run_row(self, i: int, v: torch.Tensor, keys: OrderKeys | None = None) -> None:
@@ -310,10 +311,17 @@ def _per_row(counts: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return list(zip(torch.split(n, sizes), torch.split(w, sizes)))
 
 
-def nonfixation_counts(nonfixations: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
-    """The validated B×N negatives of shuffled AUC, the same size as the (flat) fixation maps."""
-    nf = flat(as_batch(nonfixations, "nonfixation map"))
-    if nf.shape != flat(fixations).shape:
+def nonfixation_counts(nonfixations: torch.Tensor | SupportCounts, fixations: torch.Tensor) -> torch.Tensor | SupportCounts:
+    """The validated negatives of shuffled AUC (B×N, or :class:`SupportCounts`), the same size as
+    the fixation maps."""
+    if isinstance(nonfixations, SupportCounts):
+        nf = nonfixations
+        bad = (~torch.isfinite(nf.counts).all(1)).nonzero()
+        if bad.numel():
+            raise InvalidMapError("nonfixation map", int(bad[0]))
+    else:
+        nf = flat(as_batch(nonfixations, "nonfixation map"))
+    if (nf.shape[0], math.prod(nf.shape[1:])) != (fixations.shape[0], math.prod(fixations.shape[1:])):
         raise ValueError(f"nonfixation maps have shape {tuple(nonfixations.shape)}; expected the fixation maps' {tuple(fixations.shape)}")
     return nf
 
@@ -321,13 +329,14 @@ def nonfixation_counts(nonfixations: torch.Tensor, fixations: torch.Tensor) -> t
 def auc_shuffled(
     pred: torch.Tensor,
     fixations: torch.Tensor,
-    nonfixations: torch.Tensor,
+    nonfixations: torch.Tensor | SupportCounts,
     variant: Literal["pysaliency", "mit"] = "pysaliency",
     splits: int = 100,
     step: float = 0.1,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Shuffled AUC per image; ``nonfixations`` = counts of other images' fixations (B×H×W)."""
+    """Shuffled AUC per image; ``nonfixations`` = counts of other images' fixations (B×H×W, dense or
+    sparse, or :class:`SupportCounts`)."""
     p, f = _inputs(pred, fixations)
     nf = nonfixation_counts(nonfixations, as_batch(fixations, "fixation map"))
     flat_map = constant(p)
@@ -337,6 +346,8 @@ def auc_shuffled(
         return shuffled.auc(flat_map)
     if variant != "mit":
         raise ValueError(f"variant={variant!r}; choose 'pysaliency' or 'mit'")
+    if isinstance(nf, SupportCounts):
+        nf = flat(nf.to_sparse())
     has_neg = torch.bincount(fixated(nf)[0], minlength=nf.shape[0]) > 0
     p = minmax(p)
     pos, pos_w = _padded(p, f, 0.0, binary=True)
@@ -394,9 +405,10 @@ class ShuffledNegatives:
         size = tuple(size or self.sizes[index])
         return (self._total(size) - self._scaled(index, size)).astype(np.float64).reshape(size)
 
-    def sparse_counts(self, indices: Sequence[int], size: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The negatives of images ``indices`` as one sparse B×H×W count tensor (all at ``size``,
-        default the first image's): a few thousand pixels each instead of a dense map."""
+    def support_counts(self, indices: Sequence[int], size: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> SupportCounts:
+        """The negatives of images ``indices`` (all at ``size``, default the first image's), stored on
+        the pixels fixated in any image: the fastest input of :func:`auc_shuffled` and
+        :func:`attnlab.metrics.saliency.saliency_metrics` for many images."""
         size = tuple(size or self.sizes[indices[0]])
         total = self._total(size)
         support = np.flatnonzero(total)
@@ -404,13 +416,41 @@ class ShuffledNegatives:
         own = [self._pixels(i, size) for i in indices]
         rows = np.repeat(np.arange(len(indices)), [len(o) for o in own])
         np.subtract.at(counts, (rows, np.searchsorted(support, np.concatenate(own))), 1)  # minus the image's own
-        entries = np.flatnonzero(counts > 0)  # row-major: sorted, as a coalesced tensor needs
-        batch = np.repeat(np.arange(len(indices)), support.size)[entries]
-        position = entries - batch * support.size
-        rows, cols = np.divmod(support, size[1])
-        index = torch.from_numpy(np.stack([batch, rows[position], cols[position]]))
-        values = torch.from_numpy(counts.reshape(-1)[entries])
-        return torch.sparse_coo_tensor(index, values, (len(indices), *size), is_coalesced=True, check_invariants=False).to(device)  # sorted by construction
+        return SupportCounts(torch.from_numpy(support).to(device), torch.from_numpy(counts).to(device), size)
+
+    def sparse_counts(self, indices: Sequence[int], size: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The negatives of images ``indices`` as one sparse B×H×W count tensor (all at ``size``,
+        default the first image's): a few thousand pixels each instead of a dense map."""
+        return self.support_counts(indices, size, device).to_sparse()
+
+
+class SupportCounts:
+    """B count maps of H×W pixels that are zero outside one shared, sorted set of S pixels:
+    ``support`` (S flat pixel indices) and ``counts`` (B×S, zeros allowed). Shuffled AUC's negatives
+    (:meth:`ShuffledNegatives.support_counts`) have this form — every image's negatives are the
+    fixations of all the others — and take B·S numbers instead of a sparse tensor's 4·B·S."""
+
+    def __init__(self, support: torch.Tensor, counts: torch.Tensor, size: tuple[int, int]) -> None:
+        if counts.dim() != 2 or support.shape != counts.shape[1:]:
+            raise ValueError(f"counts must be B×S for S = {support.numel()} support pixels; got {tuple(counts.shape)}")
+        self.support, self.counts, self.size = support, counts.to(torch.float64), tuple(size)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.counts.shape[0], *self.size)
+
+    def row(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flat pixel indices, counts) of the non-zero pixels of map i."""
+        counts = self.counts[i]
+        keep = flat_nonzero(counts > 0)
+        return self.support.index_select(0, keep), counts.index_select(0, keep)
+
+    def to_sparse(self) -> torch.Tensor:
+        """The same counts as a coalesced sparse COO B×H×W tensor (zeros left out)."""
+        batch, position = (self.counts > 0).nonzero(as_tuple=True)  # row-major: sorted, as a coalesced tensor needs
+        pixel = self.support[position]
+        index = torch.stack([batch, pixel // self.size[1], pixel % self.size[1]])
+        return torch.sparse_coo_tensor(index, self.counts[batch, position], self.shape, is_coalesced=True, check_invariants=False)
 
 
 def shuffled_nonfixations(

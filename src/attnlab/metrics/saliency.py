@@ -39,7 +39,8 @@ Speed and precision: every whole-map pass of a map runs before the next map (see
 pixels with a histogram plus exact comparisons (no per-pixel binary search; without jitter its keys
 also place shuffled AUC's negatives, :class:`attnlab.metrics.auc.OrderKeys`), and fixations may be a
 sparse COO tensor of counts (:func:`attnlab.data.fixations.sparse_fixation_maps`,
-:meth:`ShuffledNegatives.sparse_counts`). Everything is float64 except the elementwise passes of
+:meth:`ShuffledNegatives.sparse_counts`; shuffled AUC's negatives are smallest as
+:meth:`ShuffledNegatives.support_counts`). Everything is float64 except the elementwise passes of
 KLD and SIM (float32, ~1e-7 relative to pysaliency; float64 sums agree to ~1e-11).
 
 Defined values for degenerate inputs: constant prediction → NSS 0, CC 0, AUCs 0.5; all-zero
@@ -54,7 +55,7 @@ from typing import Literal
 
 import torch
 
-from attnlab.metrics.auc import JuddPass, ShuffledNegatives, ShuffledPass, nonfixation_counts, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
+from attnlab.metrics.auc import JuddPass, ShuffledNegatives, ShuffledPass, SupportCounts, nonfixation_counts, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
 from attnlab.metrics.maps import MIT_EPS, RowBuffers, as_batch, binary, constant, fixated, flat, for_each_row, log_, match_size, mean_over_images, minmax, reuse, row_dots, row_stats, row_sums, shared_inputs, single_row_stats, store, value_range
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "auc_shuffled",
     "shuffled_nonfixations",
     "ShuffledNegatives",
+    "SupportCounts",
     "nss",
     "cc",
     "kld",
@@ -276,7 +278,7 @@ def saliency_metrics(
     fixations: torch.Tensor,
     density: torch.Tensor | None = None,
     baseline: torch.Tensor | None = None,
-    nonfixations: torch.Tensor | None = None,
+    nonfixations: torch.Tensor | SupportCounts | None = None,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
     seed: int = 0,
     jitter: bool = True,
