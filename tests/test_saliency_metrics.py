@@ -328,12 +328,14 @@ def test_pixel_counts_of_auc_judd_and_sauc_are_exact_on_ties_plateaus_and_tiny_r
         1e-300 * rng.random(5000),  # (hi − lo)·bins overflows the scale
         np.linspace(8410.311, 8410.311 * 1.00101, 5000),  # float32 rounding puts the top 5 bins past the last
         np.full(5000, 3.0),
+        np.r_[np.linspace(0, 2 / 3, 4990), np.full(10, 2 / 3)],  # minimum 0 (one-pass keys); float32 rounds the top up
     ]
     for v in maps:
         v = torch.as_tensor(v)
         positions = torch.as_tensor(rng.choice(v.numel(), 60, replace=False))
         lo, hi = float(v.min()), float(v.max())
         keys = OrderKeys(v, positions, lo, hi, RowBuffers())
+        assert 0 <= int(keys.keys.min()) and int(keys.keys.max()) <= keys.bins
         expected = (v[None, :] >= v[positions][:, None]).sum(1).double()
         torch.testing.assert_close(keys.pixels_at_or_above(), expected, rtol=0, atol=0)
         # shuffled AUC's count of weighted samples below and equal to each threshold

@@ -87,6 +87,19 @@ def _float32_resolves(lo: float, hi: float) -> bool:
     return 1e-30 < magnitude < 1e30 and hi - lo > 1e-3 * magnitude
 
 
+def _scaled_keys(m: torch.Tensor, lo: float, scale: float, bins: int, buffers: RowBuffers) -> torch.Tensor:
+    """⌊(m − lo)·scale⌋ as int32 in [0, bins] for a flat map m ≥ lo with (max m − lo)·scale ≈ bins:
+    non-decreasing in m (rounding keeps the order; the clamp catches overshoot past the ends)."""
+    keys = buffers("keys", m, torch.int32)
+    if lo == 0 and m.dtype == torch.float32 and m.device.type == "cpu":
+        # one pass, cast in NumPy's small chunks; m ≥ 0 truncates to ≥ 0 and the 1e-6 margin keeps
+        # the top (max m rounded up by a few float32 ulps at most) below bins + 1
+        np.multiply(m.numpy(), np.float32(scale * (1 - 1e-6)), out=keys.numpy(), casting="unsafe")
+        return keys
+    scaled = torch.add(m.new_full((), -lo * scale), m, alpha=scale, out=buffers(f"scaled_{m.dtype}", m))
+    return keys.copy_(scaled).clamp_(0, bins)
+
+
 class OrderKeys:
     """Histogram keys of one flat map ``v`` (lo ≤ v ≤ hi) for exact counts around the thresholds
     t = v[positions] (the fixated pixels), without a binary search per pixel.
@@ -105,10 +118,8 @@ class OrderKeys:
         m, lo, hi = ordered
         scale = bins / (hi - lo) if hi > lo else 0.0
         scale = scale if math.isfinite(scale) else 0.0  # a (nearly) constant map: one bin, all compared
-        # (m − lo)·scale in one pass; rounding keeps the order, the clamp catches overshoot past the ends
-        scaled = torch.add(m.new_full((), -lo * scale), m, alpha=scale, out=buffers(f"scaled_{m.dtype}", m))
         self.v, self.buffers, self.bins = v, buffers, bins
-        self.keys = buffers("keys", v, torch.int32).copy_(scaled).clamp_(0, bins)
+        self.keys = _scaled_keys(m, lo, scale, bins, buffers)
         self.thresholds = v.index_select(0, positions)
         self.threshold_keys = self.keys.index_select(0, positions)
         self.threshold_bins = self.threshold_keys.unique()  # sorted
