@@ -387,3 +387,7 @@ def test_support_counts_are_checked():
         S.auc_shuffled(c.t(c.preds)[:2], c.t(c.fix)[:2], negatives)
     with pytest.raises(ValueError, match="B×S"):
         S.SupportCounts(negatives.support[:-1], negatives.counts, c.size)
+    with pytest.raises(ValueError, match="≥ 0"):
+        S.SupportCounts(negatives.support, -negatives.counts, c.size)
+    alone = S.ShuffledNegatives(list(zip(c.xs, c.ys))[:1], [c.size]).support_counts([0])  # no other image: no negatives
+    assert torch.isnan(S.auc_shuffled(c.t(c.preds)[:1], c.t(c.fix)[:1], alone)).all()

@@ -193,14 +193,15 @@ def sparse_fixation_maps(
     (default: the first image's size). The saliency metrics take it in place of dense counts.
     """
     size = tuple(size or image_sizes[0])
-    index, values = [], []
+    pixels = size[0] * size[1]
+    keys = []  # one per fixation, image-major (b·H·W + row·W + column): one sort for all images
     for b, ((x, y), image_size) in enumerate(zip(points, image_sizes)):
         rows, cols, _ = _pixel_indices(x, y, image_size, size)
-        pixel, counts = np.unique(rows * size[1] + cols, return_counts=True)
-        index.append(np.stack([np.full(len(pixel), b), pixel // size[1], pixel % size[1]]))
-        values.append(counts.astype(np.float64))
-    index_all, values_all = torch.from_numpy(np.concatenate(index, 1)), torch.from_numpy(np.concatenate(values))
-    return torch.sparse_coo_tensor(index_all, values_all, (len(points), *size), is_coalesced=True, check_invariants=False)  # np.unique sorts
+        keys.append(b * pixels + rows * size[1] + cols)
+    key, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64), return_counts=True)
+    b, pixel = np.divmod(key, pixels)
+    index = torch.from_numpy(np.stack([b, pixel // size[1], pixel % size[1]]))
+    return torch.sparse_coo_tensor(index, torch.from_numpy(counts.astype(np.float64)), (len(points), *size), is_coalesced=True, check_invariants=False)  # np.unique sorts
 
 
 @lru_cache(maxsize=32)

@@ -293,7 +293,7 @@ class ShuffledPass:
 
     def __init__(self, f: torch.Tensor, nf: torch.Tensor | SupportCounts) -> None:
         self.positives = _per_row(f)
-        self.negatives = [nf.row(i) for i in range(nf.shape[0])] if isinstance(nf, SupportCounts) else _per_row(nf)
+        self.negatives = nf.rows() if isinstance(nf, SupportCounts) else _per_row(nf)
         self.values: list[float] = [float("nan")] * f.shape[0]
 
     def run_row(self, i: int, v: torch.Tensor, keys: OrderKeys | None = None) -> None:
@@ -327,9 +327,10 @@ def nonfixation_counts(nonfixations: torch.Tensor | SupportCounts, fixations: to
     the fixation maps."""
     if isinstance(nonfixations, SupportCounts):
         nf = nonfixations
-        bad = (~torch.isfinite(nf.counts).all(1)).nonzero()
-        if bad.numel():
-            raise InvalidMapError("nonfixation map", int(bad[0]))
+        suspects = (~torch.isfinite(nf.counts.sum(1))).nonzero().flatten().tolist()  # one reduction per map, as first_invalid
+        bad = [i for i in suspects if not bool(torch.isfinite(nf.counts[i]).all())]
+        if bad:
+            raise InvalidMapError("nonfixation map", bad[0])
     else:
         nf = flat(as_batch(nonfixations, "nonfixation map"))
     if (nf.shape[0], math.prod(nf.shape[1:])) != (fixations.shape[0], math.prod(fixations.shape[1:])):
@@ -444,17 +445,19 @@ class SupportCounts:
     def __init__(self, support: torch.Tensor, counts: torch.Tensor, size: tuple[int, int]) -> None:
         if counts.dim() != 2 or support.shape != counts.shape[1:]:
             raise ValueError(f"counts must be B×S for S = {support.numel()} support pixels; got {tuple(counts.shape)}")
+        if counts.numel() and float(counts.min()) < 0:
+            raise ValueError("counts must be ≥ 0 (they count fixations)")
         self.support, self.counts, self.size = support, counts.to(torch.float64), tuple(size)
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.counts.shape[0], *self.size)
 
-    def row(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(flat pixel indices, counts) of the non-zero pixels of map i."""
-        counts = self.counts[i]
-        keep = flat_nonzero(counts > 0)
-        return self.support.index_select(0, keep), counts.index_select(0, keep)
+    def rows(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(flat pixel indices, counts) of each map: the support and its row of counts, zeros
+        included (they weigh nothing); a map whose counts are all zero gets empty tensors."""
+        empty = self.support[:0], self.counts[0, :0]
+        return [(self.support, c) if has else empty for c, has in zip(self.counts, (self.counts.sum(1) > 0).tolist())]
 
     def to_sparse(self) -> torch.Tensor:
         """The same counts as a coalesced sparse COO B×H×W tensor (zeros left out)."""
