@@ -121,23 +121,22 @@ class OrderKeys:
         self.v, self.buffers, self.bins = v, buffers, bins
         self.keys = _scaled_keys(m, lo, scale, bins, buffers)
         self.thresholds = v.index_select(0, positions)
-        self.threshold_keys = self.keys.index_select(0, positions)
+        self.threshold_keys = self.keys.index_select(0, positions).long()
         self.threshold_bins = self.threshold_keys.unique()  # sorted
-        self.in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_()
-        self.in_threshold_bin[self.threshold_bins.long()] = True
+        self.in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_().index_fill_(0, self.threshold_bins, True)
         self.threshold_rank = torch.searchsorted(self.threshold_bins, self.threshold_keys)  # t's key = threshold_bins[rank]
 
     def pixels_at_or_above(self) -> torch.Tensor:
         """How many of v's values are ≥ each threshold (float64, in the order of ``positions``)."""
-        v, keys, t_keys = self.v, self.keys, self.threshold_keys.long()
+        v, keys = self.v, self.keys
         histogram = torch.bincount(keys, minlength=self.bins + 1)
-        above = v.numel() - histogram.cumsum(0)[t_keys]  # values in bins above t's bin: all > t
+        above = v.numel() - histogram.cumsum(0).index_select(0, self.threshold_keys)  # values in bins above t's bin: all > t
         shared = torch.index_select(self.in_threshold_bin, 0, keys, out=self.buffers("shared", v, torch.bool))
         shared_values = v.index_select(0, flat_nonzero(shared)).sort().values
         # in t's bin and ≥ t = (shared values with key ≤ t's key) − (shared values < t), as v < t ⇒ key ≤ t's
-        key_up_to = histogram[self.threshold_bins.long()].cumsum(0)[self.threshold_rank]
+        key_up_to = histogram.index_select(0, self.threshold_bins).cumsum(0).index_select(0, self.threshold_rank)
         value_below = torch.searchsorted(shared_values, self.thresholds, right=False)
-        return (above + key_up_to - value_below).to(torch.float64)
+        return above.add_(key_up_to).sub_(value_below).double()
 
     def samples_below(self, positions: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight of the samples v[positions] below each threshold, and of those equal to it.
@@ -150,14 +149,15 @@ class OrderKeys:
         shared = self.in_threshold_bin.index_select(0, sample_keys)
         keys_up_to = torch.cumsum(self.in_threshold_bin, 0)  # threshold keys ≤ each key (a lookup: no binary search)
         rank = keys_up_to.index_select(0, sample_keys)  # = threshold keys below, for a key that is none
-        apart = torch.bincount(rank, weights * ~shared, minlength=self.threshold_bins.numel() + 1).cumsum(0)
-        below = apart[self.threshold_rank]  # samples not sharing a key, with a key below t's
+        apart = torch.bincount(rank, weights.masked_fill(shared, 0), minlength=self.threshold_bins.numel() + 1).cumsum(0)
+        below = apart.index_select(0, self.threshold_rank)  # samples not sharing a key, with a key below t's
         close = flat_nonzero(shared)
         if close.numel():
             values, order = self.v.index_select(0, positions.index_select(0, close)).sort()
-            cum = torch.cat([weights.new_zeros(1), weights.index_select(0, close)[order].cumsum(0)])
-            lower = cum[torch.searchsorted(values, self.thresholds, right=False)]
-            return below + lower, cum[torch.searchsorted(values, self.thresholds, right=True)] - lower
+            cum = torch.cat([weights.new_zeros(1), weights.index_select(0, close).index_select(0, order).cumsum(0)])
+            lower = cum.index_select(0, torch.searchsorted(values, self.thresholds, right=False))
+            upper = cum.index_select(0, torch.searchsorted(values, self.thresholds, right=True))
+            return below.add_(lower), upper.sub_(lower)
         return below, torch.zeros_like(below)
 
 
@@ -294,6 +294,7 @@ class ShuffledPass:
     def __init__(self, f: torch.Tensor, nf: torch.Tensor | SupportCounts) -> None:
         self.positives = _per_row(f)
         self.negatives = nf.rows() if isinstance(nf, SupportCounts) else _per_row(nf)
+        self.pairs = [max(p * n, 1e-300) for p, n in zip(_row_totals(f), _row_totals(nf))]  # Σ positive · Σ negative weight
         self.values: list[float] = [float("nan")] * f.shape[0]
 
     def run_row(self, i: int, v: torch.Tensor, keys: OrderKeys | None = None) -> None:
@@ -306,13 +307,20 @@ class ShuffledPass:
             self.values[i] = float(roc_auc(v.index_select(0, pos), pos_w, v.index_select(0, neg), neg_w))
             return
         below, equal = keys.samples_below(neg, neg_w)
-        pos_w = pos_w.to(torch.float64)
-        self.values[i] = float(torch.dot(pos_w, below + 0.5 * equal) / (pos_w.sum() * neg_w.sum()).clamp_min(1e-300))
+        self.values[i] = float(torch.dot(pos_w.to(torch.float64), below.add_(equal, alpha=0.5))) / self.pairs[i]
 
     def auc(self, flat_map: torch.Tensor) -> torch.Tensor:
         """B AUCs (0.5 where ``flat_map``, NaN without fixations or negatives)."""
         auc = torch.tensor(self.values, dtype=torch.float64, device=flat_map.device)
         return torch.where(flat_map & ~torch.isnan(auc), torch.full_like(auc, 0.5), auc)
+
+
+def _row_totals(counts: torch.Tensor | SupportCounts) -> list[float]:
+    """Σ of the positive counts of each row (B×N counts, dense or sparse, or :class:`SupportCounts`)."""
+    if isinstance(counts, SupportCounts):
+        return counts.counts.sum(1).tolist()
+    b, _, w = fixated(counts)
+    return torch.zeros(counts.shape[0], dtype=torch.float64, device=w.device).index_add_(0, b, w.to(torch.float64)).tolist()
 
 
 def _per_row(counts: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -156,7 +156,7 @@ class RowBuffers:
 def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
     """Indices of the True entries of a 1-D mask (NumPy's flatnonzero on CPU: several times faster)."""
     if mask.device.type == "cpu":
-        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+        return torch.from_numpy(mask.numpy().nonzero()[0])
     return mask.nonzero().squeeze(1)
 
 

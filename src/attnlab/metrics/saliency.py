@@ -203,8 +203,9 @@ class DensityPass:
     traffic and the logarithm's cost; the sums stay accurate to ~1e-7 relative (pairwise summation).
     """
 
-    def __init__(self, rows: int, kld_eps: float | None, with_sim: bool) -> None:
+    def __init__(self, rows: int, kld_eps: float | None, with_sim: bool, device: torch.device) -> None:
         self.kld_eps, self.with_sim = kld_eps, with_sim
+        self.eps = None if kld_eps is None else torch.tensor(kld_eps, dtype=torch.float32, device=device)
         self.names = (["KLD"] if kld_eps is not None else []) + (["SIM"] if with_sim else [])
         self.values: dict[str, list] = {k: [None] * rows for k in self.names}
 
@@ -213,20 +214,19 @@ class DensityPass:
         density with its (min, max, Σ, Σ²) from :func:`single_row_stats`."""
         qd = _density32(q, q_stats, buffers, "q", writable=False)
         if self.with_sim:
-            self.values["SIM"][i] = torch.minimum(pd, qd, out=buffers("minimum", pd)).sum().double()
-        if self.kld_eps is not None:
-            eps = pd.new_full((), self.kld_eps)
-            ratio = torch.addcdiv(eps, qd, pd.add_(eps), out=pd)  # ε + Q / (P + ε)
-            self.values["KLD"][i] = log_(ratio).mul_(qd).sum().double()
+            self.values["SIM"][i] = torch.minimum(pd, qd, out=buffers("minimum", pd)).sum()
+        if self.eps is not None:
+            ratio = torch.addcdiv(self.eps, qd, pd.add_(self.eps), out=pd)  # ε + Q / (P + ε)
+            self.values["KLD"][i] = log_(ratio).mul_(qd).sum()
 
     def result(self, ok: torch.Tensor) -> dict[str, torch.Tensor]:
         """{name: B values}, NaN where ``ok`` is False (no human density)."""
-        return {k: torch.where(ok, torch.stack(v), torch.full_like(ok, float("nan"), dtype=torch.float64)) for k, v in self.values.items()}
+        return {k: torch.where(ok, torch.stack(v).double(), torch.full_like(ok, float("nan"), dtype=torch.float64)) for k, v in self.values.items()}
 
 
 def _compare_densities(p: torch.Tensor, q: torch.Tensor, ok: torch.Tensor, kld_eps: float | None, with_sim: bool) -> dict[str, torch.Tensor]:
     """KLD and/or SIM of B×N maps (see :class:`DensityPass`)."""
-    densities = DensityPass(p.shape[0], kld_eps, with_sim)
+    densities = DensityPass(p.shape[0], kld_eps, with_sim, p.device)
     p_stats, q_stats = row_stats(p).tolist(), row_stats(q).tolist()
     for_each_row(lambda i, buffers: densities.run_row(i, _density32(p[i], p_stats[i], buffers, "p"), q[i], q_stats[i], buffers), p.shape[0], p.device)
     return densities.result(ok)
@@ -329,7 +329,7 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
     rows = pf.shape[0]
     judd = JuddPass(pf, flat(f), jitter, seed, binary=False) if "AUC_Judd" in metrics else None
     shuffled = ShuffledPass(flat(f), nf) if nf is not None else None
-    densities = DensityPass(rows, MIT_EPS if "KLD" in metrics else None, "SIM" in metrics) if q is not None and ("KLD" in metrics or "SIM" in metrics) else None
+    densities = DensityPass(rows, MIT_EPS if "KLD" in metrics else None, "SIM" in metrics, pf.device) if q is not None and ("KLD" in metrics or "SIM" in metrics) else None
     p_stats, q_stats, cross = [None] * rows, [None] * rows, [None] * rows
     unusable = []
 
