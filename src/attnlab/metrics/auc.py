@@ -92,9 +92,9 @@ def _scaled_keys(m: torch.Tensor, lo: float, scale: float, bins: int, buffers: R
     non-decreasing in m (rounding keeps the order; the clamp catches overshoot past the ends)."""
     keys = buffers("keys", m, torch.int32)
     if lo == 0 and m.dtype == torch.float32 and m.device.type == "cpu":
-        # one pass, cast in NumPy's small chunks; m ≥ 0 truncates to ≥ 0 and the 1e-6 margin keeps
-        # the top (max m rounded up by a few float32 ulps at most) below bins + 1
-        np.multiply(m.numpy(), np.float32(scale * (1 - 1e-6)), out=keys.numpy(), casting="unsafe")
+        # one pass, cast in NumPy's small chunks; m ≥ 0 truncates to ≥ 0, and the top (max m rounded
+        # up by a few float32 ulps at most, ~1e-7 of bins) truncates to bins at most: no clamp needed
+        np.multiply(m.numpy(), np.float32(scale), out=keys.numpy(), casting="unsafe")
         return keys
     scaled = torch.add(m.new_full((), -lo * scale), m, alpha=scale, out=buffers(f"scaled_{m.dtype}", m))
     return keys.copy_(scaled).clamp_(0, bins)

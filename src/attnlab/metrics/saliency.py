@@ -204,7 +204,7 @@ class DensityPass:
     """
 
     def __init__(self, rows: int, kld_eps: float | None, with_sim: bool, device: torch.device) -> None:
-        self.kld_eps, self.with_sim = kld_eps, with_sim
+        self.with_sim = with_sim
         self.eps = None if kld_eps is None else torch.tensor(kld_eps, dtype=torch.float32, device=device)
         self.names = (["KLD"] if kld_eps is not None else []) + (["SIM"] if with_sim else [])
         self.values: dict[str, list] = {k: [None] * rows for k in self.names}
