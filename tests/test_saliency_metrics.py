@@ -229,6 +229,17 @@ def test_batched_on_any_device_and_dtype():
         torch.testing.assert_close(on_gpu, S.cc(c.t(c.preds), c.t(c.dens)))
 
 
+def test_maps_that_require_grad_score_like_detached_maps():
+    """A model's output straight from the forward pass (autograd graph attached) is scored as is."""
+    c = random_case(4)
+    p, f, q, b = c.t(c.preds), c.t(c.fix), c.t(c.dens), c.t(c.baseline)
+    with_graph = p.clone().requires_grad_() * 1.0
+    together = S.saliency_metrics(with_graph, f, q, b.clone().requires_grad_(), metrics=S.ALL_METRICS)
+    for name, value in S.saliency_metrics(p, f, q, b, metrics=S.ALL_METRICS).items():
+        torch.testing.assert_close(together[name], value, msg=name)
+    torch.testing.assert_close(S.sim(with_graph, q, variant="mit"), S.sim(p, q, variant="mit"))
+
+
 def test_degenerate_inputs_have_defined_values():
     c = random_case(5)
     const = torch.ones(4, *c.size)

@@ -87,7 +87,7 @@ def as_batch(x: torch.Tensor, what: str = "saliency map", check: bool = True) ->
 
     A sparse COO tensor stays sparse (coalesced): fixation counts.
     """
-    x = torch.as_tensor(x)
+    x = torch.as_tensor(x).detach()  # metrics are not differentiable; a model's output may still carry a graph
     if x.dim() == 2:
         x = x.unsqueeze(0)
     if x.dim() == 4 and x.shape[1] == 1:
