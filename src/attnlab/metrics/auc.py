@@ -130,7 +130,8 @@ class OrderKeys:
         """How many of v's values are ≥ each threshold (float64, in the order of ``positions``)."""
         v, keys = self.v, self.keys
         histogram = torch.bincount(keys, minlength=self.bins + 1)
-        above = v.numel() - histogram.cumsum(0).index_select(0, self.threshold_keys)  # values in bins above t's bin: all > t
+        cumulative = torch.cumsum(histogram, 0, out=self.buffers("cumulative", histogram))
+        above = v.numel() - cumulative.index_select(0, self.threshold_keys)  # values in bins above t's bin: all > t
         shared = torch.index_select(self.in_threshold_bin, 0, keys, out=self.buffers("shared", v, torch.bool))
         shared_values = v.index_select(0, flat_nonzero(shared)).sort().values
         # in t's bin and ≥ t = (shared values with key ≤ t's key) − (shared values < t), as v < t ⇒ key ≤ t's
@@ -147,7 +148,8 @@ class OrderKeys:
         weights = weights.to(torch.float64)
         sample_keys = self.keys.index_select(0, positions)
         shared = self.in_threshold_bin.index_select(0, sample_keys)
-        keys_up_to = torch.cumsum(self.in_threshold_bin, 0)  # threshold keys ≤ each key (a lookup: no binary search)
+        # threshold keys ≤ each key (a lookup: no binary search)
+        keys_up_to = torch.cumsum(self.in_threshold_bin, 0, out=self.buffers("keys_up_to", self.in_threshold_bin, torch.int64))
         rank = keys_up_to.index_select(0, sample_keys)  # = threshold keys below, for a key that is none
         apart = torch.bincount(rank, weights.masked_fill(shared, 0), minlength=self.threshold_bins.numel() + 1).cumsum(0)
         below = apart.index_select(0, self.threshold_rank)  # samples not sharing a key, with a key below t's

@@ -53,6 +53,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 
 from attnlab.metrics.auc import JuddPass, ShuffledNegatives, ShuffledPass, SupportCounts, nonfixation_counts, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
@@ -141,6 +142,10 @@ def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: s
     out = buffers(f"{name}_density", x, torch.float32)
     if total <= 0:
         return out.fill_(1.0 / x.numel())
+    if shift < 0 and x.device.type == "cpu":
+        # NumPy casts chunk by chunk as it subtracts; torch would subtract into a temporary map first
+        np.subtract(x.numpy(), shift, out=out.numpy(), casting="unsafe")
+        return out.div_(total)
     if shift < 0:
         return torch.sub(x, shift, out=out).div_(total)
     out.copy_(x)
