@@ -24,6 +24,7 @@ Rules (the same for every metric in :mod:`attnlab.metrics.saliency` and :mod:`at
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -177,8 +178,9 @@ def for_each_row(fn: Callable[[int, RowBuffers], None], rows: int, device: torch
     """``fn(i, buffers)`` for every map i. On CPU the maps are shared among torch's intra-op
     threads, each running torch single-threaded: the per-map work is many small operations (and
     bincount, nonzero, searchsorted use one core anyway), so whole maps in parallel use the cores
-    better than each operation split across them. Maps are independent; results do not depend on
-    the number of threads."""
+    better than each operation split across them. Each thread takes the next map not yet taken, so
+    a core slowed by other load does less of the work instead of holding up the end. Maps are
+    independent; results do not depend on the number of threads or the order."""
     workers = min(torch.get_num_threads(), rows) if device.type == "cpu" else 1
     if workers <= 1:
         buffers = RowBuffers()
@@ -186,16 +188,22 @@ def for_each_row(fn: Callable[[int, RowBuffers], None], rows: int, device: torch
             fn(i, buffers)
         return
     threads = torch.get_num_threads()
+    untaken, lock = iter(range(rows)), threading.Lock()
 
-    def work(share: range) -> None:
+    def work() -> None:
         torch.set_num_threads(1)
         buffers = RowBuffers()
-        for i in share:
+        while True:
+            with lock:
+                i = next(untaken, None)
+            if i is None:
+                return
             fn(i, buffers)
 
     try:
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(work, [range(k, rows, workers) for k in range(workers)]))
+            for done in [pool.submit(work) for _ in range(workers)]:
+                done.result()
     finally:
         torch.set_num_threads(threads)
 
