@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -385,6 +386,32 @@ def test_sparse_fixations_and_thread_count_give_the_same_values():
         torch.testing.assert_close(compact[name], dense[name], rtol=0, atol=0, msg=name)
     for variant in ("pysaliency", "mit"):
         torch.testing.assert_close(S.auc_shuffled(p, sparse_fix, support_nonfix, variant=variant), S.auc_shuffled(p, sparse_fix, dense_nonfix, variant=variant), rtol=0, atol=0)
+
+
+def test_maps_are_shared_among_threads_once_each_and_an_error_stops_them():
+    from attnlab.metrics.maps import for_each_row
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        seen = []
+        for_each_row(lambda i, buffers: seen.append(i), 50, torch.device("cpu"))
+        assert sorted(seen) == list(range(50))
+        assert torch.get_num_threads() == 3  # restored after the workers ran single-threaded
+
+        def fail_on_7(i, buffers):
+            seen.append(i)
+            if i == 7:
+                raise InvalidMapError("saliency map", 7)
+            time.sleep(0.01)
+
+        seen.clear()
+        with pytest.raises(InvalidMapError, match="saliency map 7"):
+            for_each_row(fail_on_7, 1000, torch.device("cpu"))
+        assert len(seen) < 50  # not every map: the other threads stopped
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_support_counts_are_checked():

@@ -188,21 +188,27 @@ def for_each_row(fn: Callable[[int, RowBuffers], None], rows: int, device: torch
             fn(i, buffers)
         return
     threads = torch.get_num_threads()
-    untaken, lock = iter(range(rows)), threading.Lock()
+    untaken, lock, failed = iter(range(rows)), threading.Lock(), threading.Event()
 
     def work() -> None:
         torch.set_num_threads(1)
         buffers = RowBuffers()
-        while True:
+        while not failed.is_set():
             with lock:
                 i = next(untaken, None)
             if i is None:
                 return
-            fn(i, buffers)
+            try:
+                fn(i, buffers)
+            except BaseException:
+                failed.set()  # the other threads stop at their next map
+                raise
 
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            for done in [pool.submit(work) for _ in range(workers)]:
+        with ThreadPoolExecutor(workers - 1) as pool:
+            helpers = [pool.submit(work) for _ in range(workers - 1)]
+            work()  # this thread is one of the workers
+            for done in helpers:
                 done.result()
     finally:
         torch.set_num_threads(threads)
