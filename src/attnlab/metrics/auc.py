@@ -402,10 +402,16 @@ class ShuffledNegatives:
     def __init__(self, fixations_xy: Sequence[tuple[np.ndarray, np.ndarray]], image_sizes: Sequence[tuple[int, int]]) -> None:
         self.xy = [(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) for x, y in fixations_xy]
         self.sizes = [tuple(s) for s in image_sizes]
+        self._pixel_lists: dict[tuple[int, int], list[np.ndarray]] = {}
         self._totals: dict[tuple[int, int], np.ndarray] = {}
 
     def _pixels(self, i: int, size: tuple[int, int]) -> np.ndarray:
         """Flat pixel indices of image i's fixations at ``size`` (repeats kept, outside dropped)."""
+        if size not in self._pixel_lists:
+            self._pixel_lists[size] = [self._scale_to(k, size) for k in range(len(self.xy))]
+        return self._pixel_lists[size][i]
+
+    def _scale_to(self, i: int, size: tuple[int, int]) -> np.ndarray:
         h, w = size
         hi, wi = self.sizes[i]
         x, y = self.xy[i]
@@ -419,9 +425,13 @@ class ShuffledNegatives:
 
     def _total(self, size: tuple[int, int]) -> np.ndarray:
         if size not in self._totals:
-            every = np.concatenate([self._pixels(i, size) for i in range(len(self.xy))])
-            self._totals[size] = np.bincount(every, minlength=size[0] * size[1])
+            self._totals[size] = np.bincount(self._every(size), minlength=size[0] * size[1])
         return self._totals[size]
+
+    def _every(self, size: tuple[int, int]) -> np.ndarray:
+        """Pixel indices of every fixation of every image at ``size``."""
+        self._pixels(0, size)
+        return np.concatenate(self._pixel_lists[size])
 
     def counts(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
         size = tuple(size or self.sizes[index])
@@ -432,9 +442,8 @@ class ShuffledNegatives:
         the pixels fixated in any image: the fastest input of :func:`auc_shuffled` and
         :func:`attnlab.metrics.saliency.saliency_metrics` for many images."""
         size = tuple(size or self.sizes[indices[0]])
-        total = self._total(size)
-        support = np.flatnonzero(total)
-        counts = np.tile(total[support].astype(np.float64), (len(indices), 1))  # B × (pixels fixated in any image)
+        support, total = np.unique(self._every(size), return_counts=True)  # sorts the fixations, not H×W pixels
+        counts = np.tile(total.astype(np.float64), (len(indices), 1))  # B × (pixels fixated in any image)
         own = [self._pixels(i, size) for i in indices]
         rows = np.repeat(np.arange(len(indices)), [len(o) for o in own])
         np.subtract.at(counts, (rows, np.searchsorted(support, np.concatenate(own))), 1)  # minus the image's own
