@@ -405,11 +405,12 @@ class ShuffledNegatives:
         self._pixel_lists: dict[tuple[int, int], list[np.ndarray]] = {}
         self._totals: dict[tuple[int, int], np.ndarray] = {}
 
-    def _pixels(self, i: int, size: tuple[int, int]) -> np.ndarray:
-        """Flat pixel indices of image i's fixations at ``size`` (repeats kept, outside dropped)."""
+    def _pixels(self, size: tuple[int, int]) -> list[np.ndarray]:
+        """Flat pixel indices of each image's fixations at ``size`` (repeats kept, outside dropped),
+        computed once per size."""
         if size not in self._pixel_lists:
             self._pixel_lists[size] = [self._scale_to(k, size) for k in range(len(self.xy))]
-        return self._pixel_lists[size][i]
+        return self._pixel_lists[size]
 
     def _scale_to(self, i: int, size: tuple[int, int]) -> np.ndarray:
         h, w = size
@@ -421,17 +422,12 @@ class ShuffledNegatives:
         return rows[ok] * w + cols[ok]
 
     def _scaled(self, i: int, size: tuple[int, int]) -> np.ndarray:
-        return np.bincount(self._pixels(i, size), minlength=size[0] * size[1])
+        return np.bincount(self._pixels(size)[i], minlength=size[0] * size[1])
 
     def _total(self, size: tuple[int, int]) -> np.ndarray:
         if size not in self._totals:
-            self._totals[size] = np.bincount(self._every(size), minlength=size[0] * size[1])
+            self._totals[size] = np.bincount(np.concatenate(self._pixels(size)), minlength=size[0] * size[1])
         return self._totals[size]
-
-    def _every(self, size: tuple[int, int]) -> np.ndarray:
-        """Pixel indices of every fixation of every image at ``size``."""
-        self._pixels(0, size)
-        return np.concatenate(self._pixel_lists[size])
 
     def counts(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
         size = tuple(size or self.sizes[index])
@@ -442,9 +438,9 @@ class ShuffledNegatives:
         the pixels fixated in any image: the fastest input of :func:`auc_shuffled` and
         :func:`attnlab.metrics.saliency.saliency_metrics` for many images."""
         size = tuple(size or self.sizes[indices[0]])
-        support, total = np.unique(self._every(size), return_counts=True)  # sorts the fixations, not H×W pixels
+        support, total = np.unique(np.concatenate(self._pixels(size)), return_counts=True)  # sorts the fixations, not H×W pixels
         counts = np.tile(total.astype(np.float64), (len(indices), 1))  # B × (pixels fixated in any image)
-        own = [self._pixels(i, size) for i in indices]
+        own = [self._pixels(size)[i] for i in indices]
         rows = np.repeat(np.arange(len(indices)), [len(o) for o in own])
         np.subtract.at(counts, (rows, np.searchsorted(support, np.concatenate(own))), 1)  # minus the image's own
         return SupportCounts(torch.from_numpy(support).to(device), torch.from_numpy(counts).to(device), size)
