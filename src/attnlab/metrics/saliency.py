@@ -341,28 +341,29 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
     def row(i: int, buffers: RowBuffers) -> None:
         if unusable:
             return
-        p_stats[i] = single_row_stats(pf[i])
+        pi, qi = pf[i], None if qf is None else qf[i]
+        p_stats[i] = single_row_stats(pi)
         ps = p_stats[i].tolist()
         if not math.isfinite(ps[2]):
             unusable.append(i)
             return
-        if qf is not None:
-            q_stats[i] = single_row_stats(qf[i])
+        if qi is not None:
+            q_stats[i] = single_row_stats(qi)
             qs = q_stats[i].tolist()
             if not math.isfinite(qs[2]) or qs[2] == 0:
                 unusable.append(i)
                 return
-            cross[i] = torch.dot(pf[i], qf[i])
+            cross[i] = torch.dot(pi, qi)
         # the prediction's density, read by KLD/SIM; also AUC-Judd's histogram keys (same order as p)
-        pd = _density32(pf[i], ps, buffers, "p") if densities is not None else None
+        pd = _density32(pi, ps, buffers, "p") if densities is not None else None
         keys = None  # AUC-Judd's histogram keys, which also place shuffled AUC's negatives
         if judd is not None:
             pd_range = _density_range(ps, pf.shape[1]) if pd is not None else None
-            keys = judd.run_row(i, pf[i], ps[0], ps[1], buffers, None if pd_range is None else (pd, *pd_range))
+            keys = judd.run_row(i, pi, ps[0], ps[1], buffers, None if pd_range is None else (pd, *pd_range))
         if shuffled is not None:
-            shuffled.run_row(i, pf[i], keys)
+            shuffled.run_row(i, pi, keys)
         if densities is not None:
-            densities.run_row(i, pd, qf[i], qs, buffers)
+            densities.run_row(i, pd, qi, qs, buffers)
 
     for_each_row(row, rows, pf.device)
     if unusable:
