@@ -214,10 +214,9 @@ class DensityPass:
         self.names = (["KLD"] if kld_eps is not None else []) + (["SIM"] if with_sim else [])
         self.values: dict[str, list] = {k: [None] * rows for k in self.names}
 
-    def run_row(self, i: int, pd: torch.Tensor, q: torch.Tensor, q_stats: list[float], buffers: RowBuffers) -> None:
-        """Map pair i: ``pd`` = the prediction's :func:`_density32` (overwritten), ``q`` the flat human
-        density with its (min, max, Σ, Σ²) from :func:`single_row_stats`."""
-        qd = _density32(q, q_stats, buffers, "q", writable=False)
+    def run_row(self, i: int, pd: torch.Tensor, qd: torch.Tensor, buffers: RowBuffers) -> None:
+        """Map pair i: ``pd`` and ``qd`` = :func:`_density32` of the prediction (overwritten) and of
+        the human density."""
         if self.with_sim:
             self.values["SIM"][i] = torch.minimum(pd, qd, out=buffers("minimum", pd)).sum()
         if self.eps is not None:
@@ -233,7 +232,7 @@ def _compare_densities(p: torch.Tensor, q: torch.Tensor, ok: torch.Tensor, kld_e
     """KLD and/or SIM of B×N maps (see :class:`DensityPass`)."""
     densities = DensityPass(p.shape[0], kld_eps, with_sim, p.device)
     p_stats, q_stats = row_stats(p).tolist(), row_stats(q).tolist()
-    for_each_row(lambda i, buffers: densities.run_row(i, _density32(p[i], p_stats[i], buffers, "p"), q[i], q_stats[i], buffers), p.shape[0], p.device)
+    for_each_row(lambda i, buffers: densities.run_row(i, _density32(p[i], p_stats[i], buffers, "p"), _density32(q[i], q_stats[i], buffers, "q", writable=False), buffers), p.shape[0], p.device)
     return densities.result(ok)
 
 
@@ -354,6 +353,8 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
                 unusable.append(i)
                 return
             cross[i] = torch.dot(pi, qi)
+            # the human density while the map is still in cache
+            qd = _density32(qi, qs, buffers, "q", writable=False) if densities is not None else None
         # the prediction's density, read by KLD/SIM; also AUC-Judd's histogram keys (same order as p)
         pd = _density32(pi, ps, buffers, "p") if densities is not None else None
         keys = None  # AUC-Judd's histogram keys, which also place shuffled AUC's negatives
@@ -363,7 +364,7 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
         if shuffled is not None:
             shuffled.run_row(i, pi, keys)
         if densities is not None:
-            densities.run_row(i, pd, qi, qs, buffers)
+            densities.run_row(i, pd, qd, buffers)
 
     for_each_row(row, rows, pf.device)
     if unusable:
