@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["Measurement", "measure", "peak_rss_mib"]
+__all__ = ["Measurement", "measure", "measure_interleaved", "peak_rss_mib"]
 
 
 @dataclass
@@ -54,24 +54,40 @@ def measure(name: str, fn: Callable[[], Any], repeats: int = 5, warmup: int = 1,
     Python's peak allocation is traced during the last warm-up call only (tracemalloc slows every
     allocation, so it never runs while the clock does); it is None when ``warmup`` is 0.
     """
-    peak_py = None
-    for i in range(warmup):
-        if i == warmup - 1:
-            tracemalloc.start()
-        fn()
-        if i == warmup - 1:
-            peak_py = tracemalloc.get_traced_memory()[1] / 2**20
-            tracemalloc.stop()
+    return measure_interleaved({name: (fn, repeats)}, rounds=1, warmup=warmup, **extra)[name]
+
+
+def measure_interleaved(fns: dict[str, tuple[Callable[[], Any], int]], rounds: int, warmup: int = 1, **extra: Any) -> dict[str, Measurement]:
+    """Time several functions in alternation: each of ``rounds`` rounds calls every ``fn`` its given
+    number of times, so all of them meet the same stretches of machine load — on a shared host a
+    busy second no longer falls on whichever side happened to be timed then. Warm-up and memory
+    tracing as in :func:`measure`, per function."""
+    peak_py: dict[str, float | None] = {}
+    for name, (fn, _) in fns.items():
+        peak_py[name] = None
+        for i in range(warmup):
+            if i == warmup - 1:
+                tracemalloc.start()
+            fn()
+            if i == warmup - 1:
+                peak_py[name] = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
     _sync()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    seconds = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync()
-        seconds.append(time.perf_counter() - t0)
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, (fn, calls) in fns.items():
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                _sync()
+                seconds[name].append(time.perf_counter() - t0)
+    return {name: _summary(name, seconds[name], peak_py[name], extra) for name in fns}
+
+
+def _summary(name: str, seconds: list[float], peak_py: float | None, extra: dict[str, Any]) -> Measurement:
     q = statistics.quantiles(seconds, n=4) if len(seconds) >= 2 else [seconds[0]] * 3
     return Measurement(
         name=name,
