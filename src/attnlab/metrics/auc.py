@@ -122,9 +122,9 @@ class OrderKeys:
         self.keys = _scaled_keys(m, lo, scale, bins, buffers)
         self.thresholds = v.index_select(0, positions)
         self.threshold_keys = self.keys.index_select(0, positions).long()
-        self.threshold_bins = self.threshold_keys.unique()  # sorted
+        # sorted distinct keys of the thresholds; t's key = threshold_bins[threshold_rank]
+        self.threshold_bins, self.threshold_rank = torch.unique(self.threshold_keys, return_inverse=True)
         self.in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_().index_fill_(0, self.threshold_bins, True)
-        self.threshold_rank = torch.searchsorted(self.threshold_bins, self.threshold_keys)  # t's key = threshold_bins[rank]
 
     def pixels_at_or_above(self) -> torch.Tensor:
         """How many of v's values are ≥ each threshold (float64, in the order of ``positions``)."""
