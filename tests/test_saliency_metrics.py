@@ -329,7 +329,7 @@ def test_pixel_counts_of_auc_judd_and_sauc_are_exact_on_ties_plateaus_and_tiny_r
     """The histogram counts behind AUC-Judd (pixels at or above each threshold) and shuffled AUC
     (weighted negatives below and equal to each) equal brute-force counts, also where many values
     share a value or a bin with a threshold, on a constant map and on a range of 1e-300."""
-    from attnlab.metrics.auc import OrderKeys
+    from attnlab.metrics.auc import OrderKeys, samples_below
     from attnlab.metrics.maps import RowBuffers
 
     rng = np.random.default_rng(0)
@@ -348,12 +348,12 @@ def test_pixel_counts_of_auc_judd_and_sauc_are_exact_on_ties_plateaus_and_tiny_r
         lo, hi = float(v.min()), float(v.max())
         keys = OrderKeys(v, positions, lo, hi, RowBuffers())
         assert 0 <= int(keys.keys.min()) and int(keys.keys.max()) <= keys.bins
-        expected = (v[None, :] >= v[positions][:, None]).sum(1).double()
+        expected = (v[None, :] >= v[positions][:, None]).sum(1)
         torch.testing.assert_close(keys.pixels_at_or_above(), expected, rtol=0, atol=0)
         # shuffled AUC's count of weighted samples below and equal to each threshold
         samples = torch.as_tensor(np.r_[rng.choice(v.numel(), 700), positions[:20].numpy()])  # some equal a threshold
         weights = torch.as_tensor(rng.integers(1, 4, samples.numel()).astype(np.float64))
-        below, equal = keys.samples_below(samples, weights)
+        below, equal = (c[0] for c in samples_below([keys.place(samples, weights)]))
         t, u = v[positions][:, None], v[samples][None, :]
         torch.testing.assert_close(below, ((u < t) * weights).sum(1), rtol=0, atol=0)
         torch.testing.assert_close(equal, ((u == t) * weights).sum(1), rtol=0, atol=0)

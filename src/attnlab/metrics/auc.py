@@ -25,7 +25,7 @@ per-image AUCs (NaN for images without fixations). A constant prediction scores 
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -122,45 +122,74 @@ class OrderKeys:
         self.keys = _scaled_keys(m, lo, scale, bins, buffers)
         self.thresholds = v.index_select(0, positions)
         self.threshold_keys = self.keys.index_select(0, positions).long()
-        # sorted distinct keys of the thresholds; t's key = threshold_bins[threshold_rank]
-        self.threshold_bins, self.threshold_rank = torch.unique(self.threshold_keys, return_inverse=True)
-        self.in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_().index_fill_(0, self.threshold_bins, True)
+        self.in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_().index_fill_(0, self.threshold_keys, True)
 
     def pixels_at_or_above(self) -> torch.Tensor:
-        """How many of v's values are ≥ each threshold (float64, in the order of ``positions``)."""
+        """How many of v's values are ≥ each threshold (int64, in the order of ``positions``).
+
+        = all − (values not sharing a key with any threshold and below t) − (values sharing one and
+        below t): the first are exactly those with a key ≤ t's key (none has t's key), counted by
+        a histogram without the threshold keys; the second are compared exactly."""
         v, keys = self.v, self.keys
-        histogram = torch.bincount(keys, minlength=self.bins + 1)
-        cumulative = torch.cumsum(histogram, 0, out=self.buffers("cumulative", histogram))
-        above = v.numel() - cumulative.index_select(0, self.threshold_keys)  # values in bins above t's bin: all > t
+        histogram = torch.bincount(keys, minlength=self.bins + 1).index_fill_(0, self.threshold_keys, 0)
+        apart_below = torch.cumsum(histogram, 0, out=self.buffers("cumulative", histogram)).index_select(0, self.threshold_keys)
         shared = torch.index_select(self.in_threshold_bin, 0, keys, out=self.buffers("shared", v, torch.bool))
         shared_values = v.index_select(0, flat_nonzero(shared)).sort().values
-        # in t's bin and ≥ t = (shared values with key ≤ t's key) − (shared values < t), as v < t ⇒ key ≤ t's
-        key_up_to = histogram.index_select(0, self.threshold_bins).cumsum(0).index_select(0, self.threshold_rank)
-        value_below = torch.searchsorted(shared_values, self.thresholds, right=False)
-        return above.add_(key_up_to).sub_(value_below).double()
+        return v.numel() - apart_below.add_(torch.searchsorted(shared_values, self.thresholds, right=False))
 
-    def samples_below(self, positions: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weight of the samples v[positions] below each threshold, and of those equal to it.
+    def place(self, positions: torch.Tensor, weights: torch.Tensor) -> PlacedSamples:
+        """Weighted samples v[positions] placed among the thresholds as far as their keys tell
+        (the per-map part of :func:`samples_below`, which finishes many maps at once).
 
         A sample whose key is no threshold's key is below exactly the thresholds with a higher key:
-        its rank among the threshold keys says which. The few sharing a key are compared exactly.
+        its rank among the threshold keys says which, and its weight is counted at that rank. The
+        few sharing a key with a threshold are kept for an exact comparison.
         """
         weights = weights.to(torch.float64)
         sample_keys = self.keys.index_select(0, positions)
-        shared = self.in_threshold_bin.index_select(0, sample_keys)
-        # threshold keys ≤ each key (a lookup: no binary search)
+        # distinct threshold keys ≤ each key (a lookup: no binary search)
         keys_up_to = torch.cumsum(self.in_threshold_bin, 0, out=self.buffers("keys_up_to", self.in_threshold_bin, torch.int64))
         rank = keys_up_to.index_select(0, sample_keys)  # = threshold keys below, for a key that is none
-        apart = torch.bincount(rank, weights.masked_fill(shared, 0), minlength=self.threshold_bins.numel() + 1).cumsum(0)
-        below = apart.index_select(0, self.threshold_rank)  # samples not sharing a key, with a key below t's
+        shared = self.in_threshold_bin.index_select(0, sample_keys)
+        apart = torch.bincount(rank, weights.masked_fill(shared, 0), minlength=self.thresholds.numel() + 1)
         close = flat_nonzero(shared)
-        if close.numel():
-            values, order = self.v.index_select(0, positions.index_select(0, close)).sort()
-            cum = torch.cat([weights.new_zeros(1), weights.index_select(0, close).index_select(0, order).cumsum(0)])
-            lower = cum.index_select(0, torch.searchsorted(values, self.thresholds, right=False))
-            upper = cum.index_select(0, torch.searchsorted(values, self.thresholds, right=True))
-            return below.add_(lower), upper.sub_(lower)
+        threshold_rank = keys_up_to.index_select(0, self.threshold_keys).sub_(1)  # of t's key among the distinct ones
+        return PlacedSamples(self.thresholds, threshold_rank, apart, self.v.index_select(0, positions.index_select(0, close)), weights.index_select(0, close))
+
+
+class PlacedSamples(NamedTuple):
+    """One map's samples placed among its thresholds by :meth:`OrderKeys.place`."""
+
+    thresholds: torch.Tensor  # K threshold values
+    threshold_rank: torch.Tensor  # K: each threshold's key's rank among the distinct threshold keys
+    apart: torch.Tensor  # weight of the samples not sharing a key with a threshold, by rank
+    close_values: torch.Tensor  # values of the samples sharing a key with a threshold
+    close_weights: torch.Tensor
+
+
+def samples_below(placed: Sequence[PlacedSamples]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For R maps at once: weight of the samples below each threshold, and of those equal to it
+    (R×K, the thresholds' order, padded); the samples sharing a key with a threshold are compared
+    exactly."""
+    thresholds = torch.nn.utils.rnn.pad_sequence([p.thresholds for p in placed], batch_first=True, padding_value=float("inf"))
+    ranks = torch.nn.utils.rnn.pad_sequence([p.threshold_rank for p in placed], batch_first=True)
+    below = torch.nn.utils.rnn.pad_sequence([p.apart for p in placed], batch_first=True).cumsum(1).gather(1, ranks)
+    sizes = torch.tensor([p.close_values.numel() for p in placed], device=below.device)
+    if int(sizes.sum()) == 0:
         return below, torch.zeros_like(below)
+    rows = torch.repeat_interleave(torch.arange(len(placed), device=below.device), sizes)
+    slot = torch.arange(rows.numel(), device=below.device) - (torch.cumsum(sizes, 0) - sizes)[rows]
+    close = torch.full((len(placed), int(sizes.max())), float("inf"), dtype=thresholds.dtype, device=below.device)
+    close_w = torch.zeros(close.shape, dtype=torch.float64, device=below.device)
+    close[rows, slot] = torch.cat([p.close_values for p in placed])
+    close_w[rows, slot] = torch.cat([p.close_weights for p in placed])
+    # in ascending threshold order t_j: a sample v is below t_j iff j ≥ #thresholds ≤ v, and at
+    # most t_j iff j ≥ #thresholds < v; padding (inf, weight 0) counts nowhere
+    ascending, order = thresholds.sort(1)
+    k = thresholds.shape[1]
+    by_rank = lambda right: torch.zeros(close.shape[0], k + 1, dtype=torch.float64, device=below.device).scatter_add_(1, torch.searchsorted(ascending, close, right=right), close_w).cumsum(1)[:, :k]  # noqa: E731
+    lower, at_most = (torch.empty_like(below).scatter_(1, order, c) for c in (by_rank(True), by_rank(False)))
+    return below.add_(lower), at_most.sub_(lower)
 
 
 class JuddPass:
@@ -178,7 +207,7 @@ class JuddPass:
         self.n_pixels, self.n_rows = p.shape[1], p.shape[0]
         self.jitter, self.seed = jitter, seed
         self.thresholds: list[torch.Tensor] = [p.new_zeros(0)] * p.shape[0]
-        self.at_or_above: list[torch.Tensor] = [p.new_zeros(0)] * p.shape[0]
+        self.at_or_above: list[torch.Tensor] = [torch.zeros(0, dtype=torch.int64, device=p.device)] * p.shape[0]
 
     def run_row(self, i: int, v: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, ordered: tuple[torch.Tensor, float, float] | None = None) -> OrderKeys | None:
         """Map i (flat, with min ``lo`` and max ``hi``; ``ordered``: a float32 map non-decreasing in
@@ -194,7 +223,7 @@ class JuddPass:
             lo, hi, ordered = 0.0, 1.0 + JITTER, None
         if hi == lo:  # a constant map: every pixel is at or above every threshold
             self.thresholds[i] = v.index_select(0, positions)
-            self.at_or_above[i] = torch.full_like(self.thresholds[i], float(self.n_pixels))
+            self.at_or_above[i] = torch.full_like(self.thresholds[i], self.n_pixels, dtype=torch.int64)
             return None
         keys = OrderKeys(v, positions, lo, hi, buffers, ordered)
         self.thresholds[i], self.at_or_above[i] = keys.thresholds, keys.pixels_at_or_above()
@@ -203,7 +232,7 @@ class JuddPass:
     def auc(self, flat_map: torch.Tensor) -> torch.Tensor:
         """B AUCs from the rows run so far (0.5 where ``flat_map``, NaN without fixations)."""
         thr = torch.nn.utils.rnn.pad_sequence(self.thresholds, batch_first=True, padding_value=float("inf"))
-        ge_all = torch.nn.utils.rnn.pad_sequence(self.at_or_above, batch_first=True)
+        ge_all = torch.nn.utils.rnn.pad_sequence(self.at_or_above, batch_first=True).to(thr.dtype)
         w = torch.nn.utils.rnn.pad_sequence(self.weights, batch_first=True).to(thr.dtype)
         if thr.shape[1] == 0:
             return torch.full((self.n_rows,), float("nan"), dtype=torch.float64, device=thr.device)
@@ -298,21 +327,27 @@ class ShuffledPass:
         self.negatives = nf.rows() if isinstance(nf, SupportCounts) else _per_row(nf)
         self.pairs = [max(p * n, 1e-300) for p, n in zip(_row_totals(f), _row_totals(nf))]  # Σ positive · Σ negative weight
         self.values: list[float] = [float("nan")] * f.shape[0]
+        self.placed: list[PlacedSamples | None] = [None] * f.shape[0]
 
     def run_row(self, i: int, v: torch.Tensor, keys: OrderKeys | None = None) -> None:
         """Map i (flat). ``keys``: its :class:`OrderKeys` at the same fixations, if made already —
-        the negatives are then placed by their keys instead of sorted."""
+        the negatives are then placed by their keys instead of sorted, and finished in :meth:`auc`."""
         (pos, pos_w), (neg, neg_w) = self.positives[i], self.negatives[i]
         if not (pos.numel() and neg.numel()):
             return
         if keys is None:
             self.values[i] = float(roc_auc(v.index_select(0, pos), pos_w, v.index_select(0, neg), neg_w))
-            return
-        below, equal = keys.samples_below(neg, neg_w)
-        self.values[i] = float(torch.dot(pos_w.to(torch.float64), below.add_(equal, alpha=0.5))) / self.pairs[i]
+        else:
+            self.placed[i] = keys.place(neg, neg_w)
 
     def auc(self, flat_map: torch.Tensor) -> torch.Tensor:
         """B AUCs (0.5 where ``flat_map``, NaN without fixations or negatives)."""
+        rows = [i for i, placed in enumerate(self.placed) if placed is not None]
+        if rows:
+            below, equal = samples_below([self.placed[i] for i in rows])
+            pos_w = torch.nn.utils.rnn.pad_sequence([self.positives[i][1].to(torch.float64) for i in rows], batch_first=True)
+            for i, total in zip(rows, (pos_w * below.add_(equal, alpha=0.5)).sum(1).tolist()):
+                self.values[i] = total / self.pairs[i]
         auc = torch.tensor(self.values, dtype=torch.float64, device=flat_map.device)
         return torch.where(flat_map & ~torch.isnan(auc), torch.full_like(auc, 0.5), auc)
 
