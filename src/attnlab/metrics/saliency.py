@@ -113,9 +113,21 @@ def _empty(t: torch.Tensor) -> torch.Tensor:
 def _at_fixations(values: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image: (Σ count · value over fixated pixels, Σ count)."""
     b, n, w = fixated(f)
-    total = torch.zeros(f.shape[0], dtype=values.dtype, device=values.device).index_add_(0, b, w * values[b, n])
+    total = torch.zeros(f.shape[0], dtype=values.dtype, device=values.device).index_add_(0, b, w * _values_at_fixations(values, f))
     count = torch.zeros(f.shape[0], dtype=f.dtype, device=f.device).index_add_(0, b, w)
     return total, count
+
+
+def _values_at_fixations(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """x[b, n] at every fixated pixel (b, n) of the count maps ``f``, in :func:`fixated`'s order;
+    shared by NSS and IG, and filled by :func:`_fused_passes` (read while each map was in cache:
+    gathered from all maps at once, every value would be a cache miss)."""
+
+    def compute():
+        b, n, _ = fixated(f)
+        return x[b, n]
+
+    return reuse("at_fixations", (x, f), compute)
 
 
 def _moments(p: torch.Tensor, correction: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,12 +176,13 @@ def _density_range(stats: list[float], n: int) -> tuple[float, float] | None:
     return ((stats[0] - shift) / total, (stats[1] - shift) / total) if total > 0 else None
 
 
-def _density_at(x: torch.Tensor, b: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """pysaliency's density of ``x`` (shifted, sum-normalised) at pixels (b, n), without the whole map."""
+def _density_at(x: torch.Tensor, b: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """pysaliency's density of ``x`` (shifted, sum-normalised) at pixels of maps ``b`` whose values
+    are ``values``, without the whole map."""
     shift = value_range(x)[0].clamp_max(0)
     total = row_sums(x) - shift * x.shape[1]
     ok = total > 0
-    return torch.where(ok[b], (x[b, n] - shift[b]) / total.clamp_min(torch.finfo(x.dtype).tiny)[b], torch.full_like(x[b, n], 1.0 / x.shape[1]))
+    return torch.where(ok[b], (values - shift[b]) / total.clamp_min(torch.finfo(x.dtype).tiny)[b], torch.full_like(values, 1.0 / x.shape[1]))
 
 
 def nss(pred: torch.Tensor, fixations: torch.Tensor, variant: Variant = "pysaliency") -> torch.Tensor:
@@ -267,7 +280,8 @@ def information_gain(
     if variant == "mit":
         p, b, f = minmax(p), minmax(b), binary(f)
     bi, n, w = fixated(f)
-    gain = torch.log2(eps + _density_at(p, bi, n)) - torch.log2(eps + _density_at(b, bi if b.shape[0] > 1 else torch.zeros_like(bi), n))
+    bb = bi if b.shape[0] > 1 else torch.zeros_like(bi)
+    gain = torch.log2(eps + _density_at(p, bi, _values_at_fixations(p, f))) - torch.log2(eps + _density_at(b, bb, b[bb, n]))
     total = torch.zeros(f.shape[0], dtype=p.dtype, device=p.device).index_add_(0, bi, w * gain)
     count = torch.zeros(f.shape[0], dtype=p.dtype, device=p.device).index_add_(0, bi, w)
     return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(count, float("nan")))
@@ -329,10 +343,10 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
     """
     if q is not None and q.shape != p.shape:
         return {}
-    pf, qf = flat(p), None if q is None else flat(q)
+    pf, qf, ff = flat(p), None if q is None else flat(q), flat(f)
     rows = pf.shape[0]
-    judd = JuddPass(pf, flat(f), jitter, seed, binary=False) if "AUC_Judd" in metrics else None
-    shuffled = ShuffledPass(flat(f), nf) if nf is not None else None
+    judd = JuddPass(pf, ff, jitter, seed, binary=False) if "AUC_Judd" in metrics else None
+    shuffled = ShuffledPass(ff, nf) if nf is not None else None
     densities = DensityPass(rows, MIT_EPS if "KLD" in metrics else None, "SIM" in metrics, pf.device) if q is not None and ("KLD" in metrics or "SIM" in metrics) else None
     p_stats, q_stats, cross = [None] * rows, [None] * rows, [None] * rows
     unusable = []
@@ -372,6 +386,8 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
     store("invalid", p, None)
     store("stats", pf, torch.stack(p_stats))
     out = {}
+    if judd is not None and not jitter:  # the thresholds are the maps' values at the fixations
+        store("at_fixations", (pf, ff), torch.cat(judd.thresholds))
     if judd is not None:
         out["AUC_Judd"] = judd.auc(constant(pf))
     if shuffled is not None:
