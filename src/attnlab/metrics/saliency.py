@@ -231,7 +231,9 @@ class DensityPass:
         """Map pair i: ``pd`` and ``qd`` = :func:`_density32` of the prediction (overwritten) and of
         the human density."""
         if self.with_sim:
-            self.values["SIM"][i] = torch.minimum(pd, qd, out=buffers("minimum", pd)).sum()
+            # into AUC-Judd's keys (dead by now): one map-sized buffer less in the cache
+            scratch = buffers("keys", pd, torch.int32).view(torch.float32)
+            self.values["SIM"][i] = torch.minimum(pd, qd, out=scratch).sum()
         if self.eps is not None:
             ratio = torch.addcdiv(self.eps, qd, pd.add_(self.eps), out=pd)  # ε + Q / (P + ε)
             self.values["KLD"][i] = log_(ratio).mul_(qd).sum()
