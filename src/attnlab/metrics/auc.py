@@ -30,7 +30,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from attnlab.metrics.maps import InvalidMapError, RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, value_range
+from attnlab.metrics.maps import InvalidMapError, RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, sorted_, value_range
 
 __all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "ShuffledNegatives", "SupportCounts", "roc_auc"]
 
@@ -134,7 +134,7 @@ class OrderKeys:
         histogram = torch.bincount(keys, minlength=self.bins + 1).index_fill_(0, self.threshold_keys, 0)
         apart_below = torch.cumsum(histogram, 0, out=self.buffers("cumulative", histogram)).index_select(0, self.threshold_keys)
         shared = torch.index_select(self.in_threshold_bin, 0, keys, out=self.buffers("shared", v, torch.bool))
-        shared_values = v.index_select(0, flat_nonzero(shared)).sort().values
+        shared_values = sorted_(v.index_select(0, flat_nonzero(shared)))
         return v.numel() - apart_below.add_(torch.searchsorted(shared_values, self.thresholds, right=False))
 
     def place(self, positions: torch.Tensor, weights: torch.Tensor) -> PlacedSamples:

@@ -38,7 +38,7 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "log_", "as_float32", "DTYPE"]
+__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "log_", "sorted_", "as_float32", "DTYPE"]
 
 DTYPE = torch.float64
 # MATLAB's eps: the regulariser of the MIT benchmark code (KLdiv.m, IG.m) and pysaliency's MIT_KLDiv
@@ -167,6 +167,14 @@ def log_(x: torch.Tensor) -> torch.Tensor:
         np.log(x.numpy(), out=x.numpy())
         return x
     return x.log_()
+
+
+def sorted_(x: torch.Tensor) -> torch.Tensor:
+    """The 1-D tensor ``x`` sorted in place (NumPy's SIMD sort on CPU: 2-3× torch's from ~10⁴ values)."""
+    if x.device.type == "cpu":
+        x.numpy().sort()
+        return x
+    return x.copy_(x.sort().values)
 
 
 def as_float32(x: torch.Tensor, buffers: RowBuffers, name: str) -> torch.Tensor:
