@@ -186,10 +186,14 @@ def samples_below(placed: Sequence[PlacedSamples]) -> tuple[torch.Tensor, torch.
     # in ascending threshold order t_j: a sample v is below t_j iff j ≥ #thresholds ≤ v, and at
     # most t_j iff j ≥ #thresholds < v; padding (inf, weight 0) counts nowhere
     ascending, order = thresholds.sort(1)
-    k = thresholds.shape[1]
-    by_rank = lambda right: torch.zeros(close.shape[0], k + 1, dtype=torch.float64, device=below.device).scatter_add_(1, torch.searchsorted(ascending, close, right=right), close_w).cumsum(1)[:, :k]  # noqa: E731
-    lower, at_most = (torch.empty_like(below).scatter_(1, order, c) for c in (by_rank(True), by_rank(False)))
-    return below.add_(lower), at_most.sub_(lower)
+
+    def weight_up_to(right: bool) -> torch.Tensor:  # Σ weight of the samples v with #thresholds (≤ or <) v ≤ j, in the thresholds' order
+        first = torch.searchsorted(ascending, close, right=right)
+        ascending_order = torch.zeros(len(placed), ascending.shape[1] + 1, dtype=torch.float64, device=below.device).scatter_add_(1, first, close_w).cumsum(1)[:, :-1]
+        return torch.empty_like(below).scatter_(1, order, ascending_order)
+
+    lower = weight_up_to(right=True)
+    return below.add_(lower), weight_up_to(right=False).sub_(lower)
 
 
 class JuddPass:
