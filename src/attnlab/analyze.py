@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from attnlab.utils.cli import entry_point
 from attnlab.utils.config import UserError
-from attnlab.utils.instantiate import write_json
+from attnlab.utils.io import write_json
 
 log = logging.getLogger(__name__)
 

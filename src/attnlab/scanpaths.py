@@ -13,11 +13,9 @@ scored scanpath files in ``benchmark_sources/``.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import hydra
 import lightning as L
@@ -28,25 +26,12 @@ from torch.utils.data import DataLoader
 
 from attnlab.utils.cli import entry_point
 from attnlab.utils.config import UserError
-from attnlab.utils.instantiate import instantiate_trainer, write_json
+from attnlab.utils.instantiate import instantiate_trainer
+from attnlab.utils.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
 __all__ = ["generate", "ScanpathWriter", "score_with_benchmark", "write_benchmark_sources", "mean_fixation_duration"]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 class ScanpathWriter(BasePredictionWriter):
@@ -93,7 +78,7 @@ class ScanpathWriter(BasePredictionWriter):
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / f"{name}.json", record)
         rows = [(f["fixation"], f"{f['x']:.2f}", f"{f['y']:.2f}", f"{f['best_loss']:.6g}") for f in record["fixations"]]
-        _atomic_text(folder / f"{name}.csv", _csv_text(["fixation", "x", "y", "best_loss"], rows))
+        write_csv(folder / f"{name}.csv", ["fixation", "x", "y", "best_loss"], rows)
         if self.overlays:
             self._overlay(name, record, fixations, batch, i)
         return record
@@ -237,7 +222,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
 
     records = writer.records
     rows = [(r["name"], f["fixation"], f"{f['x']:.2f}", f"{f['y']:.2f}", f"{f['best_loss']:.6g}") for r in records for f in r["fixations"]]
-    _atomic_text(out_dir / "scanpaths.csv", _csv_text(["image", "fixation", "x", "y", "best_loss"], rows))
+    write_csv(out_dir / "scanpaths.csv", ["image", "fixation", "x", "y", "best_loss"], rows)
     summary: dict[str, Any] = {
         "images": len(records),
         "mean_best_loss_per_fixation": np.mean([[f["best_loss"] for f in r["fixations"]] for r in records], axis=0).tolist() if records else [],

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from attnlab.utils.config import UserError, at_least, one_of, register_schema
+from attnlab.utils.io import open_atomic
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,9 @@ def _palette(categories: Sequence[str]) -> dict[str, Any]:
 
 def plot_concepts(rows: list[dict[str, Any]], path: Path, title: str, palette: dict[str, Any]) -> Path:
     """Bars of the top positive (descending) then negative (strongest at the right) concepts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
+
+    from attnlab.viz.save import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(rows) + 2), 4.5))
     ax.bar(range(len(rows)), [r["normalised"] for r in rows], color=[palette[r["category"]] for r in rows])
@@ -136,18 +135,12 @@ def plot_concepts(rows: list[dict[str, Any]], path: Path, title: str, palette: d
     used = list(dict.fromkeys(r["category"] for r in rows))
     ax.legend(handles=[Patch(color=palette[c], label=c) for c in used], fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_categories(totals: dict[str, dict[str, float]], path: Path, title: str, palette: dict[str, Any]) -> Path:
     """One bar per category: its normalised total contribution, sorted descending."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from attnlab.viz.save import plt, save_figure
 
     order = sorted(totals, key=lambda c: -totals[c]["normalised"])
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(order) + 2), 4))
@@ -157,19 +150,14 @@ def plot_categories(totals: dict[str, dict[str, float]], path: Path, title: str,
     ax.set_ylabel("normalised total contribution")
     ax.set_title(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with open_atomic(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["concept"])
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
     return path
 
 

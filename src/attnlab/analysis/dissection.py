@@ -286,7 +286,7 @@ def run_dissection(
 
     from attnlab.data.scene_graphs import ConceptMaskDataset, build_vocabulary, collate_concepts, load_scene_graphs
     from attnlab.models.saliency.module import load_saliency_model
-    from attnlab.utils.instantiate import write_json
+    from attnlab.utils.io import write_json
 
     t_opts = {"source": "val", "q": 0.8, "bins": 4096, "refine": True, "file": None, "value": 0.8} | dict(thresholds or {})
     v_opts = {"include_attributes": True, "min_images": 1, "max_concepts": None} | dict(vocabulary or {})

@@ -88,7 +88,7 @@ def read_scanpaths(path: str | Path) -> dict[str, list[Scanpath]]:
 
 def write_scanpaths(path: str | Path, scanpaths: list[Scanpath]) -> Path:
     """Write scanpaths as JSON (the format :func:`read_scanpaths` reads), atomically."""
-    from attnlab.utils.instantiate import write_json
+    from attnlab.utils.io import write_json
 
     def plain(a):
         return None if a is None else np.asarray(a, dtype=float).tolist()

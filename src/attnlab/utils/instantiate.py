@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from attnlab.utils.config import UserError
+from attnlab.utils.io import write_json  # noqa: F401  (re-exported for the commands)
 from attnlab.utils.logging import configure_wandb_mode
 
 log = logging.getLogger(__name__)
@@ -66,13 +65,3 @@ def log_hyperparameters(trainer, cfg: DictConfig) -> None:
 def to_float_dict(metrics: dict) -> dict[str, float]:
     """Lightning's metric tensors as plain floats."""
     return {k: float(v) for k, v in metrics.items()}
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically (a temp file renamed into place), so an interrupted run leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path

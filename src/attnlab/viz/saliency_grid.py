@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from attnlab.viz.save import plt, save_figure
 
 __all__ = ["saliency_grid"]
 
@@ -42,13 +40,4 @@ def saliency_grid(
             ax.imshow(m, cmap=cmap, vmin=0, vmax=1) if cmap else ax.imshow(m)
             ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, path, dpi=dpi)

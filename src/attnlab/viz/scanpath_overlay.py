@@ -52,10 +52,7 @@ def save_scanpath_overlay(
         title: figure title (e.g. image name, target class).
         others: extra scanpaths (label, L'×2 fixations, colour), drawn unnumbered and thinner, e.g. humans.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from attnlab.viz.save import plt, save_figure
 
     image = np.asarray(image)
     h, w = image.shape[:2]
@@ -74,11 +71,7 @@ def save_scanpath_overlay(
         if others:
             ax.legend(loc="lower right", fontsize=7, framealpha=0.7, markerscale=0.4)
         fig.tight_layout(pad=0.2)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=dpi)
-        tmp.replace(path)
-    finally:
+    except BaseException:
         plt.close(fig)
-    return path
+        raise
+    return save_figure(fig, path, dpi=dpi)
