@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from attnlab.data import coco_objects
+from attnlab.data import coco_cache
 from attnlab.data.coco_objects import (
     COCOObjectsDataModule,
     build_metadata,
@@ -19,7 +19,7 @@ from attnlab.data.coco_objects import (
     load_metadata,
     select_objects,
 )
-from attnlab.data.coco_synthetic import write_synthetic_coco
+from fixtures.coco_synthetic import write_synthetic_coco
 from attnlab.models.gating.evaluation import (
     GlimpseMetrics,
     attention_iou,
@@ -252,7 +252,7 @@ def test_metadata_cache_reused_rebuilt_and_atomic(coco_root, tmp_path, monkeypat
     def fail(*a, **k):
         raise AssertionError("rebuilt although the cache is valid")
 
-    monkeypatch.setattr(coco_objects, "build_metadata", fail)
+    monkeypatch.setattr(coco_cache, "build_metadata", fail)
     assert load_metadata(ann_file, cache, 0.03, 0.05)["images"] == first["images"]
     monkeypatch.undo()
 
@@ -273,7 +273,7 @@ def test_metadata_cache_reused_rebuilt_and_atomic(coco_root, tmp_path, monkeypat
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(coco_objects.json, "dump", interrupted)
+    monkeypatch.setattr(coco_cache.json, "dump", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_metadata(ann_file, cache, 0.03, 0.05)
     assert files[0].read_bytes() == before

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 
 from attnlab.models.gating import GatingNet, run_glimpses
 from attnlab.utils.timing import measure
+
+# the synthetic COCO generator is a test fixture (tests/fixtures), not part of the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 
 def _mnist_batch(batch: int, device: str):
@@ -69,7 +75,7 @@ def gating_coco_metadata(args, images: int = 5000, instances: int = 40_000) -> d
     from pathlib import Path
 
     from attnlab.data.coco_objects import build_metadata, load_metadata
-    from attnlab.data.coco_synthetic import write_synthetic_coco
+    from fixtures.coco_synthetic import write_synthetic_coco  # tests/fixtures (on sys.path above)
 
     with tempfile.TemporaryDirectory() as tmp:
         ann = write_synthetic_coco(tmp, images, instances // images, image_size=(640, 480), write_images=False,
@@ -120,7 +126,7 @@ def gating_coco_data(args, items: int = 64) -> dict:
     import tempfile
 
     from attnlab.data.coco_objects import COCOObjectsDataModule
-    from attnlab.data.coco_synthetic import write_synthetic_coco
+    from fixtures.coco_synthetic import write_synthetic_coco  # tests/fixtures (on sys.path above)
 
     with tempfile.TemporaryDirectory() as tmp:
         write_synthetic_coco(tmp, 200, 4, image_size=(640, 480), seed=0)
