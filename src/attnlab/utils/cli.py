@@ -8,18 +8,21 @@ caught around the task. ``HYDRA_FULL_ERROR=1`` turns all of this off and shows f
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig
 
 from attnlab.utils.config import UserError, validate
 
-__all__ = ["CONFIG_DIR", "entry_point", "fail", "first_sweep_values"]
+__all__ = ["CONFIG_DIR", "CONFIG_PACKAGE", "entry_point", "fail", "first_sweep_values"]
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
+# The configs ship inside the package (conf/ at the top of the repository, linked as attnlab/conf),
+# so an installed copy finds them as well as a checkout does.
+CONFIG_PACKAGE = "attnlab.conf"
+CONFIG_DIR = str(importlib.resources.files(CONFIG_PACKAGE))
 EXIT_USAGE = 2
 _HYDRA_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--experimental-rerun"}
 _HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--resolve", "-p", "--package", "--info", "-i", "--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc"}
@@ -157,7 +160,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
                     raise
                 fail(str(user_error))
 
-        hydra_task = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(guarded)
+        hydra_task = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name=config_name)(guarded)
 
         @functools.wraps(task)
         def main() -> Any:
