@@ -45,14 +45,33 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = to_float_dict(results[0]) if results else {}
     metrics_path = write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics | {"ckpt_path": str(cfg.ckpt_path)})
     log.info("metrics written to %s", metrics_path)
+    stats = getattr(datamodule, "stats", None)  # e.g. which photos the COCO selection kept, and why not the others
+    if stats:
+        log.info("data selection written to %s", write_json(Path(cfg.paths.output_dir) / "data_selection.json", stats))
     return metrics
+
+
+def format_metrics(metrics: dict[str, float]) -> list[str]:
+    """One line per score; ``<key>_ci_low/_ci_high/_chance`` go on their score's line."""
+    suffixes = ("_ci_low", "_ci_high", "_chance")
+    lines = []
+    for key, value in sorted(metrics.items()):
+        if key.endswith(suffixes):
+            continue
+        line = f"{key}: {value:.4f}"
+        if f"{key}_ci_low" in metrics:
+            line += f"  [95% CI {metrics[key + '_ci_low']:.4f}, {metrics[key + '_ci_high']:.4f}]"
+        if f"{key}_chance" in metrics:
+            line += f"  (chance {metrics[key + '_chance']:.4f})"
+        lines.append(line)
+    return lines
 
 
 @entry_point("eval")
 def main(cfg: DictConfig) -> None:
     metrics = evaluate(cfg)
-    for key, value in sorted(metrics.items()):
-        print(f"{key}: {value:.4f}")
+    for line in format_metrics(metrics):
+        print(line)
     print(f"(run folder: {cfg.paths.output_dir})")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -104,18 +105,39 @@ class GlimpseMetrics(Metric):
         self.add_state("confmat", torch.zeros(glimpses, num_classes, num_classes, dtype=torch.long), "sum")
         self.add_state("iou_sum", torch.zeros(glimpses, dtype=torch.double), "sum")
         self.add_state("iou_count", torch.zeros(glimpses, dtype=torch.long), "sum")
+        # per image (B×glimpses each), for bootstrap intervals over images and the per-image CSV
+        for name in ("sample_target", "sample_pred", "sample_iou", "sample_mask_fraction"):
+            self.add_state(name, [], "cat")
 
     def update(self, x: Tensor, glimpse_results: Sequence) -> None:  # GlimpseResult, from module.py
         """Add one batch: ``x`` B×C×H×W and the glimpse loop's results."""
         c = self.num_classes
+        per_image: dict[str, list[Tensor]] = {"target": [], "pred": [], "iou": [], "mask_fraction": []}
         for k, r in enumerate(glimpse_results):
             pred = r.output.logits.argmax(1)
             index = r.target_class * c + pred
             self.confmat[k] += torch.bincount(index, minlength=c * c).view(c, c)
-            iou = attention_iou(r.output.gates[0], object_mask(x, r.target_image, self.strength), self.gate_threshold)
+            mask = object_mask(x, r.target_image, self.strength)
+            iou = attention_iou(r.output.gates[0], mask, self.gate_threshold)
             valid = ~torch.isnan(iou)
             self.iou_sum[k] += iou[valid].double().sum()
             self.iou_count[k] += valid.sum()
+            for name, value in (("target", r.target_class), ("pred", pred), ("iou", iou),
+                                ("mask_fraction", mask.flatten(1).float().mean(1))):
+                per_image[name].append(value.detach().double())
+        for name, values in per_image.items():
+            getattr(self, f"sample_{name}").append(torch.stack(values, 1))  # B×glimpses
+
+    def samples(self) -> dict[str, np.ndarray]:
+        """Per-image records as glimpses×N NumPy arrays: target, pred (int), iou, mask_fraction."""
+        out = {}
+        for name in ("target", "pred", "iou", "mask_fraction"):
+            state = getattr(self, f"sample_{name}")
+            if isinstance(state, list):  # not yet synchronised into one tensor
+                state = torch.cat(state) if state else torch.zeros(0, self.glimpses, dtype=torch.double)
+            values = state.cpu().numpy().T
+            out[name] = values.astype(np.int64) if name in ("target", "pred") else values
+        return out
 
     def compute(self) -> dict[str, Tensor]:
         """``acc``, ``bacc``, ``f1``, ``iou`` over all glimpses and with suffix ``_g{k}`` per glimpse."""
@@ -140,6 +162,10 @@ def log_epoch_metrics(module, stage: str) -> dict[str, float]:
     """Log a GatingModule's epoch metrics for ``stage`` (val/test), reset them, and save the test
     confusion matrix (all glimpses) as ``confusion_matrix_test.png`` in the trainer's root folder.
 
+    For the test stage also: a bootstrap interval over images and the chance level of every score
+    (logged as ``test/<score>_ci_low``, ``_ci_high``, ``_chance``; see :mod:`.intervals`), and, in the
+    root folder, ``test_intervals.json`` and ``test_per_image.csv`` (one row per image and glimpse).
+
     Accuracy is not logged again here: the module already logs it per batch, averaged per epoch.
     """
     from pathlib import Path
@@ -148,11 +174,25 @@ def log_epoch_metrics(module, stage: str) -> dict[str, float]:
     if int(metric.confmat.sum()) == 0:
         metric.reset()
         return {}
+    records = metric.samples() if stage == "test" else None
     values = {k: float(v) for k, v in metric.compute().items()}
     for key, value in values.items():
         if not key.startswith("acc"):
             module.log(f"{stage}/{key}", value)
     trainer = module.trainer
+    if records is not None:
+        from attnlab.models.gating.intervals import summarize
+
+        summary = summarize(records["target"], records["pred"], records["iou"], records["mask_fraction"],
+                            metric.num_classes, samples=int(getattr(module, "bootstrap_samples", 1000)),
+                            seed=int(getattr(module, "bootstrap_seed", 0)))
+        for key, entry in summary.items():
+            if isinstance(entry, dict):
+                for part, name in (("low", "ci_low"), ("high", "ci_high"), ("chance", "chance")):
+                    module.log(f"test/{key}_{name}", entry[part])
+        module.log("test/images", float(summary["images"]))
+        if trainer.is_global_zero and trainer.default_root_dir:
+            _write_test_records(Path(trainer.default_root_dir), summary, records)
     if stage == "test" and trainer.is_global_zero and trainer.default_root_dir:
         from attnlab.viz.confusion_matrix import save_confusion_matrix
 
@@ -162,3 +202,15 @@ def log_epoch_metrics(module, stage: str) -> dict[str, float]:
                               title=f"test, all glimpses (balanced accuracy {values['bacc']:.3f})")
     metric.reset()
     return values
+
+
+def _write_test_records(folder, summary: dict, records: dict[str, np.ndarray]) -> None:
+    """``test_intervals.json`` (scores, intervals, chance) and ``test_per_image.csv`` (the records the
+    intervals were computed from: image = position in the test split, glimpse from 1)."""
+    from attnlab.utils.io import write_csv, write_json
+
+    write_json(folder / "test_intervals.json", summary)
+    glimpses, n = records["target"].shape
+    rows = [(i, k + 1, int(records["target"][k, i]), int(records["pred"][k, i]), float(records["iou"][k, i]),
+             float(records["mask_fraction"][k, i])) for i in range(n) for k in range(glimpses)]
+    write_csv(folder / "test_per_image.csv", ["image", "glimpse", "target", "pred", "iou", "mask_fraction"], rows)

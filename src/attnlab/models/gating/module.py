@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -10,14 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnlab.models.gating.evaluation import GlimpseMetrics, log_epoch_metrics
+from attnlab.models.gating.evaluation import GlimpseMetrics, log_epoch_metrics, object_mask
 from attnlab.models.gating.net import GatingNet, GlimpseOutput
 from attnlab.models.gating.paper import load_gating_checkpoint
 from attnlab.utils.config import at_least, between, greater, one_of, register_schema
 
-__all__ = ["GatingModule", "GlimpseResult", "run_glimpses", "select_targets"]
+__all__ = ["GatingModule", "GlimpseResult", "attention_figure_batch", "run_glimpses", "select_targets"]
 
 TAKEN = 1e10  # error given to already-attended objects so they are never selected twice
+FIGURE_IMAGES = 4  # test photos shown in attention_test.png
+
+log = logging.getLogger(__name__)
 
 
 def select_targets(gated_input: Tensor, targets: Tensor, taken: Tensor) -> Tensor:
@@ -80,6 +84,20 @@ def run_glimpses(
     return results
 
 
+def attention_figure_batch(x: Tensor, results: list[GlimpseResult], strength: float, count: int) -> dict[str, Any]:
+    """The first ``count`` images of a batch for :func:`attnlab.viz.gating_attention.save_attention_figure`:
+    ``image`` n×C×H×W, and per glimpse (lists of length G) ``gate`` n×H×W (the input gate the last step
+    used), ``mask`` n×H×W bool (the attended object), ``target`` and ``pred`` n class indices (CPU)."""
+    n = min(count, x.shape[0])
+    return {
+        "image": x[:n].detach().cpu(),
+        "gate": [r.output.gates[0][:n, 0].detach().cpu() for r in results],
+        "mask": [object_mask(x[:n], r.target_image[:n], strength).cpu() for r in results],
+        "target": [r.target_class[:n].cpu() for r in results],
+        "pred": [r.output.logits[:n].argmax(1).cpu() for r in results],
+    }
+
+
 class GatingModule(L.LightningModule):
     """Trains a :class:`GatingNet` with one optimiser step per glimpse (manual optimisation).
 
@@ -91,6 +109,11 @@ class GatingModule(L.LightningModule):
         class_weights: optional CE class weights, or ``"inverse_frequency"`` to take them from the
             datamodule's ``class_weights()`` when fitting.
         lr, strength: echoed from the config for logging and sweeps (the optimiser and net use them).
+        init_from: weights to start training from (fine-tuning): a Lightning checkpoint of this model or
+            the reference's published state dict (e.g. ``paper_coco_model.pt``). Loaded when fitting
+            starts; a resumed run (``ckpt_path``) then restores its own weights over them.
+        bootstrap_samples, bootstrap_seed: draws and seed of the test scores' bootstrap intervals over
+            images (see :mod:`attnlab.models.gating.intervals`).
     """
 
     def __init__(
@@ -103,6 +126,9 @@ class GatingModule(L.LightningModule):
         lr: float | None = None,
         strength: float | None = None,
         log_images_every_n_steps: int = 500,
+        init_from: str | None = None,
+        bootstrap_samples: int = 1000,
+        bootstrap_seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
@@ -111,6 +137,9 @@ class GatingModule(L.LightningModule):
         self.automatic_optimization = False
         self.recon_weight = float(recon_weight)
         self.glimpses = int(glimpses)
+        self.init_from = init_from
+        self.bootstrap_samples, self.bootstrap_seed = int(bootstrap_samples), int(bootstrap_seed)
+        self._figure_batch: dict[str, Any] | None = None  # first test images, for the attention figure
         self.auto_class_weights = class_weights == "inverse_frequency"
         if self.auto_class_weights:  # a placeholder of the right shape; filled from the data in setup()
             class_weights = [1.0] * net.num_classes
@@ -129,6 +158,20 @@ class GatingModule(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage == "fit" and self.auto_class_weights and hasattr(datamodule, "class_weights"):
             self.class_weights.copy_(torch.tensor(datamodule.class_weights(), dtype=torch.float))
+        if stage == "fit" and self.init_from:
+            self._load_initial_weights(self.init_from)
+
+    def _load_initial_weights(self, path: str) -> None:
+        """Fine-tuning: the net's weights from ``path`` (class weights stay the ones of this data)."""
+        from attnlab.utils.checkpoint import read_checkpoint
+
+        checkpoint = read_checkpoint(path)
+        if "state_dict" in checkpoint:  # a Lightning checkpoint: take the net only
+            net_state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+            self.net.load_state_dict(net_state)
+        else:
+            load_gating_checkpoint(self, checkpoint)
+        log.info("initialised the gating net from %s", path)
 
     def load_checkpoint_state(self, checkpoint: dict) -> None:
         """Weights from a Lightning checkpoint or from the reference's published state dict (.pt)."""
@@ -173,6 +216,8 @@ class GatingModule(L.LightningModule):
         self.eval_metrics[stage].update(x, results)
         if batch_idx == 0 and stage == "val":
             self._log_images(stage, x, results)
+        if batch_idx == 0 and stage == "test":
+            self._figure_batch = attention_figure_batch(x, results, self.net.strength, FIGURE_IMAGES)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._eval_step("val", batch, batch_idx)
@@ -185,6 +230,15 @@ class GatingModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         log_epoch_metrics(self, "test")
+        trainer = self.trainer
+        if self._figure_batch is not None and trainer.is_global_zero and trainer.default_root_dir:
+            from pathlib import Path
+
+            from attnlab.viz.gating_attention import save_attention_figure
+
+            names = getattr(trainer.datamodule, "class_names", None) if trainer.datamodule is not None else None
+            save_attention_figure(self._figure_batch, Path(trainer.default_root_dir) / "attention_test.png", names)
+        self._figure_batch = None
 
     def _log_accuracy(self, stage: str, results: list[GlimpseResult], on_step: bool) -> None:
         correct = [(r.output.logits.argmax(1) == r.target_class).float() for r in results]
@@ -212,6 +266,9 @@ class GatingModuleSchema:
     glimpses: int = field(default=2, metadata=at_least(1))
     class_weights: Any = None
     log_images_every_n_steps: int = field(default=500, metadata=at_least(1))
+    init_from: Any = None
+    bootstrap_samples: int = field(default=1000, metadata=at_least(0))
+    bootstrap_seed: int = 0
 
 
 @register_schema("attnlab.models.gating.GatingNet")
