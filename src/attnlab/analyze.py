@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from attnlab.utils.checkpoint import load_model, read_checkpoint
 from attnlab.utils.cli import entry_point
 from attnlab.utils.config import UserError
 from attnlab.utils.io import write_json
@@ -39,9 +40,6 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     results: dict[str, Any]
     if analysis.needs_model:
-        from attnlab.eval import load_model
-        from attnlab.utils.checkpoint import read_checkpoint
-
         if not cfg.get("ckpt_path"):
             raise UserError(f"analysis={analysis.name} needs ckpt_path=PATH (a Lightning checkpoint or a paper .pt)")
         checkpoint = read_checkpoint(cfg.ckpt_path)

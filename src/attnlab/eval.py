@@ -11,27 +11,13 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from attnlab.utils.checkpoint import read_checkpoint, stored_config
+from attnlab.utils.checkpoint import load_model, read_checkpoint
 from attnlab.utils.cli import entry_point
 from attnlab.utils.instantiate import instantiate_trainer, to_float_dict, write_json
 
 log = logging.getLogger(__name__)
-
-
-def load_model(cfg: DictConfig, checkpoint: dict) -> L.LightningModule:
-    """Build the model described by the checkpoint (or by ``cfg.model``) and load its weights."""
-    stored = stored_config(checkpoint)
-    if stored is not None and "model" in stored:
-        with open_dict(cfg):
-            cfg.model = stored.model
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
-    if hasattr(model, "load_checkpoint_state"):  # model-specific formats (e.g. published weights)
-        model.load_checkpoint_state(checkpoint)
-    else:
-        model.load_state_dict(checkpoint["state_dict"])
-    return model
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

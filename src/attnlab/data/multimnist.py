@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from attnlab.data.base import SplitDataModule
@@ -34,6 +35,11 @@ STRIDE = 14
 def canvas_width(num_objects: int) -> int:
     """Width of the canvas holding ``num_objects`` digits that overlap by 14 columns."""
     return DIGIT + STRIDE * (int(num_objects) - 1)
+
+
+# Configs derive the network's input width from the data instead of repeating it; registered here,
+# next to the formula (config validation imports every target's module before resolving).
+OmegaConf.register_new_resolver("multimnist_width", canvas_width, replace=True)
 
 
 def compose(

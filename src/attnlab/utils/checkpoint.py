@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attnlab.utils.config import UserError
 
-__all__ = ["StoreConfig", "CONFIG_KEY", "read_checkpoint", "stored_config"]
+__all__ = ["StoreConfig", "CONFIG_KEY", "load_model", "read_checkpoint", "stored_config"]
 
 CONFIG_KEY = "attnlab_config"
 
@@ -43,3 +44,17 @@ def stored_config(checkpoint: dict[str, Any]) -> DictConfig | None:
     """The model/data config a checkpoint was trained with, if it carries one."""
     stored = checkpoint.get(CONFIG_KEY)
     return OmegaConf.create(stored) if stored else None
+
+
+def load_model(cfg: DictConfig, checkpoint: dict) -> L.LightningModule:
+    """Build the model described by the checkpoint (or by ``cfg.model``) and load its weights."""
+    stored = stored_config(checkpoint)
+    if stored is not None and "model" in stored:
+        with open_dict(cfg):
+            cfg.model = stored.model
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    if hasattr(model, "load_checkpoint_state"):  # model-specific formats (e.g. published weights)
+        model.load_checkpoint_state(checkpoint)
+    else:
+        model.load_state_dict(checkpoint["state_dict"])
+    return model
