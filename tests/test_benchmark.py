@@ -145,3 +145,21 @@ def test_osie_baselines(tmp_path):
     for metric in ("AUC_Judd", "AUC_Borji", "NSS", "CC", "SIM", "IG"):
         assert centre[metric] > uniform[metric], metric
     assert centre["KLD"] < uniform["KLD"]
+
+
+def test_model_sources_come_from_entry_points_only_when_named():
+    # a fresh interpreter: scoring the baselines must not import any model package (torch models)
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from attnlab.benchmark import resolve_source, BenchmarkContext, SOURCES;"
+        "from attnlab.sources import lookup_source, source_names;"
+        "assert 'saliency' in source_names() and 'saliency' not in SOURCES;"
+        "assert not [m for m in sys.modules if m.startswith('attnlab.models')], 'models imported early';"
+        "f = lookup_source('saliency');"
+        "assert f.__module__ == 'attnlab.models.saliency.source' and SOURCES['saliency'] is f;"
+        "assert lookup_source('no_such_source') is None"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]

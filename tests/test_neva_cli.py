@@ -76,6 +76,32 @@ def test_scanpaths_on_osie_are_written_and_scored_against_humans(tmp_path, capsy
     for row in scores:
         assert f"| {row} |" in printed
     assert summary["scores"] == scores
+    check_written_scanpaths_are_benchmark_sources(tmp_path, out, root, records, bench, cfg.seed)
+
+
+def check_written_scanpaths_are_benchmark_sources(tmp_path, out, root, records, bench, seed):
+    """Round trip: every scanpath file the command writes is read by ``attention=<file>``, and
+    scoring the written model file gives the scores of the scanpaths handed over in memory."""
+    from attnlab.benchmark import run_benchmark
+    from attnlab.data.folder import read_scanpaths
+
+    for rec in records:
+        (one,) = read_scanpaths(out / "scanpaths" / f"{rec['name']}.json")[rec["name"]]
+        assert one.x.tolist() == [f["x"] for f in rec["fixations"]] and one.y.tolist() == [f["y"] for f in rec["fixations"]]
+    table = read_scanpaths(out / "scanpaths.csv")
+    assert set(table) == {r["name"] for r in records}
+    for rec in records:
+        assert np.allclose(table[rec["name"]][0].x, [f["x"] for f in rec["fixations"]], atol=0.005)  # written to 2 decimals
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="benchmark", overrides=[
+            "data=osie", f"data.root={root}", f"attention=[{out / 'benchmark_sources' / 'NeVA.json'}]", "split=all",
+            "max_images=2", f"seed={seed}", "figure_images=0", "progress=false", f"paths.output_dir={tmp_path / 'again'}"])
+    (tmp_path / "again").mkdir()
+    again = run_benchmark(cfg)
+    for got, expected in zip(again["per_image"]["NeVA"], bench["per_image"]["NeVA"]):
+        assert got.keys() == expected.keys()
+        for k, v in expected.items():
+            assert got[k] == (pytest.approx(v, rel=1e-9, abs=1e-12) if isinstance(v, float) else v), k
 
 
 def test_scanpaths_on_an_image_folder_from_the_command_line(run_cli, tmp_path):

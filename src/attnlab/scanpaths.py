@@ -7,8 +7,9 @@ dataset has human fixations (``data=osie`` or any :class:`~attnlab.data.fixation
 the scanpaths are scored against the humans by :mod:`attnlab.benchmark` (every scanpath metric of
 :mod:`attnlab.metrics.scanpath`, and the saliency metrics of their fixation density), next to a
 centre-fixation scanpath and the benchmark's centre-bias, uniform and inter-observer baselines:
-``benchmark.md`` (printed), ``benchmark.csv``, ``benchmark.json``, ``saliency_grid.png``, with the
-scored scanpath files in ``benchmark_sources/``.
+``benchmark.md`` (printed), ``benchmark.csv``, ``benchmark.json``, ``saliency_grid.png``. The
+scanpaths go to the benchmark in memory; the scored ones are also written to ``benchmark_sources/``
+(and every file written here is readable by ``python -m attnlab.benchmark attention=<file>``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from attnlab.utils.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["generate", "ScanpathWriter", "score_with_benchmark", "write_benchmark_sources", "mean_fixation_duration"]
+__all__ = ["generate", "ScanpathWriter", "score_with_benchmark", "benchmark_scanpaths", "write_benchmark_sources", "mean_fixation_duration"]
 
 
 class ScanpathWriter(BasePredictionWriter):
@@ -114,44 +115,60 @@ def mean_fixation_duration(data) -> float | None:
     return float(np.mean(np.concatenate(durations))) if durations else None
 
 
-def write_benchmark_sources(records: list[dict], folder: Path, model_name: str, centre: bool, duration: float | None) -> list[Path]:
-    """Scanpath files for ``attnlab.benchmark``: the model's and (``centre``) a centre-fixation baseline.
-
-    Models have no fixation durations; like the benchmark's sampled baselines, every fixation gets
-    the mean training duration (when the humans have durations), so duration-aware metrics compare
-    like with like. The centre baseline fixates the image centre as often as the model fixates.
-    """
+def benchmark_scanpaths(records: list[dict], model_name: str, centre: bool) -> dict[str, list]:
+    """{source name: [Scanpath per image]}: the model's scanpaths and (``centre``) a centre-fixation
+    baseline that fixates the image centre as often as the model fixates. No durations: the
+    benchmark gives duration-less scanpaths the mean training duration, as its sampled baselines."""
     from attnlab.data.fixations import Scanpath
-    from attnlab.data.folder import write_scanpaths
 
     def scanpath(name: str, xy: np.ndarray, subject: str) -> Scanpath:
-        dur = None if duration is None else np.full(len(xy), duration)
-        return Scanpath(xy[:, 0], xy[:, 1], dur, subject=subject, stimulus=name)
+        return Scanpath(xy[:, 0], xy[:, 1], None, subject=subject, stimulus=name)
 
-    model = [scanpath(r["name"], np.array([[f["x"], f["y"]] for f in r["fixations"]]), model_name) for r in records]
-    files = [write_scanpaths(folder / f"{model_name}.json", model)]
+    out = {model_name: [scanpath(r["name"], np.array([[f["x"], f["y"]] for f in r["fixations"]]), model_name) for r in records]}
     if centre:
-        paths = [
+        out["centre"] = [
             scanpath(r["name"], np.tile([[r["width"] / 2, r["height"] / 2]], (len(r["fixations"]), 1)), "centre")
             for r in records
         ]
-        files.append(write_scanpaths(folder / "centre.json", paths))
+    return out
+
+
+def write_benchmark_sources(records: list[dict], folder: Path, model_name: str, centre: bool, duration: float | None = None) -> list[Path]:
+    """The scored scanpaths as files ``<folder>/<source>.json`` for the user, in the format
+    ``python -m attnlab.benchmark attention=<file>`` reads (scoring a file gives the same table).
+    ``duration`` (ms): written as every fixation's duration, as the benchmark assigns it."""
+    from attnlab.data.fixations import Scanpath
+    from attnlab.data.folder import write_scanpaths
+
+    files = []
+    for name, paths in benchmark_scanpaths(records, model_name, centre).items():
+        if duration is not None:
+            paths = [Scanpath(p.x, p.y, np.full(len(p), duration), subject=p.subject, stimulus=p.stimulus) for p in paths]
+        files.append(write_scanpaths(folder / f"{name}.json", paths))
     return files
 
 
 def score_with_benchmark(cfg: DictConfig, records: list[dict], train) -> dict[str, Any]:
-    """Score the scanpaths and the baselines with :func:`attnlab.benchmark.run_benchmark` (prints the table)."""
-    from attnlab.benchmark import run_benchmark
+    """Score the scanpaths (handed over in memory) and the baselines with
+    :func:`attnlab.benchmark.run_benchmark` (prints the table)."""
+    from attnlab.benchmark import ScanpathSource, run_benchmark
 
     out_dir = Path(cfg.paths.output_dir)
     scoring = cfg.scoring
-    files = write_benchmark_sources(records, out_dir / "benchmark_sources", str(scoring.model_name),
-                                    bool(scoring.centre_baseline), mean_fixation_duration(train))
+    groups = benchmark_scanpaths(records, str(scoring.model_name), bool(scoring.centre_baseline))
+    write_benchmark_sources(records, out_dir / "benchmark_sources", str(scoring.model_name),
+                            bool(scoring.centre_baseline), mean_fixation_duration(train))
+    sources = []
+    for name, paths in groups.items():
+        by_image: dict[str, list] = {}
+        for p in paths:
+            by_image.setdefault(p.stimulus, []).append(p)
+        sources.append(ScanpathSource(by_image, name))
     bench_cfg = OmegaConf.create({
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "paths": {"output_dir": str(out_dir)},
         "seed": int(cfg.seed),
-        "attention": [str(f) for f in files] + list(scoring.baselines),
+        "attention": list(scoring.baselines),
         "split": str(cfg.split),
         "max_images": cfg.get("max_images"),
         "sigma_px": scoring.get("sigma_px"),
@@ -159,7 +176,7 @@ def score_with_benchmark(cfg: DictConfig, records: list[dict], train) -> dict[st
         "figure_images": int(scoring.figure_images),
         "progress": True,
     })
-    return run_benchmark(bench_cfg)
+    return run_benchmark(bench_cfg, sources)
 
 
 # --- the command ------------------------------------------------------------------------------

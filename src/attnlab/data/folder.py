@@ -10,9 +10,13 @@ scanpaths; x, y in pixels of the original image, duration/onset in ms, both opti
 
 - JSON: a list of ``{"stimulus": "<id>", "subject": "<name>", "x": [...], "y": [...],
   "duration": [...], "onset": [...]}`` (``stimulus`` may also be ``"image"`` or a file name).
+  A record may instead hold ``"fixations": [{"x": ..., "y": ..., "duration": ...}, ...]`` and name
+  its stimulus ``"name"`` (what ``python -m attnlab.scanpaths`` writes per image); the file may be
+  one such record.
 - CSV: one row per fixation, in viewing order, with a header containing ``stimulus, subject, x, y``
-  and optionally ``duration, onset``; consecutive rows of the same (stimulus, subject) form a
-  scanpath.
+  (``image`` is read as ``stimulus``; without either, the file is one scanpath of the stimulus
+  named like the file) and optionally ``duration, onset``; consecutive rows of the same
+  (stimulus, subject) form a scanpath.
 
 Optional ``<root>/info.json``: ``{"name": "...", "pixels_per_degree": 35}``.
 """
@@ -48,10 +52,16 @@ def read_scanpaths(path: str | Path) -> dict[str, list[Scanpath]]:
     try:
         if suffix == ".json":
             records = json.loads(path.read_text())
-            if isinstance(records, dict):  # {stimulus: [scanpath, ...]}
+            if isinstance(records, dict) and "fixations" in records:  # one scanpath record
+                records = [records]
+            elif isinstance(records, dict):  # {stimulus: [scanpath, ...]}
                 records = [dict(r, stimulus=k) for k, rs in records.items() for r in rs]
             for k, r in enumerate(records):
-                stim = _stimulus_key(r.get("stimulus", r.get("image", "")))
+                if isinstance(r.get("fixations"), list):  # per-fixation dicts → per-field lists
+                    fix = r["fixations"]
+                    r = dict(r, **{c: [f[c] for f in fix] for c in ("x", "y", "duration", "onset") if fix and all(c in f for f in fix)})
+                    r.setdefault("x", []), r.setdefault("y", [])
+                stim = _stimulus_key(r.get("stimulus", r.get("name") or r.get("image") or ""))
                 if not stim or "x" not in r or "y" not in r:
                     raise UserError(f"{path}: scanpath {k} needs 'stimulus', 'x' and 'y'")
                 groups.setdefault(stim, []).append(
@@ -60,6 +70,8 @@ def read_scanpaths(path: str | Path) -> dict[str, list[Scanpath]]:
         elif suffix == ".csv":
             with path.open(newline="") as f:
                 rows = list(csv.DictReader(f))
+            if rows and "stimulus" not in rows[0]:  # `image` names the stimulus, else the file does
+                rows = [dict(r, stimulus=r.get("image", path.stem)) for r in rows]
             if rows and not {"stimulus", "x", "y"} <= set(rows[0]):
                 raise UserError(f"{path}: CSV header must contain stimulus, x, y (and optionally subject, duration, onset); got {list(rows[0])}")
             current, bucket = None, []

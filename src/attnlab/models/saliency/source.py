@@ -1,5 +1,7 @@
 """The factorised saliency models as a benchmark source: ``python -m attnlab.benchmark
-attention=centre_bias,saliency:<checkpoint>`` scores a trained model next to the baselines."""
+attention=centre_bias,saliency:<checkpoint>`` scores a trained model next to the baselines.
+
+Found by the benchmark through the ``attnlab.sources`` entry point ``saliency`` (pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from attnlab.benchmark import AttentionSource, BenchmarkContext, register_source
+from attnlab.sources import AttentionSource, BenchmarkContext, register_source
 from attnlab.utils.config import UserError
 
 __all__ = ["SaliencyModelSource"]

@@ -1,0 +1,195 @@
+"""The benchmark's built-in attention sources and how ``attention=<spec>`` resolves to one.
+
+- ``uniform``; ``centre_bias`` / ``center_bias`` (Gaussian fitted to the TRAINING split's fixations;
+  its scanpaths are drawn from that Gaussian); ``inter_observer`` (humans predicting humans, scored
+  subject by subject by :mod:`attnlab.benchmark.scoring`). Sampled baseline scanpaths are as long
+  as each human scanpath, with every fixation lasting the mean training duration.
+- a folder of saliency maps ``<stimulus id>.png|.npy`` (:class:`MapFolderSource`);
+- scanpaths, in memory (:class:`ScanpathSource`, what ``python -m attnlab.scanpaths`` hands over)
+  or from a ``.json``/``.csv`` file (:class:`ScanpathFileSource`, format in
+  :mod:`attnlab.data.folder`); the map is the Gaussian density of their fixations. Scanpaths
+  without durations get the mean training duration (when the humans have durations), as the
+  sampled baselines do, so duration-aware metrics compare like with like;
+- any name of :mod:`attnlab.sources` (registered or an ``attnlab.sources`` entry point),
+  ``name`` or ``name:argument``, e.g. ``saliency:path/to.ckpt``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from attnlab.baselines import CentreBias, uniform_map, uniform_scanpath
+from attnlab.data.fixations import Scanpath, gaussian_density
+from attnlab.sources import AttentionSource, BenchmarkContext, lookup_source, register_source, source_names
+from attnlab.utils.config import UserError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "UniformSource",
+    "CentreBiasSource",
+    "InterObserverSource",
+    "MapFolderSource",
+    "ScanpathSource",
+    "ScanpathFileSource",
+    "resolve_source",
+    "centre_bias",
+    "mean_training_duration",
+]
+
+
+def mean_training_duration(ctx: BenchmarkContext) -> Optional[float]:
+    """Mean fixation duration of the training split (ms), None without durations (cached)."""
+    if "duration" not in ctx.cache:
+        d = [p.duration for paths in ctx.train.scanpaths for p in paths if p.duration is not None]
+        ctx.cache["duration"] = float(np.mean(np.concatenate(d))) if d else None
+    return ctx.cache["duration"]
+
+
+def centre_bias(ctx: BenchmarkContext) -> CentreBias:
+    """The centre bias fitted on the training split (once per context)."""
+    if "centre_bias" not in ctx.cache:
+        ctx.cache["centre_bias"] = CentreBias.fit(ctx.train)
+        log.info("centre bias fitted on %d training images: %s", len(ctx.train), ctx.cache["centre_bias"].to_dict())
+    return ctx.cache["centre_bias"]
+
+
+def _sampled_scanpaths(ctx: BenchmarkContext, i: int, draw) -> list[Scanpath]:
+    """One sampled scanpath per human scanpath of image i, as long as it; every fixation lasts the
+    mean training duration (a baseline knows the average, not the human's own timing)."""
+    rng = np.random.default_rng([ctx.seed, i])
+    size = ctx.data.stimuli[i].size
+    duration = mean_training_duration(ctx)
+    out = []
+    for h in ctx.human_scanpaths[i]:
+        s = draw(len(h), size, rng)
+        dur = None if duration is None or h.duration is None else np.full(len(h), duration)
+        out.append(Scanpath(s.x, s.y, dur, subject=s.subject, stimulus=ctx.data.stimuli[i].id))
+    return out
+
+
+@register_source("uniform")
+class UniformSource(AttentionSource):
+    name = "uniform"
+
+    def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
+        pass
+
+    def saliency_map(self, ctx, i):
+        return uniform_map(ctx.data.stimuli[i].size)
+
+    def scanpaths(self, ctx, i):
+        return _sampled_scanpaths(ctx, i, lambda n, size, rng: uniform_scanpath(n, size, rng))
+
+
+@register_source("centre_bias")
+@register_source("center_bias")
+class CentreBiasSource(AttentionSource):
+    name = "centre_bias"
+
+    def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
+        self.model = centre_bias(ctx)
+
+    def saliency_map(self, ctx, i):
+        return self.model.map(ctx.data.stimuli[i].size)
+
+    def scanpaths(self, ctx, i):
+        return _sampled_scanpaths(ctx, i, self.model.sample_scanpath)
+
+
+@register_source("inter_observer")
+class InterObserverSource(AttentionSource):
+    """Humans predicting humans: other subjects' density / leave-one-subject-out scanpaths."""
+
+    name = "inter_observer"
+    leave_one_out = True
+
+    def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
+        pass
+
+    def saliency_map(self, ctx, i):  # for the figure: everyone's density
+        return ctx.data.density(i, sigma_px=ctx.sigma_px)
+
+
+class MapFolderSource(AttentionSource):
+    """Saliency maps ``<folder>/<stimulus id>.png|.npy``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.name = folder.name
+
+    def saliency_map(self, ctx, i):
+        sid = ctx.data.stimuli[i].id
+        for suffix in (".npy", ".png", ".jpg", ".jpeg"):
+            path = self.folder / f"{sid}{suffix}"
+            if path.is_file():
+                if suffix == ".npy":
+                    m = np.load(path)
+                else:
+                    from PIL import Image
+
+                    with Image.open(path) as im:
+                        m = np.asarray(im.convert("F"), dtype=np.float64)
+                m = np.squeeze(np.asarray(m, dtype=np.float64))
+                if m.ndim == 3:  # colour maps: the mean over channels
+                    m = m.mean(-1)
+                if m.ndim != 2:
+                    raise UserError(f"saliency map {path} has shape {m.shape}; expected H×W")
+                return m
+        raise UserError(f"no saliency map for stimulus {sid!r} in {self.folder} (expected {sid}.png or {sid}.npy)")
+
+
+class ScanpathSource(AttentionSource):
+    """Model scanpaths held in memory, ``{stimulus id: [Scanpath, ...]}``; the map is their density."""
+
+    def __init__(self, groups: dict[str, list[Scanpath]], name: str) -> None:
+        self.groups = groups
+        self.name = name
+
+    def scanpaths(self, ctx, i):
+        paths = self.groups.get(ctx.data.stimuli[i].id)
+        if not paths:
+            raise UserError(f"no scanpath for stimulus {ctx.data.stimuli[i].id!r} in the scanpaths of source {self.name}")
+        duration = mean_training_duration(ctx)
+        if duration is None:
+            return paths
+        # models have no timing: give them the baselines' mean duration (see the module docstring)
+        return [p if p.duration is not None else Scanpath(p.x, p.y, np.full(len(p), duration), p.onset, p.subject, p.stimulus) for p in paths]
+
+    def saliency_map(self, ctx, i):
+        paths = self.scanpaths(ctx, i)
+        x = np.concatenate([p.x for p in paths])
+        y = np.concatenate([p.y for p in paths])
+        return gaussian_density(x, y, ctx.data.stimuli[i].size, ctx.sigma_px)
+
+
+class ScanpathFileSource(ScanpathSource):
+    """Model scanpaths from a JSON/CSV file (format in :mod:`attnlab.data.folder`)."""
+
+    def __init__(self, path: Path) -> None:
+        from attnlab.data.folder import read_scanpaths
+
+        super().__init__(read_scanpaths(path), path.stem)
+
+
+def resolve_source(spec: str, ctx: BenchmarkContext) -> AttentionSource:
+    """The source named by ``spec`` (a registered name[:argument], a map folder or a scanpath file)."""
+    spec = str(spec).strip()
+    name, _, argument = spec.partition(":")
+    factory = lookup_source(name)
+    if factory is None:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return MapFolderSource(path)
+        if path.suffix.lower() in (".json", ".csv"):
+            return ScanpathFileSource(path)
+        raise UserError(
+            f"unknown attention source {spec!r}; use one of: {', '.join(source_names())}, a folder of maps, or a .json/.csv scanpath file"
+        )
+    source = factory(argument or None, ctx)
+    source.name = spec
+    return source

@@ -1,0 +1,95 @@
+"""The attention-source protocol: what a model implements to be scored by ``attnlab.benchmark``.
+
+A source produces, for image ``i`` of :attr:`BenchmarkContext.data`, a saliency map (H×W, any
+size: the benchmark resizes it) and/or scanpaths. Sources are found by name:
+
+- built in (the benchmark registers ``uniform``, ``centre_bias``, ``inter_observer``);
+- registered in this process with :func:`register_source`;
+- declared by an installed package in the entry-point group ``attnlab.sources``, e.g. in its
+  ``pyproject.toml``::
+
+      [project.entry-points."attnlab.sources"]
+      saliency = "attnlab.models.saliency.source:SaliencyModelSource"
+
+  Entry points are loaded only when their name is asked for (:func:`lookup_source`), so scoring
+  ``attention=centre_bias`` never imports a model package.
+
+This module sits below models and the benchmark: it imports only utils, data and metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from attnlab.data.fixations import FixationDataset, Scanpath
+
+__all__ = ["AttentionSource", "BenchmarkContext", "SourceFactory", "SOURCES", "ENTRY_POINT_GROUP", "register_source", "lookup_source", "source_names"]
+
+ENTRY_POINT_GROUP = "attnlab.sources"
+
+
+@dataclass
+class BenchmarkContext:
+    """What sources may use: the evaluated images, the training split, the blur and the seed."""
+
+    data: FixationDataset
+    train: FixationDataset
+    sigma_px: float
+    seed: int
+    human_scanpaths: list[list[Scanpath]] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+class AttentionSource:
+    """A producer of saliency maps and/or scanpaths for the benchmark's images.
+
+    Subclasses are built as ``factory(argument, context)`` (``attention=name:argument``) and
+    override one or both methods; ``None`` means "this source has no such output".
+    """
+
+    name: str = "source"
+    leave_one_out: bool = False  # scored subject by subject (the inter-observer baseline)
+
+    def saliency_map(self, ctx: BenchmarkContext, i: int) -> Optional[np.ndarray]:
+        return None
+
+    def scanpaths(self, ctx: BenchmarkContext, i: int) -> Optional[list[Scanpath]]:
+        return None
+
+
+SourceFactory = Callable[[Optional[str], BenchmarkContext], AttentionSource]
+SOURCES: dict[str, SourceFactory] = {}
+
+
+def register_source(name: str):
+    """Decorator: ``factory(argument, context) -> AttentionSource`` answers ``attention=name[:argument]``."""
+
+    def wrap(factory):
+        SOURCES[name] = factory
+        return factory
+
+    return wrap
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def lookup_source(name: str) -> Optional[SourceFactory]:
+    """The factory registered under ``name``; loads the entry point of that name (only) if needed."""
+    if name not in SOURCES:
+        ep = _entry_points().get(name)
+        if ep is None:
+            return None
+        factory = ep.load()  # imports the model package, which may also register itself
+        SOURCES.setdefault(name, factory)
+    return SOURCES[name]
+
+
+def source_names() -> list[str]:
+    """Every name ``attention=`` accepts: registered here or declared as an entry point (not loaded)."""
+    return sorted(set(SOURCES) | set(_entry_points()))
