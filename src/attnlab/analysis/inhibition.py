@@ -5,6 +5,10 @@ is averaged over the attended object's pixels ("attended") and over all other pi
 attended": background, the other objects, and locations forced to 1 by inhibition of return).
 Per image the two means are averaged over glimpses, then compared over images with a paired
 t-test (the reference's ``graphs.inhibition_plot``). A gate is an inhibition map: high = suppressed.
+
+Gain: the input is multiplied by 1 − s·g, so the mean gates give the mean gain on and off the
+attended object, 1 − s·ḡ (linear in g, so the mean of the gain is the gain of the mean), and their
+ratio: how much more of the attended object than of the rest reaches the first convolution.
 """
 
 from __future__ import annotations
@@ -65,8 +69,15 @@ def _describe(values: np.ndarray) -> dict[str, float]:
             "median": float(np.median(values)), "n": int(len(values))}
 
 
-def summarize_inhibition(attended: np.ndarray, not_attended: np.ndarray) -> dict[str, Any]:
-    """Means ± SD per image (glimpse-averaged) and per glimpse, and the paired t-test."""
+def summarize_inhibition(attended: np.ndarray, not_attended: np.ndarray,
+                         strength: float | None = None) -> dict[str, Any]:
+    """Means ± SD per image (glimpse-averaged) and per glimpse, and the paired t-test.
+
+    Args:
+        attended, not_attended: glimpses×N mean gates (:func:`gate_means`).
+        strength: the gate strength s; when given, adds ``gain`` (mean 1 − s·g on and off the
+            attended object over images, and the mean per-image ratio on/off).
+    """
     with np.errstate(invalid="ignore"):
         a_img, n_img = np.nanmean(attended, axis=0), np.nanmean(not_attended, axis=0)
     both = np.isfinite(a_img) & np.isfinite(n_img)
@@ -89,6 +100,10 @@ def summarize_inhibition(attended: np.ndarray, not_attended: np.ndarray) -> dict
     else:
         out["paired_t_test"] = None  # fewer than two images: no test (the reference divided by zero)
     out["fraction_images_attended_lower"] = float((a_img[both] < n_img[both]).mean()) if both.any() else None
+    if strength is not None:
+        gain_on, gain_off = 1 - strength * a_img[both], 1 - strength * n_img[both]
+        out["gain"] = {"strength": float(strength), "attended": _describe(gain_on), "not_attended": _describe(gain_off),
+                       "ratio": _describe(gain_on / gain_off)}
     return out
 
 
@@ -114,7 +129,7 @@ class InhibitionAnalysis:
         datamodule.setup("test" if self.split == "test" else "fit")
         loader = getattr(datamodule, f"{self.split}_dataloader")()
         attended, not_attended = gate_means(module.net, loader, module.glimpses, device, self.max_images)
-        results = summarize_inhibition(attended, not_attended)
+        results = summarize_inhibition(attended, not_attended, strength=float(module.net.strength))
         results["split"] = self.split
         results["figure"] = str(plot_inhibition(
             np.nanmean(attended, axis=0), np.nanmean(not_attended, axis=0), Path(out_dir) / "inhibition.png",
@@ -130,6 +145,10 @@ class InhibitionAnalysis:
                  f"input gate, not attended: {n['mean']:.4f} ± {n['sd']:.4f}"]
         if t:
             lines.append(f"paired t-test: t={t['t']:.1f}, p={t['p']:.3g}, df={t['df']}")
+        gain = results.get("gain")
+        if gain:
+            lines.append(f"input gain 1 - s*g (s={gain['strength']:g}): attended {gain['attended']['mean']:.4f}, "
+                         f"not attended {gain['not_attended']['mean']:.4f}, ratio {gain['ratio']['mean']:.4f}")
         return lines
 
 
