@@ -53,6 +53,7 @@ class AttentionSource:
 
     name: str = "source"
     leave_one_out: bool = False  # scored subject by subject (the inter-observer baseline)
+    parallel_safe: bool = False  # may be used from forked worker processes (no GPU, threads or open handles)
 
     def saliency_map(self, ctx: BenchmarkContext, i: int) -> Optional[np.ndarray]:
         return None

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
 
 import attnlab.benchmark.report as report
-from attnlab.benchmark.scoring import _score_source, _targets
+from attnlab.benchmark.scoring import score_chunk
 from attnlab.benchmark.sources import centre_bias, resolve_source
 from attnlab.metrics import saliency as S
 from attnlab.sources import AttentionSource, BenchmarkContext
@@ -19,7 +20,48 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_benchmark", "source_list"]
+__all__ = ["run_benchmark", "source_list", "score_images", "workers"]
+
+CHUNK = 8  # images scored together: enough to batch the metrics, few enough to keep memory small
+_SHARED: tuple = ()  # (sources, ctx, negatives) for forked workers, set before the pool starts
+
+
+def workers(sources: Sequence[AttentionSource], images: int) -> int:
+    """Processes to score with: one per available core (at most one per chunk) when every source
+    may run in a forked process (the built-in ones; a model may hold a GPU or threads), else 1."""
+    if not all(getattr(s, "parallel_safe", False) for s in sources) or "fork" not in mp.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, -(-images // CHUNK)))
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # the processes are the parallelism; also keeps OpenMP out of forked children
+
+
+def _score_chunk(job: tuple[list[int], list[int]]):
+    sources, ctx, negatives = _SHARED
+    rows, maps = score_chunk(sources, ctx, job[0], negatives, job[1])
+    return rows, maps, len(job[0])
+
+
+def score_images(sources, ctx, indices, negatives, keep, processes: int = 1):
+    """(rows, figure maps, image count) of each chunk of ``indices``, in order; ``processes`` > 1
+    scores chunks in forked worker processes."""
+    global _SHARED
+    jobs = [(indices[k : k + CHUNK], [i for i in indices[k : k + CHUNK] if i in keep]) for k in range(0, len(indices), CHUNK)]
+    for size in {ctx.data.stimuli[i].size for i in indices}:  # build the shared caches once, before forking
+        negatives.support_counts(indices[:1], size)
+    _SHARED = (sources, ctx, negatives)
+    try:
+        if processes <= 1:
+            for job in jobs:
+                yield _score_chunk(job)
+            return
+        with mp.get_context("fork").Pool(processes, initializer=_init_worker) as pool:
+            yield from pool.imap(_score_chunk, jobs)
+    finally:
+        _SHARED = ()
 
 
 def source_list(attention: Any, required: bool = True) -> list[str]:
@@ -63,28 +105,25 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> d
     sigma_px = float(cfg.sigma_px) if cfg.get("sigma_px") else dm.sigma_px
     humans = data.filtered(drop_first=bool(cfg.scanpath_drop_first)).scanpaths if cfg.scanpath_drop_first else data.scanpaths
     ctx = BenchmarkContext(data, train, sigma_px, int(cfg.seed), humans)
+    centre_bias(ctx)  # fitted once, here, before any worker needs it
     sources = list(sources) + [resolve_source(s, ctx) for s in source_list(cfg.attention, required=not sources)]
     log.info("benchmark: %d %s images of %s, sigma %.1f px, sources %s", len(data), split, dm.dataset.name, sigma_px, [s.name for s in sources])
 
     negatives = S.ShuffledNegatives([(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli])
+    scored = [i for i in range(len(data)) if data.fixations(i).x.size]
+    skipped = len(data) - len(scored)
+    keep = scored[: int(cfg.figure_images)]
     per_image: dict[str, list[dict[str, float]]] = {s.name: [] for s in sources}
-    skipped = 0
-    figure_rows = []
-    for i in tqdm(range(len(data)), desc="benchmark", disable=not cfg.progress):
-        if data.fixations(i).x.size == 0:
-            skipped += 1
-            continue
-        tg = _targets(ctx, i, negatives)
-        maps = {}
-        for source in sources:
-            row, shown = _score_source(source, ctx, i, tg)
-            per_image[source.name].append({"stimulus": data.stimuli[i].id, **row})
-            if shown is not None:
-                maps[source.name] = shown
-        if len(figure_rows) < int(cfg.figure_images):
-            figure_rows.append((data.stimuli[i].id, data.load_image(i) if data.stimuli[i].path else None, tg.density.numpy(), maps))
+    shown: dict[int, dict] = {}
+    with tqdm(total=len(scored), desc="benchmark", disable=not cfg.progress) as bar:
+        for rows, maps, count in score_images(sources, ctx, scored, negatives, keep, workers(sources, len(scored))):
+            for name, r in rows.items():
+                per_image[name].extend(r)
+            shown |= maps
+            bar.update(count)
     if skipped:
         log.warning("%d images without fixations were skipped", skipped)
+    figure_rows = [(data.stimuli[i].id, data.load_image(i) if data.stimuli[i].path else None, shown[i]["density"], shown[i]["maps"]) for i in keep]
 
     table, columns = report.summary_table(per_image)
     out = Path(cfg.paths.output_dir)

@@ -1,86 +1,66 @@
-"""Per-image targets (fixations, densities, negatives, clusters) and every metric of a source on them."""
+"""Every metric of every source on a chunk of images, computed in batches (the fast path).
+
+:func:`score_chunk` scores a few images at once and gives the same per-image values as the plain
+per-image loop of :mod:`attnlab.benchmark.reference` (checked by tests/test_benchmark_fast.py):
+
+- what every source compares against is built once per image (:class:`Targets`): fixations, the
+  human density, per-subject densities, scanpath clusters (mean shift with every seed at once), and
+  the shuffled-AUC negatives once per chunk;
+- a source's maps of all the chunk's images of one size go through ONE
+  :func:`attnlab.metrics.saliency.saliency_metrics` call (AUC-Judd without jitter, the pysaliency
+  convention, so a map's value does not depend on its place in the batch); AUC-Borji draws its
+  random negatives per call, so it keeps one call per image and source, as the reference;
+- the inter-observer maps (each subject left out) are sums of per-subject densities (one prefix
+  and one suffix sum) instead of one blur per subject;
+- every scanpath pair of every source and image goes to
+  :func:`attnlab.metrics.scanpath_batch.pairwise_scanpath_metrics` together; human scanpaths are
+  encoded once for all sources.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from attnlab.benchmark.sources import centre_bias
-from attnlab.data.fixations import Scanpath
+from attnlab.data.fixations import Scanpath, _pixel_indices, gaussian_operator, sparse_fixation_maps
 from attnlab.metrics import saliency as S
-from attnlab.metrics import scanpath as SP
-from attnlab.metrics.maps import InvalidMapError
+from attnlab.metrics.maps import InvalidMapError, match_size
+from attnlab.metrics.scanpath import FixationClusters
+from attnlab.metrics.scanpath_batch import fit_fixation_clusters_fast, pairwise_scanpath_metrics
 from attnlab.sources import AttentionSource, BenchmarkContext
 from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "SALIENCY_METRICS",
+    "SCANPATH_METRICS",
+    "LOWER_IS_BETTER",
+    "INTER_OBSERVER_SPLITS",
+    "LOCATION_METRICS",
+    "DISTRIBUTION_METRICS",
+    "Targets",
+    "image_targets",
+    "score_chunk",
+    "split_halves",
+]
+
 SALIENCY_METRICS = ("AUC_Judd", "AUC_Borji", "sAUC", "NSS", "CC", "KLD", "SIM", "IG")
 SCANPATH_METRICS = ("SED", "ScanMatch", "MM_vector", "MM_direction", "MM_length", "MM_position", "MM_duration", "DTW", "TDE", "SS")
 LOWER_IS_BETTER = {"KLD", "DTW"}
 INTER_OBSERVER_SPLITS = 5  # random halvings of the subjects for the inter-observer CC/KLD/SIM
-
-
-@dataclass
-class ImageTargets:
-    """Everything the metrics compare against on one image."""
-
-    size: tuple[int, int]
-    fixations: torch.Tensor  # H×W counts
-    density: torch.Tensor  # H×W
-    baseline: torch.Tensor  # centre bias
-    nonfixations: torch.Tensor  # other images' fixations (pysaliency sAUC)
-    subjects: list[str]
-    subject_fixations: torch.Tensor  # S×H×W
-    clusters: Optional[SP.FixationClusters]
-
-
-def _targets(ctx: BenchmarkContext, i: int, negatives: S.ShuffledNegatives) -> ImageTargets:
-    data = ctx.data
-    size = data.stimuli[i].size
-    fix, dropped = data.fixation_map(i)
-    if dropped:
-        log.warning("%s: %d fixations outside the image dropped", data.stimuli[i].id, dropped)
-    subjects = sorted({p.subject for p in data.scanpaths[i]})
-    sub_fix = np.stack([data.fixation_map(i, subjects={s})[0] for s in subjects]) if subjects else np.zeros((0, *size))
-    humans = ctx.human_scanpaths[i]
-    points = np.concatenate([np.stack([h.x, h.y], 1) for h in humans]) if humans else np.zeros((0, 2))
-    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
-    return ImageTargets(
-        size,
-        t(fix),
-        t(data.density(i, sigma_px=ctx.sigma_px)),
-        t(centre_bias(ctx).map(size)),
-        t(negatives.counts(i)),
-        subjects,
-        t(sub_fix),
-        SP.fit_fixation_clusters(points) if len(points) else None,
-    )
-
-
 LOCATION_METRICS = ("AUC_Judd", "AUC_Borji", "sAUC", "NSS", "IG")  # scored against fixations
 DISTRIBUTION_METRICS = ("CC", "KLD", "SIM")  # scored against a density
+BATCHED = tuple(m for m in SALIENCY_METRICS if m != "AUC_Borji")  # batch-invariant: one call per chunk
 
 
-def _map_metrics(
-    pred: torch.Tensor, fixations: Optional[torch.Tensor], density: Optional[torch.Tensor], tg: ImageTargets, seed: int
-) -> dict[str, float]:
-    """Saliency metrics of B maps against B targets, averaged over the batch (NaN = skipped)."""
-    b = pred.shape[0]
-    values = {}
-    if fixations is not None:  # one call: each map validated once, intermediates shared
-        names = LOCATION_METRICS + (DISTRIBUTION_METRICS if density is not None else ())
-        values |= S.saliency_metrics(pred, fixations, density, tg.baseline, tg.nonfixations.expand(b, -1, -1), metrics=names, seed=seed)
-    elif density is not None:
-        values |= {"CC": S.cc(pred, density), "KLD": S.kld(pred, density), "SIM": S.sim(pred, density)}
-    return {k: S.mean_over_images(v)[0] for k, v in values.items()}
-
-
-def _split_halves(subjects: list[str], count: int, rng: np.random.Generator) -> list[tuple[set[str], set[str]]]:
+def split_halves(subjects: list[str], count: int, rng: np.random.Generator) -> list[tuple[set[str], set[str]]]:
+    """``count`` random halvings of the subjects (the first half has ⌊n/2⌋)."""
     halves = []
     for _ in range(count):
         order = rng.permutation(len(subjects))
@@ -89,56 +69,224 @@ def _split_halves(subjects: list[str], count: int, rng: np.random.Generator) -> 
     return halves
 
 
-def _scanpath_metrics(preds: list[Scanpath], humans: list[Scanpath], size, clusters, exclude_self: bool) -> dict[str, float]:
-    """Every scanpath metric of each predicted scanpath against each human one (mean)."""
-    pairs = [(p, h) for k, p in enumerate(preds) for j, h in enumerate(humans) if not (exclude_self and j == k)]
-    if not pairs:
-        return {k: float("nan") for k in SCANPATH_METRICS}
-    rows = []
-    for p, h in pairs:
-        mm = SP.multimatch(p, h, size)
-        rows.append(
-            {
-                "SED": SP.string_edit_similarity(p, h, size),
-                "ScanMatch": SP.scanmatch(p, h, size),
-                **{f"MM_{k}": v for k, v in mm.items()},
-                "DTW": SP.dtw(p, h, size),
-                "TDE": SP.scaled_time_delay_embedding(p, h, size),
-                "SS": SP.sequence_score(p, h, clusters) if clusters is not None else float("nan"),
-            }
-        )
-    return {k: float(np.nanmean([r[k] for r in rows])) if any(r[k] == r[k] for r in rows) else float("nan") for k in SCANPATH_METRICS}
+@dataclass
+class Targets:
+    """What every source of image i is compared with, built once per image."""
+
+    index: int
+    size: tuple[int, int]
+    points: tuple[np.ndarray, np.ndarray]  # every fixation (x, y)
+    density: np.ndarray  # H×W human density
+    subjects: list[str]
+    subject_points: list[tuple[np.ndarray, np.ndarray]]
+    humans: list[Scanpath]  # scanpaths the scanpath metrics compare with
+    clusters: Optional[FixationClusters]
+    _counts: Optional[torch.Tensor] = None
+
+    def fixation_counts(self, ctx: BenchmarkContext) -> torch.Tensor:
+        """1×H×W dense fixation counts (AUC-Borji's input), built on first use."""
+        if self._counts is None:
+            self._counts = _tensor(ctx.data.fixation_map(self.index)[0])[None]
+        return self._counts
 
 
-def _score_source(source: AttentionSource, ctx: BenchmarkContext, i: int, tg: ImageTargets) -> tuple[dict[str, float], Optional[np.ndarray]]:
-    sid = ctx.data.stimuli[i].id
-    row: dict[str, float] = {}
-    shown = None
-    try:
+def image_targets(ctx: BenchmarkContext, i: int) -> Targets:
+    data = ctx.data
+    size = data.stimuli[i].size
+    f = data.fixations(i)
+    _, _, inside = _pixel_indices(f.x, f.y, size, None)
+    if (~inside).any():
+        log.warning("%s: %d fixations outside the image dropped", data.stimuli[i].id, int((~inside).sum()))
+    subjects = sorted({p.subject for p in data.scanpaths[i]})
+    per_subject = [data._fixations_of(i, {s}) for s in subjects]
+    humans = ctx.human_scanpaths[i]
+    xy = np.concatenate([h.xy for h in humans]) if humans else np.zeros((0, 2))
+    return Targets(
+        i,
+        size,
+        (f.x, f.y),
+        data.density(i, sigma_px=ctx.sigma_px),
+        subjects,
+        [(p.x, p.y) for p in per_subject],
+        humans,
+        fit_fixation_clusters_fast(xy) if len(xy) else None,
+    )
+
+
+def _subject_blurs(tg: Targets, sigma_px: float) -> np.ndarray:
+    """S×H×W unnormalised densities of each subject (as :func:`gaussian_density` builds them)."""
+    h, w = tg.size
+    my, mx = gaussian_operator(h, round(sigma_px, 9)), gaussian_operator(w, round(sigma_px, 9))
+    out = np.zeros((len(tg.subjects), h, w))
+    for k, (x, y) in enumerate(tg.subject_points):
+        rows, cols, _ = _pixel_indices(x, y, tg.size, None)
+        if len(rows):
+            np.matmul(my[:, rows], mx[:, cols].T, out=out[k])
+    return out
+
+
+def leave_one_out_densities(tg: Targets, sigma_px: float) -> np.ndarray:
+    """S×H×W: the density of every subject but s, for each s — a prefix plus a suffix sum of the
+    per-subject blurs (3 map additions per subject instead of one blur of all the others)."""
+    blurs = _subject_blurs(tg, sigma_px)
+    n = len(blurs)
+    prefix = np.zeros_like(blurs)
+    suffix = np.zeros_like(blurs)
+    for k in range(1, n):
+        np.add(prefix[k - 1], blurs[k - 1], out=prefix[k])
+        np.add(suffix[n - k], blurs[n - k], out=suffix[n - k - 1])
+    loo = np.add(prefix, suffix, out=prefix)
+    totals = loo.reshape(n, -1).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loo /= np.where(totals > 0, totals, np.nan)[:, None, None]  # nobody else looked: a NaN map
+    return loo
+
+
+def _tensor(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+class _Chunk:
+    """The images of one chunk and what their sources share."""
+
+    def __init__(self, ctx: BenchmarkContext, indices: Sequence[int], negatives: S.ShuffledNegatives) -> None:
+        self.ctx = ctx
+        self.targets = [image_targets(ctx, i) for i in indices]
+        self.negatives = negatives
+        self._baselines: dict[tuple[int, int], torch.Tensor] = {}
+
+    def baseline(self, size: tuple[int, int]) -> torch.Tensor:
+        if size not in self._baselines:
+            self._baselines[size] = _tensor(centre_bias(self.ctx).map(size))
+        return self._baselines[size]
+
+
+def _mean(values: torch.Tensor) -> float:
+    return S.mean_over_images(values)[0]
+
+
+def _maps_of(source: AttentionSource, chunk: _Chunk) -> list[Optional[np.ndarray]]:
+    out = []
+    for tg in chunk.targets:
+        m = source.saliency_map(chunk.ctx, tg.index)
+        if m is not None:
+            m = np.asarray(m, dtype=np.float64)
+            if not np.isfinite(m).all():
+                sid = chunk.ctx.data.stimuli[tg.index].id
+                raise UserError(f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values")
+        out.append(m)
+    return out
+
+
+def _map_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optional[np.ndarray]], rows: list[dict]) -> None:
+    """Saliency metrics of one map per image: one call per image size for the batch-invariant
+    metrics, AUC-Borji per image (its random draws depend on the batch)."""
+    seed = chunk.ctx.seed
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for k, (tg, m) in enumerate(zip(chunk.targets, maps)):
+        if m is not None:
+            by_size.setdefault(tg.size, []).append(k)
+    for size, ks in by_size.items():
+        tgs = [chunk.targets[k] for k in ks]
+        pred = torch.stack([match_size(_tensor(maps[k])[None], size)[0] for k in ks])
+        fix = sparse_fixation_maps([tg.points for tg in tgs], [size] * len(tgs))
+        dens = torch.stack([_tensor(tg.density) for tg in tgs])
+        nonfix = chunk.negatives.support_counts([tg.index for tg in tgs], size)
+        try:
+            values = S.saliency_metrics(pred, fix, dens, chunk.baseline(size), nonfix, metrics=BATCHED, seed=seed, jitter=False)
+        except InvalidMapError as ex:
+            sid = chunk.ctx.data.stimuli[tgs[0].index].id
+            raise UserError(f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values") from ex
+        for row_k, (k, tg) in enumerate(zip(ks, tgs)):
+            one = {name: _mean(v[row_k : row_k + 1]) for name, v in values.items()}
+            one["AUC_Borji"] = _mean(S.auc_borji(pred[row_k : row_k + 1], tg.fixation_counts(chunk.ctx), seed=seed))
+            rows[k].update({name: one[name] for name in SALIENCY_METRICS if name in one})
+
+
+def _leave_one_out_rows(chunk: _Chunk, rows: list[dict]) -> None:
+    """Inter-observer saliency metrics: the others' density against each left-out subject's
+    fixations; one random half's density against the other half's (CC, KLD, SIM)."""
+    ctx = chunk.ctx
+    for k, tg in enumerate(chunk.targets):
+        if len(tg.subjects) < 2:
+            continue
+        if ctx.sigma_px > 0:
+            loo = torch.from_numpy(leave_one_out_densities(tg, ctx.sigma_px))
+        else:  # no blur: normalised counts, as the data's own density gives them
+            loo = torch.from_numpy(np.stack([ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=set(tg.subjects) - {s}) for s in tg.subjects]))
+        fix = sparse_fixation_maps(tg.subject_points, [tg.size] * len(tg.subjects))
+        nonfix = chunk.negatives.support_counts([tg.index] * len(tg.subjects), tg.size)
+        values = S.saliency_metrics(loo, fix, None, chunk.baseline(tg.size), nonfix, metrics=LOCATION_METRICS, seed=ctx.seed, jitter=False)
+        rows[k].update({name: _mean(v) for name, v in values.items()})
+        halves = split_halves(tg.subjects, INTER_OBSERVER_SPLITS, np.random.default_rng([ctx.seed, tg.index]))
+        pred = torch.from_numpy(np.stack([ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=a) for a, _ in halves]))
+        target = torch.from_numpy(np.stack([ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=b) for _, b in halves]))
+        rows[k].update({"CC": _mean(S.cc(pred, target)), "KLD": _mean(S.kld(pred, target)), "SIM": _mean(S.sim(pred, target))})
+
+
+class _Pairs:
+    """Every scanpath pair of the chunk, tagged with the (source, image) row it averages into."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[Scanpath, Scanpath]] = []
+        self.sizes: list[tuple[int, int]] = []
+        self.clusters: list[Optional[FixationClusters]] = []
+        self.owner: list[int] = []
+        self.rows: list[dict] = []
+
+    def add(self, row: dict, preds: list[Scanpath], tg: Targets, exclude_self: bool) -> None:
+        owner = len(self.rows)
+        self.rows.append(row)
+        for a, p in enumerate(preds):
+            for b, h in enumerate(tg.humans):
+                if not (exclude_self and a == b):
+                    self.pairs.append((p, h))
+                    self.sizes.append(tg.size)
+                    self.clusters.append(tg.clusters)
+                    self.owner.append(owner)
+
+    def score(self) -> None:
+        """Mean of each metric over each row's pairs (NaN skipped; NaN when none is defined)."""
+        values = pairwise_scanpath_metrics(self.pairs, self.sizes, self.clusters)
+        owner = np.asarray(self.owner, dtype=np.int64)
+        order = np.argsort(owner, kind="stable")
+        starts = np.searchsorted(owner[order], np.arange(len(self.rows) + 1))
+        for r, row in enumerate(self.rows):
+            sel = order[starts[r] : starts[r + 1]]
+            for name in SCANPATH_METRICS:
+                v = values[name][sel]
+                row[name] = float(np.nanmean(v)) if len(v) and np.isfinite(v).any() else float("nan")
+
+
+def score_chunk(sources: Sequence[AttentionSource], ctx: BenchmarkContext, indices: Sequence[int], negatives: S.ShuffledNegatives,
+                keep_maps: Sequence[int] = ()) -> tuple[dict[str, list[dict]], dict[int, dict]]:
+    """({source name: one row per image of ``indices``}, {image: {"density", "maps"}} for ``keep_maps``).
+
+    Images must have fixations. Rows hold every saliency metric of a source with a map and every
+    scanpath metric of a source with scanpaths (inter_observer: both, subject by subject).
+    """
+    chunk = _Chunk(ctx, indices, negatives)
+    keep = set(keep_maps)
+    shown: dict[int, dict] = {tg.index: {"density": tg.density, "maps": {}} for tg in chunk.targets if tg.index in keep}
+    out: dict[str, list[dict]] = {}
+    pairs = _Pairs()
+    for source in sources:
+        rows = [{"stimulus": ctx.data.stimuli[tg.index].id} for tg in chunk.targets]
+        out[source.name] = rows
         if source.leave_one_out:
-            if len(tg.subjects) >= 2:
-                # fixation-based metrics: the other subjects' density against each left-out subject
-                loo = np.stack([ctx.data.density(i, sigma_px=ctx.sigma_px, subjects=set(tg.subjects) - {s}) for s in tg.subjects])
-                row |= _map_metrics(torch.as_tensor(loo), tg.subject_fixations, None, tg, ctx.seed)
-                # distribution metrics: one half of the subjects' density against the other half's
-                halves = _split_halves(tg.subjects, INTER_OBSERVER_SPLITS, np.random.default_rng([ctx.seed, i]))
-                pred = np.stack([ctx.data.density(i, sigma_px=ctx.sigma_px, subjects=a) for a, _ in halves])
-                target = np.stack([ctx.data.density(i, sigma_px=ctx.sigma_px, subjects=b) for _, b in halves])
-                row |= _map_metrics(torch.as_tensor(pred), None, torch.as_tensor(target), tg, ctx.seed)
-            humans = ctx.human_scanpaths[i]
-            row |= _scanpath_metrics(humans, humans, tg.size, tg.clusters, exclude_self=True)
-            shown = source.saliency_map(ctx, i)
-        else:
-            smap = source.saliency_map(ctx, i)
-            if smap is not None:
-                shown = np.asarray(smap, dtype=np.float64)
-                pred = torch.as_tensor(shown)[None]
-                row |= _map_metrics(pred, tg.fixations[None], tg.density[None], tg, ctx.seed)
-            paths = source.scanpaths(ctx, i)
+            _leave_one_out_rows(chunk, rows)
+            for row, tg in zip(rows, chunk.targets):
+                pairs.add(row, tg.humans, tg, exclude_self=True)
+                if tg.index in shown:
+                    shown[tg.index]["maps"][source.name] = tg.density
+            continue
+        maps = _maps_of(source, chunk)
+        _map_rows(source, chunk, maps, rows)
+        for row, tg, m in zip(rows, chunk.targets, maps):
+            if m is not None and tg.index in shown:
+                shown[tg.index]["maps"][source.name] = m
+            paths = source.scanpaths(ctx, tg.index)
             if paths:
-                row |= _scanpath_metrics(list(paths), ctx.human_scanpaths[i], tg.size, tg.clusters, exclude_self=False)
-    except InvalidMapError as ex:
-        raise UserError(f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values") from ex
-    return row, shown
-
-
+                pairs.add(row, list(paths), tg, exclude_self=False)
+    pairs.score()
+    return out, shown

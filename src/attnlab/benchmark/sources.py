@@ -75,6 +75,7 @@ def _sampled_scanpaths(ctx: BenchmarkContext, i: int, draw) -> list[Scanpath]:
 @register_source("uniform")
 class UniformSource(AttentionSource):
     name = "uniform"
+    parallel_safe = True
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
         pass
@@ -90,6 +91,7 @@ class UniformSource(AttentionSource):
 @register_source("center_bias")
 class CentreBiasSource(AttentionSource):
     name = "centre_bias"
+    parallel_safe = True
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
         self.model = centre_bias(ctx)
@@ -107,6 +109,7 @@ class InterObserverSource(AttentionSource):
 
     name = "inter_observer"
     leave_one_out = True
+    parallel_safe = True
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
         pass
@@ -117,6 +120,8 @@ class InterObserverSource(AttentionSource):
 
 class MapFolderSource(AttentionSource):
     """Saliency maps ``<folder>/<stimulus id>.png|.npy``."""
+
+    parallel_safe = True  # reads files
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -145,6 +150,8 @@ class MapFolderSource(AttentionSource):
 
 class ScanpathSource(AttentionSource):
     """Model scanpaths held in memory, ``{stimulus id: [Scanpath, ...]}``; the map is their density."""
+
+    parallel_safe = True
 
     def __init__(self, groups: dict[str, list[Scanpath]], name: str) -> None:
         self.groups = groups
