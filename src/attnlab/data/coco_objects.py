@@ -138,11 +138,12 @@ class COCOObjectsDataModule(SplitDataModule):
         return load_metadata(annotation_file, hp.cache_dir, hp.min_area, hp.max_overlap, hp.num_objects,
                              hp.use_supercategory)
 
-    def _usable(self, annotation_file: Path, image_dir: Path, class_index: dict[str, int]) -> tuple[list, dict]:
+    def _usable(self, annotation_file: Path, image_dir: Path, class_index: dict[str, int],
+                meta: dict | None = None) -> tuple[list, dict]:
         """Selected items of one annotation file whose labels are known and whose image opens, and a
         report: images, kept photos/objects/pairs and the dropped photos per reason."""
         hp = self.hparams
-        meta = self._metadata(annotation_file)
+        meta = self._metadata(annotation_file) if meta is None else meta
         known = _known_labels(meta["images"], class_index, annotation_file)
         items, corrupt = check_images(known, image_dir, hp.strict)
         counts = meta["counts"]
@@ -169,7 +170,7 @@ class COCOObjectsDataModule(SplitDataModule):
             raise UserError(f"{train_ann} has {len(self.class_names)} labels but data.num_classes="
                             f"{hp.num_classes}; set data.num_classes={len(self.class_names)}")
         class_index = {name: i for i, name in enumerate(self.class_names)}
-        items, train_report = self._usable(train_ann, train_dir, class_index)
+        items, train_report = self._usable(train_ann, train_dir, class_index, meta)
         reports = {"train_file": train_report}
 
         order = np.random.default_rng(hp.seed).permutation(len(items))

@@ -129,7 +129,11 @@ class GlimpseMetrics(Metric):
             getattr(self, f"sample_{name}").append(torch.stack(values, 1))  # B×glimpses
 
     def samples(self) -> dict[str, np.ndarray]:
-        """Per-image records as glimpses×N NumPy arrays: target, pred (int), iou, mask_fraction."""
+        """Per-image records as glimpses×N NumPy arrays: target, pred (int), iou, mask_fraction.
+
+        These are this process's records (not gathered across DDP ranks): intervals computed from them
+        under DDP cover one rank's share of the test set.
+        """
         out = {}
         for name in ("target", "pred", "iou", "mask_fraction"):
             state = getattr(self, f"sample_{name}")
