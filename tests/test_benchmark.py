@@ -80,13 +80,9 @@ def test_benchmark_on_a_folder_dataset(run_cli, tmp_path, folder_data):
 
 def compose(*overrides: str):
     """The benchmark config as the command line would build it, writing into the given output_dir."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from attnlab.utils.cli import compose_config
 
-    from attnlab.utils.cli import CONFIG_DIR
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return hydra_compose(config_name="benchmark", overrides=list(overrides))
+    return compose_config("benchmark", overrides)
 
 
 def test_bad_maps_and_bad_options_name_the_culprit(tmp_path, folder_data):

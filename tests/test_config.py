@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from attnlab.utils.cli import CONFIG_DIR, first_sweep_values
+from attnlab.utils.cli import CONFIG_DIR, compose_config, first_sweep_values
 from attnlab.utils.config import ConfigError, validate
 
 CONF = Path(CONFIG_DIR)
@@ -33,8 +32,7 @@ CASES = [
 
 
 def compose_cfg(primary: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name=primary, overrides=overrides, return_hydra_config=True)
+    return compose_config(primary, overrides, return_hydra_config=True)
 
 
 def test_every_group_has_options():

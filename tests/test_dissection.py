@@ -224,20 +224,16 @@ def test_concept_importance_by_hand():
 def _tiny_checkpoints(tmp_path: Path) -> tuple[Path, Path]:
     """Phase-1 and phase-2 checkpoints of a tiny DINet, saved the way attnlab.train saves them."""
     import hydra
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     from attnlab.utils.checkpoint import CONFIG_KEY
-    from attnlab.utils.cli import CONFIG_DIR
+    from attnlab.utils.cli import compose_config
 
     paths = []
     for phase in (1, 2):
         overrides = ["model=saliency_dinet", "data.image_size=[30,40]", "model.bases=4", "model.net.width=8",
                      "model.net.backbone_weights=none", f"model.phase={phase}"]
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=overrides)
-        GlobalHydra.instance().clear()
+        cfg = compose_config("train", overrides)
         stored = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "data")}
         torch.manual_seed(0)  # the same bases in both phases, like a real phase 2
         module = hydra.utils.instantiate(cfg.model, _convert_="all")

@@ -300,9 +300,9 @@ def test_nan_images_and_empty_scanpaths_are_clear_errors():
     images[1, 0, 3, 3] = float("nan")
     with pytest.raises(UserError, match="NaN"):
         tiny_module().scanpaths(images)
-    with pytest.raises(UserError, match="length must be >= 1, got 0"):
+    with pytest.raises(UserError, match="length=0 is not allowed; expected an integer > 0"):
         SearchConfig(length=0)
-    with pytest.raises(UserError, match="start="):
+    with pytest.raises(UserError, match="start='corner' is not allowed; expected one of centre, random, previous"):
         SearchConfig(start="corner")
 
 

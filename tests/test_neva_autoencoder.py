@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from PIL import Image
 
 from attnlab.models.neva import ConvAutoencoder, load_autoencoder
-from attnlab.utils.cli import CONFIG_DIR
+from attnlab.utils.cli import compose_config
 
 
 def make_images(folder: Path, n: int = 8) -> None:
@@ -44,11 +43,10 @@ def test_train_autoencoder_then_reconstruction_scanpaths(run_cli, tmp_path):
 
     from attnlab.scanpaths import generate
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="scanpaths", overrides=[
-            "model=neva_reconstruction", f"model.task.checkpoint={ckpt}", "model.image_size=[32,32]",
-            "model.search.length=2", "model.search.steps=3", f"data.image_dir={folder}", "max_images=2", "overlays=false",
-        ])
+    cfg = compose_config("scanpaths", [
+        "model=neva_reconstruction", f"model.task.checkpoint={ckpt}", "model.image_size=[32,32]",
+        "model.search.length=2", "model.search.steps=3", f"data.image_dir={folder}", "max_images=2", "overlays=false",
+    ])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "neva")
     summary = generate(cfg)

@@ -12,21 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from PIL import Image
 
 from conftest import shared_path
 
-from attnlab.utils.cli import CONFIG_DIR
+from attnlab.utils.cli import compose_config
 from attnlab.utils.config import ConfigError, validate
 
 FAST = ["model.search.length=3", "model.search.steps=2", "model.image_size=[64,64]"]
 
 
 def compose_scanpaths(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="scanpaths", overrides=list(overrides))
+    cfg = compose_config("scanpaths", overrides)
     with open_dict(cfg):
         cfg.paths.root_dir = str(tmp_path)
         cfg.paths.output_dir = str(tmp_path / "run")
@@ -92,10 +90,9 @@ def check_written_scanpaths_are_benchmark_sources(tmp_path, out, root, records, 
     assert set(table) == {r["name"] for r in records}
     for rec in records:
         assert np.allclose(table[rec["name"]][0].x, [f["x"] for f in rec["fixations"]], atol=0.005)  # written to 2 decimals
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="benchmark", overrides=[
-            "data=osie", f"data.root={root}", f"attention=[{out / 'benchmark_sources' / 'NeVA.json'}]", "split=all",
-            "max_images=2", f"seed={seed}", "figure_images=0", "progress=false", f"paths.output_dir={tmp_path / 'again'}"])
+    cfg = compose_config("benchmark", [
+        "data=osie", f"data.root={root}", f"attention=[{out / 'benchmark_sources' / 'NeVA.json'}]", "split=all",
+        "max_images=2", f"seed={seed}", "figure_images=0", "progress=false", f"paths.output_dir={tmp_path / 'again'}"])
     (tmp_path / "again").mkdir()
     again = run_benchmark(cfg)
     for got, expected in zip(again["per_image"]["NeVA"], bench["per_image"]["NeVA"]):

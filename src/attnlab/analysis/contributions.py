@@ -21,12 +21,12 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from attnlab.utils.config import UserError, at_least, one_of, register_schema
+from attnlab.utils.config import PositiveInt, UserError
 from attnlab.utils.io import open_atomic
 
 log = logging.getLogger(__name__)
@@ -176,10 +176,10 @@ class ContributionAnalysis:
 
     checkpoint: str | None = None
     dissection: str = ""
-    iou: str = "image_mean"
-    top_k: int = 5
-    top_n: int = 30
-    categories: dict[str, list[str]] = field(default_factory=dict)
+    iou: Literal["image_mean", "dataset"] = "image_mean"
+    top_k: PositiveInt = 5
+    top_n: PositiveInt = 30
+    categories: Optional[dict[str, list[str]]] = field(default_factory=dict)
     name: str = field(default="contributions", init=False)
     needs_model: bool = field(default=False, init=False)
 
@@ -241,14 +241,3 @@ class ContributionAnalysis:
             "categories: " + ", ".join(f"{c} {v['normalised']:+.2f}" for c, v in cats),
             "figures: " + ", ".join(results["figures"]),
         ]
-
-
-@register_schema("attnlab.analysis.contributions.ContributionAnalysis")
-@dataclass
-class ContributionSchema:
-    checkpoint: Any = None
-    dissection: str = ""
-    iou: str = field(default="image_mean", metadata=one_of("image_mean", "dataset"))
-    top_k: int = field(default=5, metadata=at_least(1))
-    top_n: int = field(default=30, metadata=at_least(1))
-    categories: Any = None

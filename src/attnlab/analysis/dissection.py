@@ -22,12 +22,12 @@ import logging
 import math
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Annotated, Any, Iterable, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from attnlab.utils.config import UserError, at_least, between, register_schema
+from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveInt, Size2, UserError
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +350,19 @@ def _device(name: str) -> str:
     return name
 
 
+def _thresholds_ok(v: Any) -> bool:
+    if v is None:
+        return True
+    if not isinstance(v, dict) or set(v) - {"source", "q", "bins", "refine", "file", "value"}:
+        return False
+    return v.get("source", "val") in THRESHOLD_SOURCES and 0 <= float(v.get("q", 0.8)) <= 1 and int(v.get("bins", 4096)) >= 2
+
+
+ThresholdOptions = Check(
+    _thresholds_ok, "source in val|dissection|file|fixed, q in [0, 1], bins >= 2 (keys: source, q, bins, refine, file, value)"
+)
+
+
 @dataclass
 class DissectionAnalysis:
     """``analysis=dissection``: IoU of every basis with every scene-graph concept.
@@ -360,14 +373,14 @@ class DissectionAnalysis:
     checkpoint: str | None = None
     scene_graphs: str = ""
     image_dir: str = ""
-    thresholds: dict[str, Any] = field(default_factory=dict)
-    vocabulary: dict[str, Any] = field(default_factory=dict)
-    mask_coverage: float = 0.5
-    image_size: Any = None
-    max_images: int | None = None
-    batch_size: int = 16
-    num_workers: int = 0
-    top_n: int = 10
+    thresholds: Optional[Annotated[dict[str, Any], ThresholdOptions]] = field(default_factory=dict)
+    vocabulary: Optional[dict[str, Any]] = field(default_factory=dict)
+    mask_coverage: Fraction = 0.5
+    image_size: Optional[Size2] = None
+    max_images: Optional[PositiveInt] = None
+    batch_size: PositiveInt = 16
+    num_workers: NonNegativeInt = 0
+    top_n: PositiveInt = 10
     device: str = "cpu"
     name: str = field(default="dissection", init=False)
     needs_model: bool = field(default=False, init=False)
@@ -394,28 +407,3 @@ class DissectionAnalysis:
             top = ", ".join(f"{t['concept']} {t['iou']:.2f}" for t in b["top"][:3])
             lines.append(f"  basis {b['basis']}: {top}")
         return lines
-
-
-def _thresholds_ok(v: Any) -> bool:
-    if v is None:
-        return True
-    if not isinstance(v, dict) or set(v) - {"source", "q", "bins", "refine", "file", "value"}:
-        return False
-    return v.get("source", "val") in THRESHOLD_SOURCES and 0 <= float(v.get("q", 0.8)) <= 1 and int(v.get("bins", 4096)) >= 2
-
-
-@register_schema("attnlab.analysis.dissection.DissectionAnalysis")
-@dataclass
-class DissectionSchema:
-    checkpoint: Any = None
-    scene_graphs: str = ""
-    image_dir: str = ""
-    thresholds: Any = field(default=None, metadata={"check": (_thresholds_ok, "source in val|dissection|file|fixed, q in [0, 1], bins >= 2 (keys: source, q, bins, refine, file, value)")})
-    vocabulary: Any = None
-    mask_coverage: float = field(default=0.5, metadata=between(0, 1))
-    image_size: Any = None
-    max_images: Any = None
-    batch_size: int = field(default=16, metadata=at_least(1))
-    num_workers: int = field(default=0, metadata=at_least(0))
-    top_n: int = field(default=10, metadata=at_least(1))
-    device: str = "cpu"

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ from scipy import stats
 
 from attnlab.models.gating.evaluation import object_mask
 from attnlab.models.gating.module import run_glimpses
-from attnlab.utils.config import UserError, at_least, one_of, register_schema
+from attnlab.utils.config import PositiveInt, UserError
 
 __all__ = ["InhibitionAnalysis", "gate_means", "summarize_inhibition"]
 
@@ -117,9 +119,9 @@ class InhibitionAnalysis:
         bins: histogram bins.
     """
 
-    split: str = "test"
-    max_images: int | None = None
-    bins: int = 50
+    split: Literal["train", "val", "test"] = "test"
+    max_images: PositiveInt | None = None
+    bins: Annotated[int, Ge(2)] = 50
     name: str = field(default="inhibition", init=False)
     needs_model: bool = field(default=True, init=False)
 
@@ -150,11 +152,3 @@ class InhibitionAnalysis:
             lines.append(f"input gain 1 - s*g (s={gain['strength']:g}): attended {gain['attended']['mean']:.4f}, "
                          f"not attended {gain['not_attended']['mean']:.4f}, ratio {gain['ratio']['mean']:.4f}")
         return lines
-
-
-@register_schema("attnlab.analysis.inhibition.InhibitionAnalysis")
-@dataclass
-class InhibitionSchema:
-    split: str = field(default="test", metadata=one_of("train", "val", "test"))
-    max_images: Any = None
-    bins: int = field(default=50, metadata=at_least(2))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from attnlab.utils.config import UserError, at_least, register_schema
+from attnlab.utils.config import PositiveInt, UserError
 
 __all__ = ["Run", "TrainingCurveAnalysis", "find_runs", "read_metrics"]
 
@@ -133,7 +133,7 @@ class TrainingCurveAnalysis:
 
     runs: str = ""
     metric: str = "acc"
-    smoothing: int = 20
+    smoothing: PositiveInt = 20
     name: str = field(default="training_curves", init=False)
     needs_model: bool = field(default=False, init=False)
 
@@ -189,11 +189,3 @@ class TrainingCurveAnalysis:
             val = "n/a" if g["final_val_mean"] is None else f"{g['final_val_mean']:.4f}"
             lines.append(f"  {name}: {g['runs']} run(s), final val {val}")
         return lines
-
-
-@register_schema("attnlab.analysis.training_curves.TrainingCurveAnalysis")
-@dataclass
-class TrainingCurveSchema:
-    runs: str = ""
-    metric: str = "acc"
-    smoothing: int = field(default=20, metadata=at_least(1))

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from attnlab.models.gating.module import run_glimpses
-from attnlab.utils.config import UserError, at_least, between, register_schema
+from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveInt, UserError
+
+# [start, stop, count] of numpy.linspace
+Grid = Annotated[tuple[float, float, float], Check(lambda v: int(v[2]) >= 1 and float(v[2]) == int(v[2]), "[start, stop, count]")]
 
 __all__ = ["TuningCurveAnalysis", "bar_stimuli", "gaussian_bar", "place_bar", "tuning_statistics", "unit_statistics"]
 
@@ -188,15 +191,15 @@ class TuningCurveAnalysis:
         batch_size: stimuli per forward pass.
     """
 
-    orientations: Sequence[float] = (0.0, 180.0, 21)
-    sigmas: Sequence[float] = (0.5, 2.0, 6)
-    xs: Sequence[float] = (-15.0, -10.0, 11)
-    ys: Sequence[float] = (-10.0, 10.0, 11)
-    distractor_index: int = 6
-    units: Sequence[Sequence[int]] = ((12, 8), (4, 3))
+    orientations: Grid = (0.0, 180.0, 21)
+    sigmas: Grid = (0.5, 2.0, 6)
+    xs: Grid = (-15.0, -10.0, 11)
+    ys: Grid = (-10.0, 10.0, 11)
+    distractor_index: NonNegativeInt = 6
+    units: Sequence[Sequence[NonNegativeInt]] = ((12, 8), (4, 3))
     unit_plots: bool = True
-    min_modulation: float = 0.1
-    batch_size: int = 256
+    min_modulation: Fraction = 0.1
+    batch_size: PositiveInt = 256
     name: str = field(default="tuning_curves", init=False)
     needs_model: bool = field(default=True, init=False)
 
@@ -267,21 +270,3 @@ class TuningCurveAnalysis:
                 f"(IQR {g['q25']:.3f}-{g['q75']:.3f}), gain > 1 in {100 * s['scaling']['fraction_gain_above_1']:.1f}%"
             )
         return lines
-
-
-def _grid_ok(v: Any) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) == 3 and int(v[2]) >= 1 and float(v[2]) == int(v[2])
-
-
-@register_schema("attnlab.analysis.tuning_curves.TuningCurveAnalysis")
-@dataclass
-class TuningCurveSchema:
-    orientations: Any = field(default=(0.0, 180.0, 21), metadata={"check": (_grid_ok, "[start, stop, count]")})
-    sigmas: Any = field(default=(0.5, 2.0, 6), metadata={"check": (_grid_ok, "[start, stop, count]")})
-    xs: Any = field(default=(-15.0, -10.0, 11), metadata={"check": (_grid_ok, "[start, stop, count]")})
-    ys: Any = field(default=(-10.0, 10.0, 11), metadata={"check": (_grid_ok, "[start, stop, count]")})
-    distractor_index: int = field(default=6, metadata=at_least(0))
-    units: Any = ((12, 8), (4, 3))
-    unit_plots: bool = True
-    min_modulation: float = field(default=0.1, metadata=between(0.0, 1.0))
-    batch_size: int = field(default=256, metadata=at_least(1))

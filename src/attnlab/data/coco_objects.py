@@ -13,9 +13,10 @@ with one ``annotations.json`` whose ``file_name``s are relative to ``root`` (spl
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
+
+from annotated_types import Ge, Interval
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -24,7 +25,7 @@ from attnlab.data.base import SplitDataModule
 from attnlab.data.coco_cache import load_metadata
 from attnlab.data.coco_dataset import COCOObjects, check_images, inverse_frequency_weights
 from attnlab.data.coco_selection import DROP_REASONS, build_metadata, select_objects, selection_outcome
-from attnlab.utils.config import UserError, at_least, between, greater, register_schema
+from attnlab.utils.config import Fraction, NonNegativeInt, PositiveInt, UserError
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +94,20 @@ class COCOObjectsDataModule(SplitDataModule):
         test_annotations: str | None = "annotations/instances_val2017.json",
         test_images: str | None = "val2017",
         cache_dir: str = "outputs/cache",
-        image_size: int = 100,
-        num_objects: int = 2,
-        num_classes: int = 12,
+        image_size: Annotated[int, Ge(16)] = 100,
+        num_objects: PositiveInt = 2,
+        num_classes: PositiveInt = 12,
         classes: Sequence[str] | None = None,
-        strength: float = 0.3,
+        strength: Fraction = 0.3,
         use_supercategory: bool = True,
-        min_area: float = 0.05,
-        max_overlap: float = 0.01,
-        val_fraction: float = 0.3,
-        test_fraction: float = 0.15,
+        min_area: Fraction = 0.05,
+        max_overlap: Fraction = 0.01,
+        val_fraction: Annotated[float, Interval(ge=0, le=0.9)] = 0.3,
+        test_fraction: Annotated[float, Interval(ge=0, le=0.9)] = 0.15,
         strict: bool = False,
         seed: int = 100,
-        batch_size: int = 32,
-        num_workers: int = 0,
+        batch_size: PositiveInt = 32,
+        num_workers: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -212,28 +213,3 @@ class COCOObjectsDataModule(SplitDataModule):
 
     def split_dataset(self, split: str) -> Dataset:
         return self.datasets["test" if split == "predict" else split]
-
-
-@register_schema("attnlab.data.coco_objects.COCOObjectsDataModule")
-@dataclass
-class COCOObjectsSchema:
-    root: str = "data/coco"
-    train_annotations: str = "annotations/instances_train2017.json"
-    train_images: str = "train2017"
-    test_annotations: Any = None
-    test_images: Any = None
-    cache_dir: str = "outputs/cache"
-    image_size: int = field(default=100, metadata=at_least(16))
-    num_objects: int = field(default=2, metadata=at_least(1))
-    num_classes: int = field(default=12, metadata=at_least(1))
-    classes: Any = None
-    strength: float = field(default=0.3, metadata=between(0.0, 1.0))
-    use_supercategory: bool = True
-    min_area: float = field(default=0.05, metadata=between(0.0, 1.0))
-    max_overlap: float = field(default=0.01, metadata=between(0.0, 1.0))
-    val_fraction: float = field(default=0.3, metadata=between(0.0, 0.9))
-    test_fraction: float = field(default=0.15, metadata=between(0.0, 0.9))
-    strict: bool = False
-    seed: int = 0
-    batch_size: int = field(default=32, metadata=greater(0))
-    num_workers: int = field(default=0, metadata=at_least(0))

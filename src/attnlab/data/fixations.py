@@ -42,7 +42,7 @@ import torch
 from torch.utils.data import Dataset
 
 from attnlab.data.base import SplitDataModule
-from attnlab.utils.config import UserError, at_least, register_schema
+from attnlab.utils.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Size2, Split3, UserError
 
 log = logging.getLogger(__name__)
 
@@ -453,15 +453,15 @@ class FixationDataModule(SplitDataModule):
         self,
         root: str,
         drop_first: bool = False,
-        min_duration: float = 0.0,
-        split: Sequence[float] = (0.7, 0.1, 0.2),
+        min_duration: NonNegativeFloat = 0.0,
+        split: Split3 = (0.7, 0.1, 0.2),
         seed: int = 0,
-        pixels_per_degree: float | None = None,
-        sigma_deg: float = 1.0,
-        image_size: Sequence[int] = (240, 320),
-        map_size: Optional[Sequence[int]] = None,
-        batch_size: int = 8,
-        num_workers: int = 0,
+        pixels_per_degree: Optional[PositiveFloat] = None,
+        sigma_deg: NonNegativeFloat = 1.0,
+        image_size: Size2 = (240, 320),
+        map_size: Optional[Size2] = None,
+        batch_size: PositiveInt = 8,
+        num_workers: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
         self.root = root
@@ -503,34 +503,3 @@ class FixationDataModule(SplitDataModule):
 
     def _map_sigma(self, data: FixationDataset) -> float:
         return self.sigma_px
-
-
-
-def _three_fractions(v: Any) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(f, (int, float)) and f >= 0 for f in v) and sum(v) > 0
-
-
-def _size_or_none(v: Any) -> bool:
-    return v is None or (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(s, int) and s > 0 for s in v))
-
-
-@register_schema("attnlab.data.osie.OSIEDataModule")
-@register_schema("attnlab.data.mit1003.MIT1003DataModule")
-@register_schema("attnlab.data.salicon_fixations.SALICONDataModule")
-@register_schema("attnlab.data.cat2000.CAT2000DataModule")
-@register_schema("attnlab.data.folder.FolderDataModule")
-@dataclass
-class FixationDataSchema:
-    """Options shared by every fixation dataset (``data=osie|mit1003|salicon|cat2000|fixation_folder``)."""
-
-    root: str = ""
-    drop_first: bool = False
-    min_duration: float = field(default=0.0, metadata=at_least(0))
-    split: Any = field(default=(0.7, 0.1, 0.2), metadata={"check": (_three_fractions, "three non-negative fractions [train, val, test]")})
-    seed: int = 0
-    pixels_per_degree: Any = field(default=None, metadata={"check": (lambda v: v is None or (isinstance(v, (int, float)) and v > 0), "a number > 0 or null")})
-    sigma_deg: float = field(default=1.0, metadata=at_least(0))
-    image_size: Any = field(default=(240, 320), metadata={"check": (_size_or_none, "[height, width] of positive integers")})
-    map_size: Any = field(default=None, metadata={"check": (_size_or_none, "[height, width] of positive integers, or null")})
-    batch_size: int = field(default=8, metadata=at_least(1))
-    num_workers: int = field(default=0, metadata=at_least(0))

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import lightning as L
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from attnlab.utils.config import UserError, at_least, register_schema
+from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2, Split3, UserError
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +121,14 @@ class ImagesDataModule(L.LightningDataModule):
     def __init__(
         self,
         image_dir: str = "data/images",
-        image_size: Sequence[int] = (224, 224),
+        image_size: Size2 = (224, 224),
         recursive: bool = False,
         labels_file: str | None = None,
-        split: Sequence[float] = (0.8, 0.1, 0.1),
-        limit: int | None = None,
+        split: Split3 = (0.8, 0.1, 0.1),
+        limit: PositiveInt | None = None,
         seed: int = 100,
-        batch_size: int = 8,
-        num_workers: int = 0,
+        batch_size: PositiveInt = 8,
+        num_workers: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -187,17 +186,3 @@ class ImagesDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.dataset, shuffle=False)
-
-
-@register_schema("attnlab.data.images.ImagesDataModule")
-@dataclass
-class ImagesDataModuleSchema:
-    image_dir: str = "data/images"
-    image_size: Any = (224, 224)
-    recursive: bool = False
-    labels_file: Any = None
-    split: Any = (0.8, 0.1, 0.1)
-    limit: Any = field(default=None, metadata={"check": (lambda v: isinstance(v, int) and v >= 1, "null or an integer >= 1")})
-    seed: int = 100
-    batch_size: int = field(default=8, metadata=at_least(1))
-    num_workers: int = field(default=0, metadata=at_least(0))

@@ -11,9 +11,8 @@ are re-drawn each epoch yet reproducible, and evaluation composites are generate
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -21,8 +20,8 @@ from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from attnlab.data.base import SplitDataModule
-from attnlab.data.digits import SOURCES, DigitSet, check_source, load_digits
-from attnlab.utils.config import at_least, between, one_of, register_schema
+from attnlab.data.digits import DigitSet, DigitSource, check_source, load_digits
+from attnlab.utils.config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
 
 log = logging.getLogger(__name__)
 
@@ -131,24 +130,6 @@ class MultiMNIST(Dataset):
         return self._make(index)
 
 
-@register_schema("attnlab.data.multimnist.MultiMNISTDataModule")
-@dataclass
-class MultiMNISTSchema:
-    data_dir: str = "data"
-    download: bool = False
-    source: str = field(default="auto", metadata=one_of(*SOURCES))
-    num_objects: int = field(default=2, metadata=at_least(1))
-    strength: float = field(default=0.2, metadata=between(0, 1))
-    noise: float = field(default=0.3, metadata=between(0, 1))
-    split: Any = (0.7, 0.1, 0.2)
-    train_size: Optional[int] = field(default=None, metadata=at_least(1))
-    val_size: int = field(default=1000, metadata=at_least(1))
-    test_size: int = field(default=2000, metadata=at_least(1))
-    seed: int = 100
-    batch_size: int = field(default=64, metadata=at_least(1))
-    num_workers: int = field(default=0, metadata=at_least(0))
-
-
 class MultiMNISTDataModule(SplitDataModule):
     """Train/val/test MultiMNIST with disjoint source digits.
 
@@ -167,17 +148,17 @@ class MultiMNISTDataModule(SplitDataModule):
         self,
         data_dir: str = "data",
         download: bool = False,
-        source: str = "auto",
-        num_objects: int = 2,
-        strength: float = 0.2,
-        noise: float = 0.3,
-        split: tuple[float, float, float] = (0.7, 0.1, 0.2),
-        train_size: int | None = None,
-        val_size: int = 1000,
-        test_size: int = 2000,
+        source: DigitSource = "auto",
+        num_objects: PositiveInt = 2,
+        strength: Fraction = 0.2,
+        noise: Fraction = 0.3,
+        split: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (0.7, 0.1, 0.2),
+        train_size: Optional[PositiveInt] = None,
+        val_size: PositiveInt = 1000,
+        test_size: PositiveInt = 2000,
         seed: int = 100,
-        batch_size: int = 64,
-        num_workers: int = 0,
+        batch_size: PositiveInt = 32,  # the paper's 64 is in experiment=gating_mnist_paper
+        num_workers: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)

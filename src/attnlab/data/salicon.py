@@ -20,9 +20,10 @@ reported numbers never come from images used to choose the checkpoint.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
+
+from annotated_types import Interval
 
 import lightning as L
 import numpy as np
@@ -30,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.fixations import fixation_map
-from attnlab.utils.config import UserError, at_least, between, register_schema
+from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2, UserError
 
 log = logging.getLogger(__name__)
 
@@ -143,19 +144,6 @@ class SALICONMaps(Dataset):
         }
 
 
-@register_schema("attnlab.data.salicon.SALICONMapsDataModule")
-@dataclass
-class SALICONMapsSchema:
-    root: str = ""
-    val_fraction: float = field(default=0.1, metadata=between(0, 0.9))
-    seed: int = 0
-    image_size: Any = (240, 320)
-    map_size: Any = None
-    limit: Any = field(default=None, metadata={"check": (lambda v: v is None or (isinstance(v, int) and v > 0), "a positive number of images or null")})
-    batch_size: int = field(default=10, metadata=at_least(1))
-    num_workers: int = field(default=0, metadata=at_least(0))
-
-
 class SALICONMapsDataModule(L.LightningDataModule):
     """SALICON as ``data=salicon``: train / held-out val (from official train) / test (official val).
 
@@ -170,13 +158,13 @@ class SALICONMapsDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: str,
-        val_fraction: float = 0.1,
+        val_fraction: Annotated[float, Interval(ge=0, le=0.9)] = 0.1,
         seed: int = 0,
-        image_size: Sequence[int] = (240, 320),
-        map_size: Optional[Sequence[int]] = None,
-        limit: Optional[int] = None,
-        batch_size: int = 10,
-        num_workers: int = 0,
+        image_size: Size2 = (240, 320),
+        map_size: Optional[Size2] = None,
+        limit: Optional[PositiveInt] = None,
+        batch_size: PositiveInt = 10,
+        num_workers: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
         self.root, self.val_fraction, self.seed = root, float(val_fraction), int(seed)

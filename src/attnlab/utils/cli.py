@@ -10,22 +10,24 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import os
+import re
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from attnlab.utils.config import UserError, validate
+from attnlab.utils.config import ConfigError, UserError, accepts, signature_of, validate
 
-__all__ = ["CONFIG_DIR", "CONFIG_PACKAGE", "entry_point", "fail", "first_sweep_values"]
+__all__ = ["CONFIG_DIR", "CONFIG_PACKAGE", "compose_config", "entry_point", "fail", "first_sweep_values"]
 
 # The configs ship inside the package (conf/ at the top of the repository, linked as attnlab/conf),
 # so an installed copy finds them as well as a checkout does.
 CONFIG_PACKAGE = "attnlab.conf"
 CONFIG_DIR = str(importlib.resources.files(CONFIG_PACKAGE))
 EXIT_USAGE = 2
-_HYDRA_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--experimental-rerun"}
-_HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--resolve", "-p", "--package", "--info", "-i", "--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc"}
+_HYDRA_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--experimental-rerun",
+                           "--cfg", "-c", "-p", "--package"}
+_HYDRA_FLAGS = {"-m", "--multirun", "--resolve", "--info", "-i", "--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc"}
 
 
 def fail(message: str) -> None:
@@ -96,23 +98,97 @@ def _one_line(ex: Exception, overrides: list[str]) -> str:
     return f"invalid config: {first}"
 
 
-def _precheck(config_name: str, overrides: list[str]) -> None:
-    """Compose once (first value of every sweep) and validate, so errors are one line."""
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _compose(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     try:
-        overrides = first_sweep_values(overrides)
-    except Exception as ex:
-        fail(_one_line(ex, overrides))
-    try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=overrides)
-    except Exception as ex:
-        fail(_one_line(ex, overrides))
+            return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
     finally:
         GlobalHydra.instance().clear()
-    _validate_or_fail(cfg)
+
+
+def compose_config(config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """A command's config composed from Python (notebooks, tests) as its command line would compose it:
+    a setting that the YAML files leave at its constructor default can be overridden like any other."""
+    overrides = list(overrides)
+    added = _settings_left_at_default(config_name, overrides)
+    final = ["++" + o if _override_key(o) in added and o[:1] not in "+~" else o for o in overrides]
+    return _compose(config_name, final, return_hydra_config)
+
+
+def _settings_left_at_default(config_name: str, overrides: list[str]) -> set[str]:
+    """Keys of ``overrides`` that no YAML file names because the YAML leaves them at their
+    constructor default: still settings of their object, so they are overridden with ``++``.
+    A key that is no parameter of its object is reported with the keys it has."""
+    from hydra.errors import ConfigCompositionException
+
+    current, added = list(overrides), set()
+    for _ in range(len(current) + 1):
+        try:
+            _compose(config_name, current)
+            return added
+        except ConfigCompositionException as ex:
+            missing = re.match(r"Could not override '([^']+)'", str(ex))
+            at = [k for k, o in enumerate(current) if missing and _override_key(o) == missing.group(1) and o[:1] not in "+~"]
+            if not at:
+                raise
+            key = missing.group(1)
+            parent, _, leaf = key.rpartition(".")
+            # which object holds the key is decided by the group choices, not by other values
+            base = _compose(config_name, [o for o in current if "." not in _override_key(o)])
+            node = OmegaConf.select(base, parent) if parent else base
+            target = node.get("_target_") if isinstance(node, DictConfig) else None
+            if not isinstance(target, str):
+                raise
+            if not accepts(target, leaf):
+                params = signature_of(target)
+                allowed = ", ".join(sorted(params[0])) if params else "(unknown)"
+                raise ConfigError(key, current[at[0]].split("=", 1)[1], allowed, unknown_key=True) from ex
+            current[at[0]] = "++" + current[at[0]]
+            added.add(key)
+    return added
+
+
+def _precheck(config_name: str, overrides: list[str]) -> set[str]:
+    """Compose and validate before Hydra runs, so errors are one line: with the first value of every
+    sweep, then with each other value of each sweep (a bad value in a later job stops the whole
+    multirun before its first job starts). Returns the keys to override with ``++``."""
+    try:
+        first = first_sweep_values(overrides)
+        added = _settings_left_at_default(config_name, first)
+        variants = [first] + [first[:k] + [v] + first[k + 1 :] for k, values in _sweep_values(overrides, first) for v in values]
+        for variant in variants:
+            _validate_or_fail(_compose(config_name, ["++" + o if _override_key(o) in added and o[:1] not in "+~" else o for o in variant]))
+    except UserError as ex:
+        fail(str(ex))
+    except Exception as ex:
+        fail(_one_line(ex, overrides))
+    return added
+
+
+def _sweep_values(overrides: list[str], first: list[str]) -> list[tuple[int, list[str]]]:
+    """(position in ``first``, the sweep's other values as overrides) for each enumerable sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if not o.is_sweep_override():
+            continue
+        try:
+            values = list(o.sweep_string_iterator())
+        except Exception:  # interval() and other continuous sweeps
+            continue
+        key = o.get_key_element()
+        position = next((k for k, f in enumerate(first) if f.split("=", 1)[0] == key), None)
+        if position is not None:
+            out.append((position, [f"{key}={v}" for v in values[1:]]))
+    return out
 
 
 def _validate_or_fail(cfg: DictConfig) -> None:
@@ -166,7 +242,13 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
         def main() -> Any:
             overrides, _, other_flags = _split_argv(sys.argv[1:])
             if not _full_errors() and not other_flags:
-                _precheck(config_name, overrides)
+                added = _precheck(config_name, overrides)
+            else:  # Hydra reports errors itself; settings left at their defaults still need ++
+                try:
+                    added = _settings_left_at_default(config_name, first_sweep_values(overrides))
+                except Exception:
+                    added = set()
+            sys.argv = [sys.argv[0]] + ["++" + a if _override_key(a) in added and a[:1] not in "+~" and "=" in a else a for a in sys.argv[1:]]
             return hydra_task()
 
         return main

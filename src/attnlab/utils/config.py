@@ -3,7 +3,7 @@
 A configurable class declares its settings in its ``__init__`` signature: the type, the default
 and, through ``Annotated`` metadata, the allowed values, e.g.::
 
-    def __init__(self, lr: Positive[float] = 1e-3, strength: Fraction = 0.2,
+    def __init__(self, lr: PositiveFloat = 1e-3, strength: Fraction = 0.2,
                  upsample: Literal["nearest", "bilinear"] = "nearest") -> None: ...
 
 YAML files hold only what differs from those defaults. :func:`validate` walks a composed config,
@@ -22,10 +22,11 @@ import inspect
 import math
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, TypeVar, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import annotated_types as at
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 __all__ = [
     "ConfigError",
@@ -33,11 +34,14 @@ __all__ = [
     "Check",
     "ExistingPath",
     "Fraction",
-    "NonNegative",
-    "Positive",
-    "AtLeast",
+    "NonNegativeFloat",
+    "NonNegativeInt",
+    "PositiveFloat",
+    "PositiveInt",
     "Size2",
+    "Split3",
     "accepts",
+    "check_arguments",
     "signature_of",
     "validate",
 ]
@@ -61,9 +65,6 @@ class ConfigError(UserError):
 
 # --- the vocabulary of constructor annotations ------------------------------------------------------
 
-T = TypeVar("T")
-
-
 class Check:
     """``Annotated`` metadata for a rule no type expresses: ``Check(predicate, "what is allowed")``."""
 
@@ -72,18 +73,12 @@ class Check:
 
 
 ExistingPath = Check(lambda v: Path(str(v)).expanduser().exists(), "an existing path")
-
 Fraction = Annotated[float, at.Interval(ge=0, le=1)]
-Positive = Annotated[T, at.Gt(0)]
-NonNegative = Annotated[T, at.Ge(0)]
-
-
-def AtLeast(lo: float, kind: type = int) -> Any:  # noqa: N802 (reads like a type in signatures)
-    """``Annotated[kind, Ge(lo)]``: e.g. ``steps: AtLeast(2) = 5``."""
-    return Annotated[kind, at.Ge(lo)]
-
-
-Size2 = tuple[Annotated[int, at.Gt(0)], Annotated[int, at.Gt(0)]]  # [height, width]
+Size2 = tuple[PositiveInt, PositiveInt]  # [height, width]
+Split3 = Annotated[
+    tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat],
+    Check(lambda v: sum(v) > 0, "three non-negative fractions [train, val, test]"),
+]
 
 
 # --- reading a signature ------------------------------------------------------------------------------
@@ -234,8 +229,16 @@ def value_ok(value: Any, annotation: Any) -> bool:
                 continue
         else:
             return False
-    _, meta = _split_annotated(annotation)
-    return all(value is None or m.predicate(value) for m in meta if isinstance(m, Check))
+    return value is None or all(check.predicate(value) for check in _checks(annotation))
+
+
+def _checks(annotation: Any) -> list[Check]:
+    """The :class:`Check` rules of ``annotation``, also inside ``Optional[Annotated[...]]``."""
+    base, meta = _split_annotated(annotation)
+    found = [m for m in meta if isinstance(m, Check)]
+    if typing.get_origin(base) is Union:
+        found += [c for a in typing.get_args(base) if a is not type(None) for c in _checks(a)]
+    return found
 
 
 # --- walking a config ----------------------------------------------------------------------------------
@@ -244,9 +247,9 @@ def value_ok(value: Any, annotation: Any) -> bool:
 _EXTRA_RULES: dict[str, dict[str, Any]] = {
     "lightning.Trainer": {
         "accelerator": Optional[Literal["cpu", "gpu", "cuda", "mps", "auto"]],
-        "max_epochs": Optional[Positive[int]],
-        "num_nodes": AtLeast(1),
-        "log_every_n_steps": Optional[AtLeast(1)],
+        "max_epochs": Optional[PositiveInt],
+        "num_nodes": PositiveInt,
+        "log_every_n_steps": Optional[PositiveInt],
     },
 }
 _EXTRA_RULES["lightning.pytorch.trainer.Trainer"] = _EXTRA_RULES["lightning.pytorch.Trainer"] = _EXTRA_RULES["lightning.Trainer"]
@@ -302,6 +305,16 @@ def _targets(node: Any, prefix: str = "") -> list[tuple[str, DictConfig, str]]:
     return found
 
 
+def check_arguments(cls: type, values: dict[str, Any]) -> None:
+    """Check ``values`` against ``cls``'s constructor signature, for objects built in Python rather
+    than from a config (e.g. a dataclass's ``__post_init__``); raise :class:`ConfigError`."""
+    target = f"{cls.__module__}.{cls.__qualname__}"
+    params = (signature_of(target) or ({}, True))[0]
+    for key, value in values.items():
+        if key in params and not value_ok(value, params[key]):
+            raise ConfigError(f"{cls.__name__}.{key}", value, describe(params[key]))
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every ``_target_`` node of ``cfg`` against its constructor; raise :class:`ConfigError`."""
     nodes = _targets(cfg)
@@ -309,82 +322,3 @@ def validate(cfg: DictConfig) -> None:
         _resolve_target(target)
     for prefix, node, target in nodes:
         _check_node(node, prefix, target)
-
-
-# --- transitional: dataclass schemas not yet moved into their constructors -----------------------------
-import dataclasses  # noqa: E402
-
-SCHEMAS: dict[str, type] = {}
-
-
-def between(lo: float, hi: float) -> dict:
-    return {"check": (lambda v: lo <= v <= hi, f"a number in [{lo}, {hi}]")}
-
-
-def greater(lo: float) -> dict:
-    return {"check": (lambda v: v > lo, f"a number > {lo}")}
-
-
-def at_least(lo: float) -> dict:
-    return {"check": (lambda v: v >= lo, f"a number >= {lo}")}
-
-
-def one_of(*choices: Any) -> dict:
-    return {"check": (lambda v: v in choices, "one of " + ", ".join(map(str, choices)))}
-
-
-def existing_path() -> dict:
-    return {"check": (ExistingPath.predicate, ExistingPath.description)}
-
-
-def register_schema(target: str):
-    def wrap(cls: type) -> type:
-        SCHEMAS[target] = cls
-        return cls
-
-    return wrap
-
-
-def _legacy_type_ok(value: Any, annotation: Any) -> bool:
-    ann = str(annotation).replace("typing.", "")
-    optional = ann.startswith("Optional[") or "None" in ann
-    if ann.startswith("Optional["):
-        ann = ann[len("Optional[") : -1]
-    if value is None:
-        return optional or "Any" in ann
-    if ann.startswith("float"):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ann.startswith("int"):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if ann.startswith("bool"):
-        return isinstance(value, bool)
-    if ann.startswith("str"):
-        return isinstance(value, str)
-    return True
-
-
-def _legacy_check_node(node: DictConfig, prefix: str, schema: type) -> None:
-    fields = {f.name: f for f in dataclasses.fields(schema)}
-    for key in node.keys():
-        if key not in fields and key not in _META_KEYS:
-            raise ConfigError(f"{prefix}.{key}", node.get(key), ", ".join(sorted(fields)), unknown_key=True)
-    for name, f in fields.items():
-        if name not in node:
-            continue
-        checkable, value = _plain(node, name)
-        if not checkable:
-            continue
-        if not _legacy_type_ok(value, f.type):
-            raise ConfigError(f"{prefix}.{name}", value, f"a value of type {f.type}")
-        check = f.metadata.get("check")
-        if check is not None and value is not None and not check[0](value):
-            raise ConfigError(f"{prefix}.{name}", value, check[1])
-
-
-_modern_check_node = _check_node
-
-
-def _check_node(node: DictConfig, prefix: str, target: str) -> None:  # noqa: F811
-    if target in SCHEMAS:
-        return _legacy_check_node(node, prefix, SCHEMAS[target])
-    return _modern_check_node(node, prefix, target)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 import lightning as L
 import torch
@@ -14,7 +14,7 @@ from torch import Tensor
 from attnlab.models.gating.evaluation import GlimpseMetrics, log_epoch_metrics, object_mask
 from attnlab.models.gating.net import GatingNet, GlimpseOutput
 from attnlab.models.gating.paper import load_gating_checkpoint
-from attnlab.utils.config import at_least, between, greater, one_of, register_schema
+from attnlab.utils.config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 __all__ = ["GatingModule", "GlimpseResult", "attention_figure_batch", "run_glimpses", "select_targets"]
 
@@ -120,14 +120,14 @@ class GatingModule(L.LightningModule):
         self,
         net: GatingNet,
         optimizer: Callable[..., torch.optim.Optimizer],
-        recon_weight: float = 1000.0,
-        glimpses: int = 2,
-        class_weights: list[float] | str | None = None,
-        lr: float | None = None,
-        strength: float | None = None,
-        log_images_every_n_steps: int = 500,
+        recon_weight: NonNegativeFloat = 1000.0,
+        glimpses: PositiveInt = 2,
+        class_weights: list[NonNegativeFloat] | Literal["inverse_frequency"] | None = None,
+        lr: PositiveFloat | None = None,
+        strength: Fraction | None = None,
+        log_images_every_n_steps: PositiveInt = 500,
         init_from: str | None = None,
-        bootstrap_samples: int = 1000,
+        bootstrap_samples: NonNegativeInt = 1000,
         bootstrap_seed: int = 0,
     ) -> None:
         super().__init__()
@@ -252,36 +252,3 @@ class GatingModule(L.LightningModule):
 
         images = {"input": x[:4]} | {f"glimpse{k + 1}": r.output.gated_input[:4] for k, r in enumerate(results)}
         log_image_grid(self.loggers, f"{stage}/attention", images, step=self.global_step)
-
-
-@register_schema("attnlab.models.gating.GatingModule")
-@register_schema("attnlab.models.gating.module.GatingModule")
-@dataclass
-class GatingModuleSchema:
-    net: Any = None
-    optimizer: Any = None
-    lr: float = field(default=1e-3, metadata=greater(0))
-    strength: float = field(default=0.2, metadata=between(0, 1))
-    recon_weight: float = field(default=1000.0, metadata=at_least(0))
-    glimpses: int = field(default=2, metadata=at_least(1))
-    class_weights: Any = None
-    log_images_every_n_steps: int = field(default=500, metadata=at_least(1))
-    init_from: Any = None
-    bootstrap_samples: int = field(default=1000, metadata=at_least(0))
-    bootstrap_seed: int = 0
-
-
-@register_schema("attnlab.models.gating.GatingNet")
-@register_schema("attnlab.models.gating.net.GatingNet")
-@dataclass
-class GatingNetSchema:
-    in_channels: int = field(default=1, metadata=at_least(1))
-    input_size: Any = (28, 42)
-    channels: Any = (20, 50)
-    num_classes: int = field(default=10, metadata=at_least(2))
-    kernel_size: int = field(default=4, metadata=at_least(1))
-    pool: int = field(default=2, metadata=at_least(1))
-    upsample: str = field(default="nearest", metadata=one_of("nearest", "bilinear", "bicubic"))
-    strength: float = field(default=0.2, metadata=between(0, 1))
-    steps: int = field(default=5, metadata=at_least(2))
-    ior_threshold: float = field(default=0.5, metadata=between(-1, 1))

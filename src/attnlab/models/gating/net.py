@@ -9,11 +9,15 @@ leave the input unchanged. MNIST and COCO variants are two stage lists of this o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Annotated, Literal, Sequence
+
+from annotated_types import Ge, Interval
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from attnlab.utils.config import Fraction, PositiveInt, Size2, check_arguments
 
 __all__ = ["GatingNet", "StepOutput", "GlimpseOutput"]
 
@@ -67,22 +71,19 @@ class GatingNet(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        input_size: Sequence[int],
-        channels: Sequence[int],
-        num_classes: int,
-        kernel_size: int = 4,
-        pool: int = 2,
-        upsample: str = "nearest",
-        strength: float = 0.2,
-        steps: int = 5,
-        ior_threshold: float = 0.5,
+        in_channels: PositiveInt,
+        input_size: Size2,
+        channels: Sequence[PositiveInt],
+        num_classes: Annotated[int, Ge(2)],
+        kernel_size: PositiveInt = 4,
+        pool: PositiveInt = 2,
+        upsample: Literal["nearest", "bilinear", "bicubic"] = "nearest",
+        strength: Fraction = 0.2,
+        steps: Annotated[int, Ge(2)] = 5,  # IOR is read at step T-1
+        ior_threshold: Annotated[float, Interval(ge=-1, le=1)] = 0.5,
     ) -> None:
         super().__init__()
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength}")
-        if steps < 2:
-            raise ValueError(f"steps must be >= 2 (IOR is read at step T-1), got {steps}")
+        check_arguments(GatingNet, {"strength": strength, "steps": steps})
         self.in_channels = in_channels
         self.input_size = tuple(int(s) for s in input_size)
         self.channels = [int(c) for c in channels]

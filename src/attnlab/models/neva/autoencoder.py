@@ -7,7 +7,6 @@ model.task.checkpoint=<run>/checkpoints/last.ckpt``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.utils.config import UserError, at_least, greater, register_schema
+from attnlab.utils.config import PositiveFloat, PositiveInt, UserError
 
 __all__ = ["ConvAutoencoder", "AutoencoderModule", "load_autoencoder", "psnr"]
 
@@ -32,7 +31,7 @@ class ConvAutoencoder(nn.Module):
     by reflection to a multiple of 2^stages and the output is cropped back).
     """
 
-    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (32, 64, 128)) -> None:
+    def __init__(self, in_channels: PositiveInt = 3, channels: Sequence[PositiveInt] = (32, 64, 128)) -> None:
         super().__init__()
         channels = [int(c) for c in channels]
         if not channels:
@@ -83,8 +82,8 @@ class AutoencoderModule(L.LightningModule):
         lr: echoed for logging and sweeps.
     """
 
-    def __init__(self, net: ConvAutoencoder, optimizer: Callable[..., torch.optim.Optimizer], lr: float | None = None,
-                 log_images_every_n_steps: int = 200) -> None:
+    def __init__(self, net: ConvAutoencoder, optimizer: Callable[..., torch.optim.Optimizer], lr: PositiveFloat | None = None,
+                 log_images_every_n_steps: PositiveInt = 200) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
         self.net = net
@@ -118,24 +117,6 @@ class AutoencoderModule(L.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step("test", batch, batch_idx)
-
-
-@register_schema("attnlab.models.neva.ConvAutoencoder")
-@register_schema("attnlab.models.neva.autoencoder.ConvAutoencoder")
-@dataclass
-class ConvAutoencoderSchema:
-    in_channels: int = field(default=3, metadata=at_least(1))
-    channels: Any = (32, 64, 128)
-
-
-@register_schema("attnlab.models.neva.AutoencoderModule")
-@register_schema("attnlab.models.neva.autoencoder.AutoencoderModule")
-@dataclass
-class AutoencoderModuleSchema:
-    net: Any = None
-    optimizer: Any = None
-    lr: float = field(default=1e-3, metadata=greater(0))
-    log_images_every_n_steps: int = field(default=200, metadata=at_least(1))
 
 
 def load_autoencoder(checkpoint: str | Path) -> ConvAutoencoder:

@@ -7,8 +7,7 @@ The task model is frozen; there is nothing to train. Use it with ``trainer.predi
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal
 
 import lightning as L
 import torch
@@ -19,7 +18,9 @@ from attnlab.models.neva.blur import GaussianBlur
 from attnlab.models.neva.foveation import Foveation
 from attnlab.models.neva.search import Scanpath, SearchConfig, search_scanpath
 from attnlab.models.neva.tasks import NevaTask
-from attnlab.utils.config import UserError, at_least, greater, one_of, register_schema
+from attnlab.utils.config import Check, NonNegativeInt, PositiveFloat, Size2, UserError, check_arguments
+
+OddKernel = Annotated[int, Check(lambda v: v >= 1 and v % 2 == 1, "a positive odd number")]
 
 __all__ = ["NevaModule", "split_batch"]
 
@@ -58,12 +59,12 @@ class NevaModule(L.LightningModule):
         self,
         task: NevaTask,
         search: SearchConfig | dict | None = None,
-        image_size: Sequence[int] = (224, 224),
-        blur_kernel: int = 5,
-        blur_sigma: float = 5.0,
+        image_size: Size2 = (224, 224),
+        blur_kernel: OddKernel = 5,
+        blur_sigma: PositiveFloat = 5.0,
         resize_inputs: bool = True,
-        seed: int = 0,
-        precision: str = "fp32",
+        seed: NonNegativeInt = 0,
+        precision: Literal["fp32", "bf16"] = "fp32",
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
@@ -71,10 +72,7 @@ class NevaModule(L.LightningModule):
         if isinstance(search, dict):
             search = SearchConfig(**search)
         self.search_config = search or SearchConfig()
-        if precision not in ("fp32", "bf16"):
-            raise UserError(f"precision={precision!r} is not allowed; choose fp32 or bf16")
-        if len(image_size) != 2 or min(int(s) for s in image_size) < 1:
-            raise UserError(f"image_size must be [H, W] with positive sizes, got {list(image_size)}")
+        check_arguments(type(self), {"precision": precision, "image_size": tuple(image_size)})
         self.task = task
         self.blur = GaussianBlur(blur_kernel, blur_sigma)
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -176,19 +174,3 @@ class NevaModule(L.LightningModule):
 
     def configure_optimizers(self) -> None:  # nothing to train
         return None
-
-
-@register_schema("attnlab.models.neva.NevaModule")
-@register_schema("attnlab.models.neva.module.NevaModule")
-@dataclass
-class NevaModuleSchema:
-    task: Any = None
-    search: Any = None
-    image_size: Any = (224, 224)
-    blur_kernel: int = field(default=5, metadata={"check": (lambda v: v >= 1 and v % 2 == 1, "a positive odd number")})
-    blur_sigma: float = field(default=5.0, metadata=greater(0))
-    resize_inputs: bool = True
-    seed: int = field(default=0, metadata=at_least(0))
-    precision: str = field(default="fp32", metadata=one_of("fp32", "bf16"))
-    channels_last: bool = False
-    compile: bool = False

@@ -13,18 +13,20 @@ gradient, which the reference computed and threw away, is not computed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+import typing
+from dataclasses import dataclass
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
 
 from attnlab.models.neva.foveation import Foveation, position_bounds, to_pixels
-from attnlab.utils.config import UserError, at_least, between, greater, one_of, register_schema
+from attnlab.utils.config import Fraction, PositiveFloat, PositiveInt, check_arguments
 
 __all__ = ["SearchConfig", "Scanpath", "search_scanpath", "START_POSITIONS"]
 
-START_POSITIONS = ("centre", "random", "previous")
+StartPosition = Literal["centre", "random", "previous"]
+START_POSITIONS = typing.get_args(StartPosition)
 
 
 @dataclass
@@ -42,38 +44,16 @@ class SearchConfig:
         random_restarts: restart non-improving samples uniformly instead of jittering them.
     """
 
-    length: int = 10
-    steps: int = 20
-    lr: float = 0.1
-    sigma_fovea: float = 0.15
-    forgetting: float = 0.1
-    start: str = "centre"
+    length: PositiveInt = 10
+    steps: PositiveInt = 20
+    lr: PositiveFloat = 0.1
+    sigma_fovea: PositiveFloat = 0.15
+    forgetting: Fraction = 0.1
+    start: StartPosition = "centre"
     random_restarts: bool = False
 
     def __post_init__(self) -> None:
-        if int(self.length) < 1:
-            raise UserError(f"scanpath length must be >= 1, got {self.length}")
-        if int(self.steps) < 1:
-            raise UserError(f"search steps must be >= 1, got {self.steps}")
-        if not self.lr > 0:
-            raise UserError(f"search lr must be > 0, got {self.lr}")
-        if not 0 <= self.forgetting <= 1:
-            raise UserError(f"forgetting must be in [0, 1], got {self.forgetting}")
-        if self.start not in START_POSITIONS:
-            raise UserError(f"start={self.start!r} is not allowed; choose one of: {', '.join(START_POSITIONS)}")
-
-
-@register_schema("attnlab.models.neva.SearchConfig")
-@register_schema("attnlab.models.neva.search.SearchConfig")
-@dataclass
-class SearchConfigSchema:
-    length: int = field(default=10, metadata=at_least(1))
-    steps: int = field(default=20, metadata=at_least(1))
-    lr: float = field(default=0.1, metadata=greater(0))
-    sigma_fovea: float = field(default=0.15, metadata=greater(0))
-    forgetting: float = field(default=0.1, metadata=between(0, 1))
-    start: str = field(default="centre", metadata=one_of(*START_POSITIONS))
-    random_restarts: bool = False
+        check_arguments(type(self), vars(self))
 
 
 @dataclass

@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.utils.config import UserError
+from attnlab.utils.config import NonNegativeInt, UserError, check_arguments
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,11 @@ class ClassifierTask(NevaTask):
         model: nn.Module,
         mean: Sequence[float] = (0.5, 0.5, 0.5),
         std: Sequence[float] = (0.5, 0.5, 0.5),
-        target: str = "prediction",
-        label: int | None = None,
+        target: Literal["prediction", "label"] = "prediction",
+        label: NonNegativeInt | None = None,
     ) -> None:
         super().__init__()
-        if target not in ("prediction", "label"):
-            raise UserError(f"classifier target={target!r} is not allowed; choose prediction or label")
+        check_arguments(type(self), {"target": target})
         self.model = freeze(model)
         self.target_kind = target
         self.label = label

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Sequence
+import typing
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,7 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ResNet50Backbone", "EfficientNetLite0Backbone", "build_backbone", "find_resnet50_weights", "BACKBONES"]
+__all__ = ["BackboneName", "ResNet50Backbone", "EfficientNetLite0Backbone", "build_backbone", "find_resnet50_weights", "BACKBONES"]
 
 # torchvision V1 / V2 and the legacy (Caffe-era) ImageNet checkpoints, in order of preference
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -232,7 +233,8 @@ class EfficientNetLite0Backbone(nn.Module):
 
 
 
-BACKBONES = ("resnet50", "efficientnet_lite0")
+BackboneName = Literal["resnet50", "efficientnet_lite0"]
+BACKBONES = typing.get_args(BackboneName)
 
 
 def build_backbone(

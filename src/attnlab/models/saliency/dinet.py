@@ -12,13 +12,14 @@ config value, ``width``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.saliency.backbones import build_backbone
-from attnlab.models.saliency.net import FactorizedSaliencyNet
+from attnlab.models.saliency.backbones import BackboneName, build_backbone
+from attnlab.models.saliency.net import FactorizedSaliencyNet, OutputStride, Phase, UpsampleMode
+from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2
 
 __all__ = ["DilatedInception", "DINet"]
 
@@ -55,16 +56,16 @@ class DINet(FactorizedSaliencyNet):
 
     def __init__(
         self,
-        backbone: str = "resnet50",
+        backbone: BackboneName = "resnet50",
         backbone_weights: str | None = "auto",
-        width: int = 256,
-        dilations: Sequence[int] = (4, 8, 16),
-        output_stride: int = 8,
+        width: PositiveInt = 256,
+        dilations: Sequence[PositiveInt] = (4, 8, 16),
+        output_stride: OutputStride = 8,
         freeze_bn: bool = True,
-        bases: int = 512,
-        phase: int = 1,
-        output_size: Sequence[int] | None = None,
-        upsample: str = "bilinear",
+        bases: NonNegativeInt = 512,
+        phase: Phase = 1,
+        output_size: Optional[Size2] = None,
+        upsample: UpsampleMode = "bilinear",
     ) -> None:
         super().__init__(bases, phase, output_size, upsample, sigmoid_first=True)
         self.backbone = build_backbone(backbone, (4,), output_stride, backbone_weights, freeze_bn)

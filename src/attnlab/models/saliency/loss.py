@@ -7,12 +7,11 @@ sum-normalisations carry ε so an all-zero prediction gives a finite KLD instead
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from attnlab.utils.config import at_least, greater, register_schema
+from attnlab.utils.config import NonNegativeFloat, PositiveFloat
 
 __all__ = ["SaliencyLoss", "nss_loss", "cc_loss", "kld_loss"]
 
@@ -47,23 +46,14 @@ def kld_loss(pred: Tensor, density: Tensor, eps: float = 1e-7) -> Tensor:
     return (g * torch.log(g / (s + eps) + eps)).sum(1).mean()
 
 
-@register_schema("attnlab.models.saliency.loss.SaliencyLoss")
-@register_schema("attnlab.models.saliency.SaliencyLoss")
-@dataclass
-class SaliencyLossSchema:
-    nss_weight: float = field(default=1.0, metadata=at_least(0))
-    kld_weight: float = field(default=10.0, metadata=at_least(0))
-    cc_weight: float = field(default=2.0, metadata=at_least(0))
-    eps: float = field(default=1e-7, metadata=greater(0))
-
-
 class SaliencyLoss(nn.Module):
     """Weighted sum of −NSS, KLD and −CC; returns (total, {"nss": ..., "kld": ..., "cc": ...}).
 
     The parts are reported as the metric values (NSS and CC positive), not as loss terms.
     """
 
-    def __init__(self, nss_weight: float = 1.0, kld_weight: float = 10.0, cc_weight: float = 2.0, eps: float = 1e-7) -> None:
+    def __init__(self, nss_weight: NonNegativeFloat = 1.0, kld_weight: NonNegativeFloat = 10.0, cc_weight: NonNegativeFloat = 2.0,
+                 eps: PositiveFloat = 1e-7) -> None:
         super().__init__()
         self.nss_weight, self.kld_weight, self.cc_weight, self.eps = nss_weight, kld_weight, cc_weight, eps
 

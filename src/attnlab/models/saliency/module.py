@@ -13,22 +13,25 @@ and for the prediction multiplied by the reference's centre-bias prior (``val/cb
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
 from attnlab.models.saliency.loss import SaliencyLoss
-from attnlab.models.saliency.net import FactorizedSaliencyNet
-from attnlab.utils.config import UserError, at_least, between, greater, one_of, register_schema
+from attnlab.models.saliency.net import FactorizedSaliencyNet, Phase
+from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveFloat, PositiveInt, UserError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SaliencyModule", "centre_bias_prior", "load_phase1_weights", "load_saliency_model", "lr_factor", "LR_SCHEDULES"]
 
-LR_SCHEDULES = ("step", "constant", "repo_compounding")
+LRSchedule = Literal["step", "constant", "repo_compounding"]  # repo_compounding: the reference's, reproduction only
+LR_SCHEDULES = typing.get_args(LRSchedule)
+PhaseOneCheckpoint = Check(lambda v: Path(str(v)).expanduser().is_file(), "an existing phase-1 checkpoint file")
 
 
 def lr_factor(epoch: int, schedule: str, step_epochs: int = 2, gamma: float = 0.1) -> float:
@@ -101,14 +104,14 @@ class SaliencyModule(L.LightningModule):
         net: FactorizedSaliencyNet,
         optimizer: Callable[..., torch.optim.Optimizer],
         loss: Optional[SaliencyLoss] = None,
-        phase: int = 1,
-        bases: int = 512,
-        init_from: Optional[str] = None,
-        lr: float = 1e-4,
-        lr_schedule: str = "step",
-        lr_step_epochs: int = 2,
-        lr_gamma: float = 0.1,
-        center_bias_sigma: float = 0.3,
+        phase: Phase = 1,
+        bases: NonNegativeInt = 512,
+        init_from: Optional[Annotated[str, PhaseOneCheckpoint]] = None,
+        lr: PositiveFloat = 1e-4,
+        lr_schedule: LRSchedule = "step",
+        lr_step_epochs: PositiveInt = 2,
+        lr_gamma: Fraction = 0.1,
+        center_bias_sigma: PositiveFloat = 0.3,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "loss"], logger=False)
@@ -193,63 +196,6 @@ class SaliencyModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self.net(batch["image"])
-
-
-@register_schema("attnlab.models.saliency.SaliencyModule")
-@register_schema("attnlab.models.saliency.module.SaliencyModule")
-@dataclass
-class SaliencyModuleSchema:
-    net: Any = None
-    optimizer: Any = None
-    loss: Any = None
-    phase: int = field(default=1, metadata=one_of(1, 2))
-    bases: int = field(default=512, metadata=at_least(0))
-    init_from: Any = field(default=None, metadata={"check": (lambda v: v is None or __import__("pathlib").Path(str(v)).expanduser().is_file(), "an existing phase-1 checkpoint file or null")})
-    lr: float = field(default=1e-4, metadata=greater(0))
-    lr_schedule: str = field(default="step", metadata=one_of(*LR_SCHEDULES))
-    lr_step_epochs: int = field(default=2, metadata=at_least(1))
-    lr_gamma: float = field(default=0.1, metadata=between(0, 1))
-    center_bias_sigma: float = field(default=0.3, metadata=greater(0))
-
-
-def _net_schema(**extra: Any) -> type:
-    """Schema of a net config: the shared options plus the model's own."""
-    base = {
-        "backbone": (str, field(default="resnet50", metadata=one_of("resnet50", "efficientnet_lite0"))),
-        "backbone_weights": (Any, None),
-        "freeze_bn": (bool, True),
-        "bases": (int, field(default=512, metadata=at_least(0))),
-        "phase": (int, field(default=1, metadata=one_of(1, 2))),
-        "output_size": (Any, None),
-        "upsample": (str, field(default="bilinear", metadata=one_of("bilinear", "nearest"))),
-    }
-    base.update(extra)
-    import dataclasses
-
-    return dataclasses.make_dataclass("NetSchema", [(k, t, d) for k, (t, d) in base.items()])
-
-
-for _target, _extra in {
-    "SALICONNet": {
-        "embed_dim": (int, field(default=256, metadata=at_least(1))),
-        "coarse_scale": (float, field(default=0.5, metadata=between(0.05, 1))),
-        "output_stride": (int, field(default=8, metadata=one_of(8, 16, 32))),
-    },
-    "DINet": {
-        "width": (int, field(default=256, metadata=at_least(1))),
-        "dilations": (Any, (4, 8, 16)),
-        "output_stride": (int, field(default=8, metadata=one_of(8, 16, 32))),
-    },
-    "TranSalNet": {
-        "input_size": (Any, (240, 320)),
-        "dims": (Any, (768, 768, 512)),
-        "heads": (Any, (12, 12, 8)),
-        "depth": (int, field(default=2, metadata=at_least(1))),
-        "decoder_dim": (int, field(default=512, metadata=at_least(1))),
-        "feature_dim": (int, field(default=128, metadata=at_least(1))),
-    },
-}.items():
-    register_schema(f"attnlab.models.saliency.{_target}")(_net_schema(**_extra))
 
 
 def load_saliency_model(path: str, device: str | torch.device = "cpu") -> tuple[SaliencyModule, Any]:

@@ -12,17 +12,21 @@ cannot drift away from the phase-1 model whose P maps the dissection analyses.
 
 from __future__ import annotations
 
-from typing import Sequence
+import typing
+from typing import Literal, Optional, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.saliency.factorization import Bases
-from attnlab.utils.config import UserError
+from attnlab.utils.config import NonNegativeInt, Size2, UserError, check_arguments
 
-__all__ = ["FactorizedSaliencyNet", "resize", "UPSAMPLE_MODES"]
+__all__ = ["FactorizedSaliencyNet", "OutputStride", "Phase", "UpsampleMode", "resize", "UPSAMPLE_MODES"]
 
-UPSAMPLE_MODES = ("bilinear", "nearest")
+Phase = Literal[1, 2]  # 1: train through the reconstruction; 2: only the head over the K probability maps
+UpsampleMode = Literal["bilinear", "nearest"]  # nearest: the reference code's
+OutputStride = Literal[8, 16, 32]
+UPSAMPLE_MODES = typing.get_args(UpsampleMode)
 
 
 def resize(x: Tensor, size: Sequence[int], mode: str = "bilinear") -> Tensor:
@@ -51,19 +55,16 @@ class FactorizedSaliencyNet(nn.Module):
 
     def __init__(
         self,
-        bases: int = 512,
-        phase: int = 1,
-        output_size: Sequence[int] | None = None,
-        upsample: str = "bilinear",
+        bases: NonNegativeInt = 512,
+        phase: Phase = 1,
+        output_size: Optional[Size2] = None,
+        upsample: UpsampleMode = "bilinear",
         sigmoid_first: bool = True,
     ) -> None:
         super().__init__()
-        if phase not in (1, 2):
-            raise UserError(f"model phase={phase} is not allowed; expected 1 or 2")
-        if bases < 0 or (phase == 2 and bases == 0):
-            raise UserError(f"model bases={bases} is not allowed; expected K >= 1 (or 0 for the baseline in phase 1)")
-        if upsample not in UPSAMPLE_MODES:
-            raise UserError(f"model upsample={upsample!r} is not allowed; expected one of {', '.join(UPSAMPLE_MODES)}")
+        check_arguments(FactorizedSaliencyNet, {"bases": bases, "phase": phase, "upsample": upsample})
+        if phase == 2 and bases == 0:
+            raise UserError(f"model bases={bases} is not allowed in phase 2; expected K >= 1 (0 is the phase-1 baseline)")
         self.num_bases, self.phase = int(bases), int(phase)
         self.output_size = tuple(int(s) for s in output_size) if output_size else None
         self.upsample, self.sigmoid_first = upsample, bool(sigmoid_first)

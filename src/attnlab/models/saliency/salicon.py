@@ -10,13 +10,16 @@ uses nearest resizing; here the coarse size follows the input and the resize mod
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Annotated, Optional
+
+from annotated_types import Interval
 
 from torch import Tensor, nn
 import torch
 
-from attnlab.models.saliency.backbones import build_backbone
-from attnlab.models.saliency.net import FactorizedSaliencyNet, resize
+from attnlab.models.saliency.backbones import BackboneName, build_backbone
+from attnlab.models.saliency.net import FactorizedSaliencyNet, OutputStride, Phase, UpsampleMode, resize
+from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2
 
 __all__ = ["SALICONNet"]
 
@@ -36,16 +39,16 @@ class SALICONNet(FactorizedSaliencyNet):
 
     def __init__(
         self,
-        backbone: str = "resnet50",
+        backbone: BackboneName = "resnet50",
         backbone_weights: str | None = "auto",
-        embed_dim: int = 256,
-        coarse_scale: float = 0.5,
-        output_stride: int = 8,
+        embed_dim: PositiveInt = 256,
+        coarse_scale: Annotated[float, Interval(ge=0.05, le=1)] = 0.5,
+        output_stride: OutputStride = 8,
         freeze_bn: bool = True,
-        bases: int = 512,
-        phase: int = 1,
-        output_size: Sequence[int] | None = None,
-        upsample: str = "bilinear",
+        bases: NonNegativeInt = 512,
+        phase: Phase = 1,
+        output_size: Optional[Size2] = None,
+        upsample: UpsampleMode = "bilinear",
     ) -> None:
         super().__init__(bases, phase, output_size, upsample, sigmoid_first=True)
         self.backbone = build_backbone(backbone, (4,), output_stride, backbone_weights, freeze_bn)

@@ -14,14 +14,15 @@ input of another size arrives.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.saliency.backbones import build_backbone
-from attnlab.models.saliency.net import FactorizedSaliencyNet, resize
+from attnlab.models.saliency.backbones import BackboneName, build_backbone
+from attnlab.models.saliency.net import FactorizedSaliencyNet, Phase, UpsampleMode, resize
+from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2
 
 __all__ = ["TokenTransformer", "TranSalNet"]
 
@@ -105,19 +106,19 @@ class TranSalNet(FactorizedSaliencyNet):
 
     def __init__(
         self,
-        backbone: str = "resnet50",
+        backbone: BackboneName = "resnet50",
         backbone_weights: str | None = "auto",
-        input_size: Sequence[int] = (240, 320),
-        dims: Sequence[int] = (768, 768, 512),
-        heads: Sequence[int] = (12, 12, 8),
-        depth: int = 2,
-        decoder_dim: int = 512,
-        feature_dim: int = 128,
+        input_size: Size2 = (240, 320),
+        dims: tuple[PositiveInt, PositiveInt, PositiveInt] = (768, 768, 512),
+        heads: tuple[PositiveInt, PositiveInt, PositiveInt] = (12, 12, 8),
+        depth: PositiveInt = 2,
+        decoder_dim: PositiveInt = 512,
+        feature_dim: PositiveInt = 128,
         freeze_bn: bool = True,
-        bases: int = 512,
-        phase: int = 1,
-        output_size: Sequence[int] | None = None,
-        upsample: str = "bilinear",
+        bases: NonNegativeInt = 512,
+        phase: Phase = 1,
+        output_size: Optional[Size2] = None,
+        upsample: UpsampleMode = "bilinear",
     ) -> None:
         super().__init__(bases, phase, output_size, upsample, sigmoid_first=False)
         self.backbone = build_backbone(backbone, (2, 3, 4), 32, backbone_weights, freeze_bn)
