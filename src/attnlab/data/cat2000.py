@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from attnlab.data.fixations import FixationDataModule, FixationDataset, Scanpath, Stimulus
+from attnlab.data.fixation_datamodule import FixationDataModule
+from attnlab.data.fixations import FixationDataset, Scanpath, Stimulus
 from attnlab.utils.config import UserError
 
 __all__ = ["load_cat2000", "read_fixation_locations", "CAT2000DataModule"]

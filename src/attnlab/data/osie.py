@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from attnlab.data.fixations import FixationDataModule, FixationDataset, Scanpath, Stimulus
+from attnlab.data.fixation_datamodule import FixationDataModule
+from attnlab.data.fixations import FixationDataset, Scanpath, Stimulus
 from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from attnlab.data.fixations import fixation_map
+from attnlab.data.fixation_maps import fixation_map
 from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2, UserError
 
 log = logging.getLogger(__name__)

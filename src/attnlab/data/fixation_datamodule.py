@@ -1,0 +1,120 @@
+"""Human fixation datasets as training data for saliency models: ``{"image", "fixations", "density",
+"index"}`` batches over the splits of a :class:`~attnlab.data.fixations.FixationDataset`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from attnlab.data.base import SplitDataModule
+from attnlab.data.fixation_maps import sigma_in_pixels
+from attnlab.data.fixations import FixationDataset
+from attnlab.utils.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Size2, Split3
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SaliencyTorchDataset", "FixationDataModule"]
+
+
+class SaliencyTorchDataset(Dataset):
+    """Image (3×h×w in [0, 1]), fixation counts and density at ``map_size``, for one split."""
+
+    def __init__(
+        self,
+        data: FixationDataset,
+        image_size: tuple[int, int],
+        map_size: tuple[int, int] | None = None,
+        sigma_px: float = 24.0,
+    ) -> None:
+        self.data = data
+        self.image_size = tuple(image_size)
+        self.map_size = tuple(map_size or image_size)
+        self.sigma_px = sigma_px
+        self._dropped = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from PIL import Image
+
+        image = Image.fromarray(self.data.load_image(i)).resize(self.image_size[::-1], Image.BILINEAR)
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        counts, _ = self.data.fixation_map(i, self.map_size)
+        density = self.data.density(i, sigma_px=self.sigma_px, size=self.map_size)
+        if not np.isfinite(density).all():  # an image without fixations: a uniform target, no fixations
+            density = np.full(self.map_size, 1.0 / (self.map_size[0] * self.map_size[1]))
+        return {
+            "image": x,
+            "fixations": torch.from_numpy(counts.astype(np.float32)),
+            "density": torch.from_numpy(density.astype(np.float32)),
+            "index": i,
+        }
+
+
+class FixationDataModule(SplitDataModule):
+    """Train/val/test splits by image of a :class:`FixationDataset` (made by ``load``) as batches.
+
+    Subclasses (e.g. :class:`attnlab.data.osie.OSIEDataModule`) implement :meth:`load`. The whole
+    dataset (after filtering) is in ``self.dataset`` and the splits in ``self.splits`` once
+    :meth:`setup` ran; the benchmark uses these directly.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        drop_first: bool = False,
+        min_duration: NonNegativeFloat = 0.0,
+        split: Split3 = (0.7, 0.1, 0.2),
+        seed: int = 0,
+        pixels_per_degree: Optional[PositiveFloat] = None,
+        sigma_deg: NonNegativeFloat = 1.0,
+        image_size: Size2 = (240, 320),
+        map_size: Optional[Size2] = None,
+        batch_size: PositiveInt = 8,
+        num_workers: NonNegativeInt = 0,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.drop_first = drop_first
+        self.min_duration = min_duration
+        self.split_fractions = tuple(split)
+        self.seed = seed
+        self.pixels_per_degree = pixels_per_degree
+        self.sigma_deg = sigma_deg
+        self.image_size = tuple(image_size)
+        self.map_size = tuple(map_size) if map_size else None
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.dataset: FixationDataset | None = None
+        self.splits: dict[str, FixationDataset] = {}
+
+    def load(self) -> FixationDataset:  # pragma: no cover - implemented by each dataset
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        data = self.load()
+        if self.pixels_per_degree is not None:
+            data.pixels_per_degree = float(self.pixels_per_degree)
+        data = data.filtered(drop_first=self.drop_first, min_duration=self.min_duration)
+        self.dataset = data
+        self.splits = data.split(self.split_fractions, self.seed)
+        log.info("%s: %s; split %s", data.name, data, {k: len(v) for k, v in self.splits.items()})
+
+    @property
+    def sigma_px(self) -> float:
+        assert self.dataset is not None, "call setup() first"
+        return sigma_in_pixels(self.sigma_deg, self.dataset.pixels_per_degree)
+
+    def split_dataset(self, split: str) -> Dataset:
+        data = self.splits["test" if split == "predict" else split]
+        return SaliencyTorchDataset(data, self.image_size, self.map_size, self._map_sigma(data))
+
+    def _map_sigma(self, data: FixationDataset) -> float:
+        return self.sigma_px
