@@ -35,7 +35,12 @@ from attnlab.metrics.maps import InvalidMapError, RowBuffers, as_batch, as_float
 __all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "ShuffledNegatives", "SupportCounts", "roc_auc"]
 
 JITTER = 1e-7
-BINS = 1 << 16  # histogram resolution of the exact counts of AUC-Judd and sAUC (see OrderKeys)
+# Histogram resolution of the exact counts of AUC-Judd and sAUC (see OrderKeys). 2^14 bins: the
+# int64 histogram is 128 KiB (512 KiB at 2^16: a quarter of an Intel Xeon core's L2, all of an AMD
+# EPYC core's), so bincount's random increments hit in cache (0.44 vs 0.64 ms per 600×800 map on
+# the Xeon); ~4× more pixels share a bin with a threshold (~6,000 of 480,000), and NumPy's SIMD
+# sort of their values takes 0.05 ms instead of 0.03.
+BINS = 1 << 14
 
 
 def _inputs(pred: torch.Tensor, fixations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
