@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from attnlab.metrics.auc import JuddPass, ShuffledNegatives, ShuffledPass, SupportCounts, nonfixation_counts, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
-from attnlab.metrics.maps import MIT_EPS, RowBuffers, as_batch, binary, constant, fixated, flat, for_each_row, log_, match_size, mean_over_images, minmax, reuse, row_dots, row_stats, row_sums, shared_inputs, single_row_stats, store, value_range
+from attnlab.metrics.maps import MIT_EPS, RowBuffers, as_batch, binary, constant, fixated, flat, for_each_row, log_, match_size, mean_over_images, minmax, pair_stats, reuse, row_dots, row_stats, row_sums, shared_inputs, store, value_range
 
 __all__ = [
     "auc_judd",
@@ -357,18 +357,16 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
         if unusable:
             return
         pi, qi = pf[i], None if qf is None else qf[i]
-        p_stats[i] = single_row_stats(pi)
+        p_stats[i], q_stats[i], cross[i] = pair_stats(pi, qi)  # both maps' statistics in one chunked pass
         ps = p_stats[i].tolist()
         if not math.isfinite(ps[2]):
             unusable.append(i)
             return
         if qi is not None:
-            q_stats[i] = single_row_stats(qi)
             qs = q_stats[i].tolist()
             if not math.isfinite(qs[2]) or qs[2] == 0:
                 unusable.append(i)
                 return
-            cross[i] = torch.dot(pi, qi)
             # the human density while the map is still in cache
             qd = _density32(qi, qs, buffers, "q", writable=False) if densities is not None else None
         # the prediction's density, read by KLD/SIM; also AUC-Judd's histogram keys (same order as p)
