@@ -126,8 +126,9 @@ def single_row_stats(r: torch.Tensor) -> torch.Tensor:
     return pair_stats(r)[0]
 
 
-def pair_stats(p: torch.Tensor, q: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def pair_stats(p: torch.Tensor, q: torch.Tensor | None = None, q32: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(min, max, Σ, Σ²) of the flat map ``p``, the same of ``q`` (same size) and Σ p·q, if given.
+    ``q32``: a float32 buffer that also receives ``q`` cast to float32 (on CPU, from the chunks in cache).
 
     On CPU all reductions run chunk by chunk (:data:`STATS_CHUNK`): the first reads a chunk from
     memory and the others find it in L2. Whole maps (3.8 MB at 600×800) do not fit there, and on a
@@ -143,16 +144,20 @@ def pair_stats(p: torch.Tensor, q: torch.Tensor | None = None) -> tuple[torch.Te
         if q is None:
             return ps, None, None
         low, high = torch.aminmax(q)
+        if q32 is not None:
+            q32.copy_(q)
         return ps, torch.stack([low, high, q.sum(), torch.dot(q, q)]), torch.dot(p, q)
     maps = (p,) if q is None else (p, q)
     parts = []  # per chunk: (min, max, Σ, Σ²) of each map, then Σ p·q
-    for chunks in zip(*(m.split(STATS_CHUNK) for m in maps)):
+    for j, chunks in enumerate(zip(*(m.split(STATS_CHUNK) for m in maps))):
         part = []
         for c in chunks:
             n = c.numpy()
             part += [n.min(), n.max(), float(c.sum()), float(torch.dot(c, c))]
         if q is not None:
             part.append(float(torch.dot(*chunks)))
+            if q32 is not None:  # rounds as torch's copy_ does (to nearest)
+                np.copyto(q32.numpy()[j * STATS_CHUNK : j * STATS_CHUNK + chunks[1].numel()], chunks[1].numpy(), casting="same_kind")
         parts.append(part)
     a = np.array(parts)
     # min and max through NumPy (NaN propagates as in aminmax); sums in chunk order (same bits as row_dot)

@@ -144,12 +144,13 @@ def _moments(p: torch.Tensor, correction: int) -> tuple[torch.Tensor, torch.Tens
     return reuse(f"moments{correction}", p, compute)
 
 
-def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: str, writable: bool = True) -> torch.Tensor:
+def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: str, writable: bool = True, copied: bool = False) -> torch.Tensor:
     """pysaliency's density of the flat map ``x`` (negatives shifted by the minimum, divided by the
     sum; all-zero → uniform) in a float32 buffer, from its (min, max, Σ, Σ²); non-decreasing in
     ``x``. Without ``writable`` a map that already is a density is not divided. The shift is
     subtracted in ``x``'s precision on the way to float32: values just above the minimum keep their
-    digits (KLD magnifies errors where the density is near 0) and the minimum becomes exactly 0."""
+    digits (KLD magnifies errors where the density is near 0) and the minimum becomes exactly 0.
+    ``copied``: the buffer already holds ``x`` in float32 (:func:`pair_stats` wrote it)."""
     shift, total = _shift_and_total(stats, x.numel())
     out = buffers(f"{name}_density", x, torch.float32)
     if total <= 0:
@@ -160,7 +161,8 @@ def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: s
         return out.div_(total)
     if shift < 0:
         return torch.sub(x, shift, out=out).div_(total)
-    out.copy_(x)
+    if not copied:
+        out.copy_(x)
     return out if not writable and abs(total - 1) < 1e-13 else out.div_(total)  # ÷ (1 ± 1e-13) changes nothing that matters
 
 
@@ -357,7 +359,9 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
         if unusable:
             return
         pi, qi = pf[i], None if qf is None else qf[i]
-        p_stats[i], q_stats[i], cross[i] = pair_stats(pi, qi)  # both maps' statistics in one chunked pass
+        # both maps' statistics in one chunked pass, which also casts the human density to float32
+        q32 = buffers("q_density", qi, torch.float32) if densities is not None else None
+        p_stats[i], q_stats[i], cross[i] = pair_stats(pi, qi, q32)
         ps = p_stats[i].tolist()
         if not math.isfinite(ps[2]):
             unusable.append(i)
@@ -368,7 +372,7 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
                 unusable.append(i)
                 return
             # the human density while the map is still in cache
-            qd = _density32(qi, qs, buffers, "q", writable=False) if densities is not None else None
+            qd = _density32(qi, qs, buffers, "q", writable=False, copied=True) if densities is not None else None
         # the prediction's density, read by KLD/SIM; also AUC-Judd's histogram keys (same order as p)
         pd = _density32(pi, ps, buffers, "p") if densities is not None else None
         keys = None  # AUC-Judd's histogram keys, which also place shuffled AUC's negatives
