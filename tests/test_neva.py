@@ -12,6 +12,7 @@ from attnlab.models.neva import (
     GaussianBlur,
     NevaModule,
     SearchConfig,
+    SearchResult,
     from_pixels,
     gaussian_kernel1d,
     pixel_centres,
@@ -312,3 +313,13 @@ def test_label_targets_need_labels():
         module.scanpaths(torch.rand(1, 3, 32, 32))
     path, target = module.scanpaths(torch.rand(2, 3, 32, 32), labels=torch.tensor([1, 4]))
     assert target.tolist() == [1, 4] and torch.isfinite(path.best_loss).all()
+
+
+def test_search_results_become_the_data_layers_scanpaths():
+    from attnlab.data.gaze import Scanpath
+
+    result = SearchResult(torch.tensor([[[-1.0, -1.0], [0.0, 0.5]], [[1.0, 1.0], [0.5, 0.0]]]), torch.zeros(2, 2))
+    paths = result.scanpaths((100, 200), stimuli=["a", "b"])
+    assert all(isinstance(p, Scanpath) for p in paths) and [p.stimulus for p in paths] == ["a", "b"]
+    np.testing.assert_allclose(np.stack([paths[0].x, paths[0].y]), [[0.0, 100.0], [0.0, 75.0]])
+    np.testing.assert_allclose(np.stack([paths[1].x, paths[1].y]), [[200.0, 150.0], [100.0, 50.0]])

@@ -10,7 +10,7 @@ from attnlab.models.neva.autoencoder import AutoencoderModule, ConvAutoencoder, 
 from attnlab.models.neva.blur import GaussianBlur, gaussian_kernel1d
 from attnlab.models.neva.foveation import Foveation, from_pixels, pixel_centres, position_bounds, to_pixels
 from attnlab.models.neva.module import NevaModule, split_batch
-from attnlab.models.neva.search import START_POSITIONS, Scanpath, SearchConfig, search_scanpath
+from attnlab.models.neva.search import START_POSITIONS, SearchConfig, SearchResult, search_scanpath
 from attnlab.models.neva.tasks import (
     ClassifierTask,
     ClipTask,
@@ -32,7 +32,7 @@ __all__ = [
     "NevaTask",
     "ReconstructionTask",
     "START_POSITIONS",
-    "Scanpath",
+    "SearchResult",
     "SearchConfig",
     "efficientnet_lite0_classifier",
     "freeze",

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from attnlab.models.neva.blur import GaussianBlur
 from attnlab.models.neva.foveation import Foveation
-from attnlab.models.neva.search import Scanpath, SearchConfig, search_scanpath
+from attnlab.models.neva.search import SearchConfig, SearchResult, search_scanpath
 from attnlab.models.neva.tasks import NevaTask
 from attnlab.utils.config import Check, NonNegativeInt, PositiveFloat, Size2, UserError, check_arguments
 
@@ -126,8 +126,8 @@ class NevaModule(L.LightningModule):
 
     def scanpaths(
         self, images: Tensor, labels: Tensor | None = None, generator: torch.Generator | None = None, on_fixation=None
-    ) -> tuple[Scanpath, Tensor]:
-        """Scanpaths for images in [0, 1] (B×C×h×w, resized to ``image_size``): (Scanpath, targets)."""
+    ) -> tuple[SearchResult, Tensor]:
+        """Scanpaths for images in [0, 1] (B×C×h×w, resized to ``image_size``): (SearchResult, targets)."""
         images = self.prepare(images.to(self.device))
         with torch.no_grad(), self._autocast():
             target = self.task.target(images, labels)
@@ -138,7 +138,7 @@ class NevaModule(L.LightningModule):
 
     # -- Lightning -------------------------------------------------------------------------------
 
-    def forward(self, images: Tensor, labels: Tensor | None = None) -> Scanpath:
+    def forward(self, images: Tensor, labels: Tensor | None = None) -> SearchResult:
         return self.scanpaths(images, labels)[0]
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:

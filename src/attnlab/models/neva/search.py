@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch import Tensor
 
+from attnlab.data.gaze import Scanpath
 from attnlab.models.neva.foveation import Foveation, position_bounds, to_pixels
 from attnlab.utils.config import Fraction, PositiveFloat, PositiveInt, check_arguments
 
-__all__ = ["SearchConfig", "Scanpath", "search_scanpath", "START_POSITIONS"]
+__all__ = ["SearchConfig", "SearchResult", "search_scanpath", "START_POSITIONS"]
 
 StartPosition = Literal["centre", "random", "previous"]
 START_POSITIONS = typing.get_args(StartPosition)
@@ -57,8 +58,9 @@ class SearchConfig:
 
 
 @dataclass
-class Scanpath:
-    """A batch of scanpaths.
+class SearchResult:
+    """The scanpaths of a batch of images, as the search found them (one image's recorded scanpath, in
+    pixels, is :class:`attnlab.data.gaze.Scanpath`: :meth:`scanpaths` gives those).
 
     Attributes:
         positions: B×L×2 fixations (x, y) in normalised coordinates [−1, 1].
@@ -71,6 +73,12 @@ class Scanpath:
     def pixels(self, size: Tensor | tuple[int, int]) -> Tensor:
         """B×L×2 pixel (x, y) on images of ``size`` (H, W), or per-sample sizes B×2."""
         return to_pixels(self.positions, size)
+
+    def scanpaths(self, size: Tensor | tuple[int, int], stimuli: Sequence[str] = (), subject: str = "neva") -> list[Scanpath]:
+        """One :class:`~attnlab.data.gaze.Scanpath` per image, in pixels of images of ``size``."""
+        xy = self.pixels(size).detach().double().cpu().numpy()
+        names = list(stimuli) or [""] * len(xy)
+        return [Scanpath(p[:, 0], p[:, 1], subject=subject, stimulus=str(n)) for p, n in zip(xy, names)]
 
 
 def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, like: Tensor) -> Tensor:
@@ -87,7 +95,7 @@ def search_scanpath(
     foveation: Foveation | None = None,
     generator: torch.Generator | None = None,
     on_fixation: Callable[[int], None] | None = None,
-) -> Scanpath:
+) -> SearchResult:
     """Search one scanpath per image.
 
     Args:
@@ -99,7 +107,7 @@ def search_scanpath(
         on_fixation: called with t after each fixation (progress reporting).
 
     Returns:
-        :class:`Scanpath` with B×L positions and float32 best losses.
+        :class:`SearchResult` with B×L positions and float32 best losses.
     """
     if foveation is None:
         foveation = Foveation(config.sigma_fovea)
@@ -151,4 +159,4 @@ def search_scanpath(
         previous = best_p
         if on_fixation is not None:
             on_fixation(t)
-    return Scanpath(torch.stack(positions, 1), torch.stack(losses, 1))
+    return SearchResult(torch.stack(positions, 1), torch.stack(losses, 1))
