@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from attnlab.benchmark.sources import centre_bias
-from attnlab.data.fixations import Scanpath, _pixel_indices, gaussian_operator, sparse_fixation_maps
+from attnlab.data.fixation_maps import TRUNCATE, gaussian_operator, pixel_indices, sparse_fixation_maps
+from attnlab.data.gaze import Scanpath
 from attnlab.metrics import saliency as S
 from attnlab.metrics.maps import InvalidMapError, match_size
 from attnlab.metrics.scanpath import FixationClusters
@@ -94,18 +95,23 @@ def image_targets(ctx: BenchmarkContext, i: int) -> Targets:
     data = ctx.data
     size = data.stimuli[i].size
     f = data.fixations(i)
-    _, _, inside = _pixel_indices(f.x, f.y, size, None)
+    _, _, inside = pixel_indices(f.x, f.y, size, None)
     if (~inside).any():
         log.warning("%s: %d fixations outside the image dropped", data.stimuli[i].id, int((~inside).sum()))
     subjects = sorted({p.subject for p in data.scanpaths[i]})
     per_subject = [data._fixations_of(i, {s}) for s in subjects]
     humans = ctx.human_scanpaths[i]
     xy = np.concatenate([h.xy for h in humans]) if humans else np.zeros((0, 2))
+    if ctx.sigma_px > 0:
+        blur = blur_for(size, ctx.sigma_px)
+        density = blur.density(blur.windows(f.x, f.y), np.empty(size))
+    else:
+        density = data.density(i, sigma_px=ctx.sigma_px)
     return Targets(
         i,
         size,
         (f.x, f.y),
-        data.density(i, sigma_px=ctx.sigma_px),
+        density,
         subjects,
         [(p.x, p.y) for p in per_subject],
         humans,
@@ -113,32 +119,97 @@ def image_targets(ctx: BenchmarkContext, i: int) -> Targets:
     )
 
 
-def _subject_blurs(tg: Targets, sigma_px: float) -> np.ndarray:
-    """S×H×W unnormalised densities of each subject (as :func:`gaussian_density` builds them)."""
-    h, w = tg.size
-    my, mx = gaussian_operator(h, round(sigma_px, 9)), gaussian_operator(w, round(sigma_px, 9))
-    out = np.zeros((len(tg.subjects), h, w))
-    for k, (x, y) in enumerate(tg.subject_points):
-        rows, cols, _ = _pixel_indices(x, y, tg.size, None)
-        if len(rows):
-            np.matmul(my[:, rows], mx[:, cols].T, out=out[k])
-    return out
+class _Blur:
+    """Gaussian densities of fixation sets on one image size, as :func:`gaussian_density` defines
+    them (the blur operator's rows at the fixated pixels, reflect boundary), added fixation by
+    fixation over the kernel's window only: each fixation touches (2·4σ+1)² pixels instead of the
+    whole map, and the maps are written into buffers reused from image to image (fresh memory
+    costs a page fault per 4 KiB, which here costs more than the arithmetic)."""
+
+    def __init__(self, size: tuple[int, int], sigma_px: float) -> None:
+        self.size = size
+        h, w = size
+        sigma = round(float(sigma_px), 9)
+        self.my, self.mx = gaussian_operator(h, sigma), gaussian_operator(w, sigma)
+        self.radius = int(TRUNCATE * sigma + 0.5)  # the operator's kernel radius: rows beyond it are 0
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def buffer(self, name: str, count: int, dtype=np.float64) -> np.ndarray:
+        b = self.buffers.get(name)
+        if b is None or b.shape[0] < count:
+            b = self.buffers[name] = np.empty((count, *self.size), dtype=dtype)
+        return b[:count]
+
+    def windows(self, x: np.ndarray, y: np.ndarray) -> list[tuple[slice, slice, np.ndarray, np.ndarray]]:
+        """(rows, columns, vertical, horizontal profile) of each fixation inside the image."""
+        rows, cols, _ = pixel_indices(x, y, self.size, None)
+        h, w = self.size
+        r = self.radius
+        out = []
+        for i, j in zip(rows.tolist(), cols.tolist()):
+            ys, xs = slice(max(0, i - r), min(h, i + r + 1)), slice(max(0, j - r), min(w, j + r + 1))
+            out.append((ys, xs, self.my[ys, i], self.mx[xs, j]))
+        return out
+
+    def density(self, windows: list, out: np.ndarray) -> np.ndarray:
+        """Σ of the windows' outer products, normalised to sum 1 (NaN map without fixations)."""
+        out.fill(0.0)
+        if not windows:
+            out.fill(np.nan)
+            return out
+        for ys, xs, a, b in windows:
+            out[ys, xs] += np.multiply.outer(a, b)
+        return np.divide(out, out.sum(), out=out)
 
 
-def leave_one_out_densities(tg: Targets, sigma_px: float) -> np.ndarray:
-    """S×H×W: the density of every subject but s, for each s — a prefix plus a suffix sum of the
-    per-subject blurs (3 map additions per subject instead of one blur of all the others)."""
-    blurs = _subject_blurs(tg, sigma_px)
-    n = len(blurs)
-    prefix = np.zeros_like(blurs)
-    suffix = np.zeros_like(blurs)
-    for k in range(1, n):
-        np.add(prefix[k - 1], blurs[k - 1], out=prefix[k])
-        np.add(suffix[n - k], blurs[n - k], out=suffix[n - k - 1])
-    loo = np.add(prefix, suffix, out=prefix)
-    totals = loo.reshape(n, -1).sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loo /= np.where(totals > 0, totals, np.nan)[:, None, None]  # nobody else looked: a NaN map
+_BLURS: dict[tuple, _Blur] = {}  # per process: the buffers outlive a chunk
+
+
+def blur_for(size: tuple[int, int], sigma_px: float) -> _Blur:
+    key = (tuple(size), float(sigma_px))
+    if key not in _BLURS:
+        _BLURS.clear()  # one image size at a time keeps the memory bounded
+        _BLURS[key] = _Blur(tuple(size), sigma_px)
+    return _BLURS[key]
+
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    total = m.sum()
+    if total > 0:
+        return np.divide(m, total, out=m)
+    m.fill(np.nan)  # nobody looked: a NaN map, as the data's own density
+    return m
+
+
+def leave_one_out_densities(tg: "Targets", sigma_px: float) -> np.ndarray:
+    """S×H×W: the density of every subject but s, for each s, = (everyone's blur − s's blur),
+    normalised; pixels that no other subject's kernel reaches are set to exactly 0, as the
+    reference's blur of the others leaves them (the subtraction would leave rounding there).
+    One map copy and s's own few kernel windows per subject, instead of a blur of all the others."""
+    blur = blur_for(tg.size, sigma_px)
+    windows = [blur.windows(x, y) for x, y in tg.subject_points]
+    total = blur.buffer("total", 1)[0]
+    total.fill(0.0)
+    cover = blur.buffer("cover", 1, np.int32)[0]
+    cover.fill(0)
+    for ws in windows:
+        for ys, xs, a, b in ws:
+            total[ys, xs] += np.multiply.outer(a, b)
+            cover[ys, xs] += 1
+    loo = blur.buffer("loo", len(windows))
+    own = blur.buffer("own", 1, np.int32)[0]
+    for k, ws in enumerate(windows):
+        np.copyto(loo[k], total)
+        if ws:
+            y0, y1 = min(w[0].start for w in ws), max(w[0].stop for w in ws)
+            x0, x1 = min(w[1].start for w in ws), max(w[1].stop for w in ws)
+            own[y0:y1, x0:x1] = 0
+            for ys, xs, a, b in ws:
+                loo[k][ys, xs] -= np.multiply.outer(a, b)
+                own[ys, xs] += 1
+            box = loo[k][y0:y1, x0:x1]
+            box[cover[y0:y1, x0:x1] == own[y0:y1, x0:x1]] = 0.0
+        _normalise(loo[k])
     return loo
 
 
@@ -219,9 +290,22 @@ def _leave_one_out_rows(chunk: _Chunk, rows: list[dict]) -> None:
         values = S.saliency_metrics(loo, fix, None, chunk.baseline(tg.size), nonfix, metrics=LOCATION_METRICS, seed=ctx.seed, jitter=False)
         rows[k].update({name: _mean(v) for name, v in values.items()})
         halves = split_halves(tg.subjects, INTER_OBSERVER_SPLITS, np.random.default_rng([ctx.seed, tg.index]))
-        pred = torch.from_numpy(np.stack([ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=a) for a, _ in halves]))
-        target = torch.from_numpy(np.stack([ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=b) for _, b in halves]))
+        pred, target = _half_densities(ctx, tg, halves)
         rows[k].update({"CC": _mean(S.cc(pred, target)), "KLD": _mean(S.kld(pred, target)), "SIM": _mean(S.sim(pred, target))})
+
+
+def _half_densities(ctx: BenchmarkContext, tg: Targets, halves) -> tuple[torch.Tensor, torch.Tensor]:
+    """The densities of each half of each halving (windowed blur, reused buffers)."""
+    if ctx.sigma_px <= 0:
+        dens = lambda group: np.stack([ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=g) for g in group])  # noqa: E731
+        return torch.from_numpy(dens([a for a, _ in halves])), torch.from_numpy(dens([b for _, b in halves]))
+    blur = blur_for(tg.size, ctx.sigma_px)
+    per_path = [(p.subject, blur.windows(p.x, p.y)) for p in ctx.data.scanpaths[tg.index]]
+    out = blur.buffer("halves", 2 * len(halves))
+    for k, (a, b) in enumerate(halves):
+        for slot, group in ((k, a), (len(halves) + k, b)):
+            blur.density([w for subject, ws in per_path if subject in group for w in ws], out[slot])
+    return torch.from_numpy(out[: len(halves)]), torch.from_numpy(out[len(halves) :])
 
 
 class _Pairs:
