@@ -3,15 +3,25 @@
 Composition errors (unknown option, unknown key, bad override syntax) are caught by composing the
 config once before Hydra runs; schema violations and :class:`UserError`s raised by a task are
 caught around the task. ``HYDRA_FULL_ERROR=1`` turns all of this off and shows full tracebacks.
+
+Around every run: an output folder that cannot be written is reported before Hydra makes it; the
+first line printed names the run folder and the last one sums the run up; a run that fails before
+writing anything of its own leaves no folder behind, one that fails later has the error at the end
+of its log. The console shows attnlab's own messages, the progress bar and the results: the
+dependencies' tips, device banners, model summaries (FLOPs) and warnings go to the log file only.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
+import logging
 import os
 import re
+import shutil
 import sys
+import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
@@ -200,6 +210,85 @@ def _validate_or_fail(cfg: DictConfig) -> None:
         fail(f"invalid config: {str(ex).splitlines()[0]}")
 
 
+# --- the run folder and the console ---------------------------------------------------------------
+
+
+def _writable_or_fail(config_name: str, overrides: list[str], multirun: bool) -> None:
+    """Fail with one line when the run folder Hydra is about to make cannot be made or written."""
+    try:
+        cfg = _compose(config_name, overrides, return_hydra_config=True)
+        folder = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")))
+    except Exception:  # reported by Hydra (or the checks above) with its own message
+        return
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        fail(f"cannot write the run folder {folder}: {existing} is a file, not a folder (set paths.log_dir=PATH)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"cannot write the run folder {folder}: {existing} is not writable (set paths.log_dir=PATH)")
+
+
+class ConsoleFilter(logging.Filter):
+    """Console records: attnlab's from INFO, the dependencies' from ERROR (the rest: log file only)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("attnlab") or record.name == "__main__" or record.levelno >= logging.ERROR
+
+
+def quiet_console() -> None:
+    """Route the dependencies' logging and warnings through the root handlers (so the log file keeps
+    them) and filter the console ones with :class:`ConsoleFilter`."""
+    root = logging.getLogger()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:  # Lightning's own stderr handler (set when imported first)
+                logger.removeHandler(handler)
+        logger.propagate = True
+    logging.captureWarnings(True)
+    for handler in root.handlers:
+        if not isinstance(handler, logging.FileHandler) and not any(isinstance(f, ConsoleFilter) for f in handler.filters):
+            handler.addFilter(ConsoleFilter())
+
+
+def _log_file_only(message: str, exc_info: bool = False) -> None:
+    """Append ``message`` to the run's log file(s) only (the console gets the one-line error)."""
+    record = logging.getLogger("attnlab").makeRecord("attnlab", logging.ERROR, __file__, 0, message, None,
+                                                     sys.exc_info() if exc_info else None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+            handler.flush()
+
+
+_BOOKKEEPING = {".hydra"}
+
+
+def _discard_if_empty(folder: Path | None, task_name: str) -> bool:
+    """Remove ``folder`` when it holds only Hydra's bookkeeping (config, log): a run that failed
+    before any work of its own. Returns whether it was removed."""
+    if folder is None or not folder.is_dir():
+        return False
+    own = [p for p in folder.iterdir() if p.name not in _BOOKKEEPING and p.name != f"{task_name}.log"]
+    if own:
+        return False
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder:
+            handler.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def _run_folder() -> Path | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:
+        return None
+
+
 def _find_user_error(ex: BaseException | None) -> UserError | None:
     """The UserError behind ``ex`` (Hydra wraps errors raised while instantiating)."""
     seen = set()
@@ -227,20 +316,30 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             if _full_errors():
                 validate(cfg)
                 return task(cfg)
+            quiet_console()
+            folder = _run_folder()
+            print(f"attnlab {config_name}: writing to {folder}", flush=True)
+            start = time.perf_counter()
             _validate_or_fail(cfg)
             try:
-                return task(cfg)
+                result = task(cfg)
             except Exception as ex:
                 user_error = _find_user_error(ex)
+                message = str(user_error) if user_error is not None else f"{type(ex).__name__}: {ex}"
+                _log_file_only(f"attnlab: error: {message}", exc_info=user_error is None)
+                if _discard_if_empty(folder, config_name):
+                    print(f"attnlab {config_name}: failed before writing anything; {folder} removed", flush=True)
                 if user_error is None:
                     raise
-                fail(str(user_error))
+                fail(str(user_error).strip().splitlines()[0] if str(user_error).strip() else type(user_error).__name__)
+            print(f"attnlab {config_name}: done in {time.perf_counter() - start:.1f} s; results in {folder}", flush=True)
+            return result
 
         hydra_task = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name=config_name)(guarded)
 
         @functools.wraps(task)
         def main() -> Any:
-            overrides, _, other_flags = _split_argv(sys.argv[1:])
+            overrides, multirun, other_flags = _split_argv(sys.argv[1:])
             if not _full_errors() and not other_flags:
                 added = _precheck(config_name, overrides)
             else:  # Hydra reports errors itself; settings left at their defaults still need ++
@@ -248,6 +347,9 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
                     added = _settings_left_at_default(config_name, first_sweep_values(overrides))
                 except Exception:
                     added = set()
+            if not _full_errors() and not other_flags:
+                final = ["++" + o if _override_key(o) in added and o[:1] not in "+~" else o for o in first_sweep_values(overrides)]
+                _writable_or_fail(config_name, final, multirun)
             sys.argv = [sys.argv[0]] + ["++" + a if _override_key(a) in added and a[:1] not in "+~" and "=" in a else a for a in sys.argv[1:]]
             return hydra_task()
 
