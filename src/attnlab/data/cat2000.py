@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnlab.data.checks import ImageSkips
 from attnlab.data.fixation_datamodule import FixationDataModule
 from attnlab.data.fixations import FixationDataset, Scanpath, Stimulus
 from attnlab.utils.config import UserError
@@ -41,33 +42,34 @@ def read_fixation_locations(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return cols + 0.5, rows + 0.5
 
 
-def load_cat2000(root: str | Path) -> FixationDataset:
+def load_cat2000(root: str | Path, strict: bool = False) -> FixationDataset:
     root = Path(root).expanduser()
     base = root / "trainSet" if (root / "trainSet").is_dir() else root
     stim_dir, loc_dir = base / "Stimuli", base / "FIXATIONLOCS"
     if not stim_dir.is_dir() or not loc_dir.is_dir():
         raise UserError(f"CAT2000 not found at {root}: expected trainSet/Stimuli/<Category>/ and trainSet/FIXATIONLOCS/<Category>/")
-    from PIL import Image
-
     stimuli, scanpaths = [], []
+    skips = ImageSkips("cat2000", strict)
     for image in sorted(stim_dir.glob("*/*.jpg")):
         category = image.parent.name
         mat = loc_dir / category / f"{image.stem}.mat"
         if not mat.is_file():
             continue  # e.g. the 'Output' folders of the release
         sid = f"{category}/{image.stem}"
-        with Image.open(image) as im:
-            size = (im.size[1], im.size[0])
+        size = skips.size(image)
+        if size is None:
+            continue
         x, y = read_fixation_locations(mat)
         stimuli.append(Stimulus(sid, image, size))
         scanpaths.append([Scanpath(x, y, subject="all", stimulus=sid)] if len(x) else [])
+    skipped = skips.report()
     if not stimuli:
-        raise UserError(f"CAT2000 at {root}: no image in Stimuli/ has a FIXATIONLOCS file")
-    return FixationDataset("cat2000", stimuli, scanpaths, None, {"root": str(root), "maps_dir": str(base / "FIXATIONMAPS")})
+        raise UserError(f"CAT2000 at {root}: no readable image in Stimuli/ has a FIXATIONLOCS file")
+    return FixationDataset("cat2000", stimuli, scanpaths, None, {"root": str(root), "maps_dir": str(base / "FIXATIONMAPS")} | skipped)
 
 
 class CAT2000DataModule(FixationDataModule):
     """``data=cat2000``."""
 
     def load(self) -> FixationDataset:
-        return load_cat2000(self.root)
+        return load_cat2000(self.root, self.strict)

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from attnlab.data.checks import UnreadableImage, image_size
 from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,11 @@ def check_images(items: list[dict], image_dir: Path, strict: bool) -> tuple[list
     for it in items:
         path = image_dir / it["file_name"]
         try:
-            with Image.open(path) as im:
-                im.verify()
+            image_size(path)  # decodes (verify() passes truncated JPEGs)
             ok.append(it)
-        except Exception as ex:  # PIL raises many types for bad files
+        except UnreadableImage as ex:
             if strict:
-                raise UserError(f"corrupt image {path}: {ex} (set data.strict=false to skip it)") from ex
+                raise UserError(f"corrupt image {path}: {ex.reason} (set data.strict=false to skip it)") from None
             corrupt.append(path)
     if corrupt:
         log.warning("skipped %d corrupt image(s) in %s, e.g. %s", len(corrupt), image_dir, corrupt[0])

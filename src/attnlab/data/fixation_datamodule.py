@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from attnlab.data.base import SplitDataModule
+from attnlab.data.checks import valid_fixations
 from attnlab.data.fixation_maps import sigma_in_pixels
 from attnlab.data.fixations import FixationDataset
 from attnlab.utils.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Size2, Split3
@@ -62,6 +63,10 @@ class FixationDataModule(SplitDataModule):
     Subclasses (e.g. :class:`attnlab.data.osie.OSIEDataModule`) implement :meth:`load`. The whole
     dataset (after filtering) is in ``self.dataset`` and the splits in ``self.splits`` once
     :meth:`setup` ran; the benchmark uses these directly.
+
+    Every loader skips (and counts, in one warning) images that do not decode, or stops with
+    ``strict=True``; fixations with a NaN/inf coordinate or outside their image are dropped here
+    for every consumer alike (:func:`attnlab.data.checks.valid_fixations`).
     """
 
     def __init__(
@@ -77,9 +82,11 @@ class FixationDataModule(SplitDataModule):
         map_size: Optional[Size2] = None,
         batch_size: PositiveInt = 8,
         num_workers: NonNegativeInt = 0,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         self.root = root
+        self.strict = strict
         self.drop_first = drop_first
         self.min_duration = min_duration
         self.split_fractions = tuple(split)
@@ -103,6 +110,7 @@ class FixationDataModule(SplitDataModule):
         if self.pixels_per_degree is not None:
             data.pixels_per_degree = float(self.pixels_per_degree)
         data = data.filtered(drop_first=self.drop_first, min_duration=self.min_duration)
+        data = valid_fixations(data)  # NaN / outside the image: dropped here, for every metric alike
         self.dataset = data
         self.splits = data.split(self.split_fractions, self.seed)
         log.info("%s: %s; split %s", data.name, data, {k: len(v) for k, v in self.splits.items()})

@@ -128,8 +128,13 @@ class FixationDataset:
         path = self.stimuli[i].path
         if path is None or not Path(path).is_file():
             raise UserError(f"image file of stimulus {self.stimuli[i].id!r} not found: {path}")
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except Exception as ex:  # truncated or not an image: name the file
+            from attnlab.data.checks import UnreadableImage
+
+            raise UnreadableImage(path, str(ex).splitlines()[0] if str(ex) else type(ex).__name__) from None
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> "FixationDataset":
         indices = list(indices)

@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
+from attnlab.data.checks import ImageSkips, finite_scanpath
 from attnlab.data.fixation_datamodule import FixationDataModule
 from attnlab.data.fixations import FixationDataset, Scanpath, Stimulus
 from attnlab.utils.config import UserError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["read_scanpaths", "write_scanpaths", "load_folder", "FolderDataModule", "IMAGE_SUFFIXES"]
 
@@ -43,8 +47,12 @@ def _stimulus_key(value) -> str:
     return Path(str(value)).stem if Path(str(value)).suffix.lower() in IMAGE_SUFFIXES + (".npy",) else str(value)
 
 
-def read_scanpaths(path: str | Path) -> dict[str, list[Scanpath]]:
-    """Scanpaths of a JSON/CSV file (format above), grouped by stimulus id in file order."""
+def read_scanpaths(path: str | Path, drop_not_finite: bool = True) -> dict[str, list[Scanpath]]:
+    """Scanpaths of a JSON/CSV file (format above), grouped by stimulus id in file order.
+
+    Fixations with a NaN/inf coordinate are dropped and counted (one warning per file) unless
+    ``drop_not_finite`` is false (a dataset's loader leaves them to :func:`attnlab.data.checks.valid_fixations`).
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"scanpath file not found: {path}")
@@ -94,8 +102,21 @@ def read_scanpaths(path: str | Path) -> dict[str, list[Scanpath]]:
             flush()
         else:
             raise UserError(f"scanpath file {path} must end in .json or .csv")
-    except (ValueError, TypeError, KeyError) as ex:
-        raise UserError(f"cannot read scanpaths from {path}: {ex}") from ex
+    except (ValueError, TypeError, KeyError, AttributeError) as ex:
+        raise UserError(f"cannot read scanpaths from {path}: {str(ex).splitlines()[0] if str(ex) else type(ex).__name__}") from None
+    if drop_not_finite:
+        dropped = total = 0
+        for stim, paths in groups.items():
+            cleaned = []
+            for p in paths:
+                total += len(p)
+                q, n = finite_scanpath(p)
+                dropped += n
+                if len(q):
+                    cleaned.append(q)
+            groups[stim] = cleaned
+        if dropped:
+            log.warning("%s: dropped %d of %d fixations with a NaN/inf coordinate", path, dropped, total)
     return dict(groups)
 
 
@@ -113,34 +134,54 @@ def write_scanpaths(path: str | Path, scanpaths: list[Scanpath]) -> Path:
     return write_json(path, records)
 
 
-def load_folder(root: str | Path) -> FixationDataset:
-    """A :class:`FixationDataset` from a folder in the layout above."""
-    from PIL import Image
-
+def load_folder(root: str | Path, strict: bool = False) -> FixationDataset:
+    """A :class:`FixationDataset` from a folder in the layout above (images that do not decode are
+    skipped and counted, an error with ``strict``)."""
     root = Path(root).expanduser()
     image_dir = root / "images" if (root / "images").is_dir() else root
     files = [root / n for n in ("scanpaths.json", "scanpaths.csv") if (root / n).is_file()]
     if not files:
         raise UserError(f"no scanpaths.json or scanpaths.csv in {root}")
-    groups = read_scanpaths(files[0])
+    groups = read_scanpaths(files[0], drop_not_finite=False)
     images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    info = json.loads((root / "info.json").read_text()) if (root / "info.json").is_file() else {}
+    info = _read_info(root / "info.json")
+    skips = ImageSkips(str(info.get("name", root.name)), strict)
     stimuli, scanpaths = [], []
     for stem, path in images.items():
-        with Image.open(path) as im:
-            size = (im.size[1], im.size[0])
+        size = skips.size(path)
+        if size is None:
+            continue
         stimuli.append(Stimulus(stem, path, size))
         scanpaths.append(groups.get(stem, []))
+    skipped = skips.report()
     unknown = sorted(set(groups) - set(images))
     if unknown:
         raise UserError(f"{files[0]}: scanpaths for stimuli without an image in {image_dir}: {unknown[:5]}")
+    if not stimuli and skips.skipped:
+        raise UserError(f"none of the {skips.checked} images in {image_dir} can be read, e.g. {skips.skipped[0]}")
     if not stimuli:
         raise UserError(f"no images (.jpg/.png) in {image_dir}")
-    return FixationDataset(info.get("name", root.name), stimuli, scanpaths, info.get("pixels_per_degree"), {"root": str(root)})
+    return FixationDataset(info.get("name", root.name), stimuli, scanpaths, info.get("pixels_per_degree"), {"root": str(root)} | skipped)
+
+
+def _read_info(path: Path) -> dict:
+    """The optional info.json: a dict with ``name`` and/or a positive ``pixels_per_degree``."""
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except ValueError as ex:
+        raise UserError(f"cannot read {path}: {ex}") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path} must hold a JSON object such as {{\"name\": \"mine\", \"pixels_per_degree\": 35}}")
+    ppd = info.get("pixels_per_degree")
+    if ppd is not None and (isinstance(ppd, bool) or not isinstance(ppd, (int, float)) or not np.isfinite(ppd) or ppd <= 0):
+        raise UserError(f"{path}: pixels_per_degree={ppd!r} is not allowed; expected a number > 0")
+    return info
 
 
 class FolderDataModule(FixationDataModule):
     """``data=fixation_folder data.root=PATH``: your own images and scanpaths."""
 
     def load(self) -> FixationDataset:
-        return load_folder(self.root)
+        return load_folder(self.root, self.strict)

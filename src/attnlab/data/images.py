@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from attnlab.data.checks import ImageSkips
 from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2, Split3, UserError
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def load_image(path: str | Path) -> Image.Image:
         with Image.open(path) as im:
             return im.convert("RGB")
     except Exception as ex:  # truncated or not an image
-        raise UserError(f"cannot read image {path}: {ex}") from ex
+        raise UserError(f"cannot read image {path}: {str(ex).splitlines()[0] if str(ex) else type(ex).__name__}") from None
 
 
 def read_labels(path: str | Path) -> dict[str, int]:
@@ -116,6 +117,7 @@ class ImagesDataModule(L.LightningDataModule):
         split: fractions of the files for train/val/test (shuffled with ``seed``).
         limit: use only the first ``limit`` files (sorted by name), e.g. for quick runs.
         batch_size, num_workers: loader settings.
+        strict: an image that does not decode is an error (by default it is skipped and counted).
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class ImagesDataModule(L.LightningDataModule):
         seed: int = 100,
         batch_size: PositiveInt = 8,
         num_workers: NonNegativeInt = 0,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -142,6 +145,11 @@ class ImagesDataModule(L.LightningDataModule):
         files = list_images(hp.image_dir, hp.recursive)
         if hp.limit:
             files = files[: int(hp.limit)]
+        skips = ImageSkips(str(hp.image_dir), bool(hp.strict))
+        files = [f for f in files if skips.size(f) is not None]
+        self.skipped = skips.report()["unreadable_images"]
+        if not files:
+            raise UserError(f"none of the {skips.checked} images in {hp.image_dir} can be read, e.g. {skips.skipped[0]}")
         labels = read_labels(hp.labels_file) if hp.labels_file else None
         self.dataset = ImageFolder(files, hp.image_size, labels)
         n = len(files)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnlab.data.checks import ImageSkips
 from attnlab.data.fixation_datamodule import FixationDataModule
 from attnlab.data.fixations import FixationDataset, Scanpath, Stimulus
 from attnlab.utils.config import UserError
@@ -99,18 +100,19 @@ def _read_subject(path: Path, name: str, size: tuple[int, int], ppd: float, velo
     return x, y, onset, duration
 
 
-def load_mit1003(root: str | Path, pixels_per_degree: float = 35.0, velocity_deg_s: float = 30.0, min_fixation_ms: float = 100.0) -> FixationDataset:
+def load_mit1003(root: str | Path, pixels_per_degree: float = 35.0, velocity_deg_s: float = 30.0, min_fixation_ms: float = 100.0,
+                 strict: bool = False) -> FixationDataset:
     root = Path(root).expanduser()
     stim_dir, data_dir = root / "ALLSTIMULI", root / "DATA"
     if not stim_dir.is_dir() or not data_dir.is_dir():
         raise UserError(f"MIT1003 not found at {root}: expected ALLSTIMULI/*.jpeg and DATA/<subject>/*.mat")
-    from PIL import Image
-
     subjects = sorted(p for p in data_dir.iterdir() if p.is_dir())
     stimuli, scanpaths = [], []
+    skips = ImageSkips("mit1003", strict)
     for image in sorted(p for p in stim_dir.iterdir() if p.suffix.lower() in (".jpeg", ".jpg")):
-        with Image.open(image) as im:
-            size = (im.size[1], im.size[0])
+        size = skips.size(image)
+        if size is None:
+            continue
         paths = []
         for subject in subjects:
             mat = subject / f"{image.stem}.mat"
@@ -121,13 +123,14 @@ def load_mit1003(root: str | Path, pixels_per_degree: float = 35.0, velocity_deg
                 paths.append(Scanpath(x, y, duration, onset, subject.name, image.stem))
         stimuli.append(Stimulus(image.stem, image, size))
         scanpaths.append(paths)
+    skipped = skips.report()
     if not stimuli:
-        raise UserError(f"MIT1003 at {root}: no .jpeg images in ALLSTIMULI/")
-    return FixationDataset("mit1003", stimuli, scanpaths, pixels_per_degree, {"root": str(root)})
+        raise UserError(f"MIT1003 at {root}: no readable .jpeg images in ALLSTIMULI/")
+    return FixationDataset("mit1003", stimuli, scanpaths, pixels_per_degree, {"root": str(root)} | skipped)
 
 
 class MIT1003DataModule(FixationDataModule):
     """``data=mit1003``."""
 
     def load(self) -> FixationDataset:
-        return load_mit1003(self.root, self.pixels_per_degree or 35.0)
+        return load_mit1003(self.root, self.pixels_per_degree or 35.0, strict=self.strict)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnlab.data.checks import ImageSkips
 from attnlab.data.fixation_datamodule import FixationDataModule
 from attnlab.data.fixations import FixationDataset, Scanpath, Stimulus
 from attnlab.utils.config import UserError
@@ -45,13 +46,6 @@ def _layout(root: str | Path) -> tuple[Path, Path]:
     )
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as im:  # reads the header only
-        return im.size[1], im.size[0]
-
-
 def _cell(value) -> np.ndarray:
     """A MATLAB numeric field as a flat float array (empty fields become empty arrays)."""
     while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
@@ -73,8 +67,9 @@ def _string(value) -> str:
     return str(value)
 
 
-def load_osie(root: str | Path) -> FixationDataset:
-    """Read OSIE (or a subset in the same layout) into a :class:`FixationDataset`."""
+def load_osie(root: str | Path, strict: bool = False) -> FixationDataset:
+    """Read OSIE (or a subset in the same layout) into a :class:`FixationDataset`; images that do not
+    decode are skipped and counted (an error with ``strict``)."""
     from scipy.io import loadmat
 
     stimuli_dir, mat_path = _layout(root)
@@ -83,6 +78,7 @@ def load_osie(root: str | Path) -> FixationDataset:
     except Exception as ex:  # not a .mat, or no `fixations` variable
         raise UserError(f"cannot read OSIE fixations from {mat_path}: {ex}") from ex
     stimuli, scanpaths, missing = [], [], []
+    skips = ImageSkips("osie", strict)
     for record in records:
         record = _record(record)
         name = _string(record["img"])
@@ -90,7 +86,10 @@ def load_osie(root: str | Path) -> FixationDataset:
         if not path.is_file():
             missing.append(name)
             continue
-        stimulus = Stimulus(Path(name).stem, path, _image_size(path))
+        size = skips.size(path)
+        if size is None:
+            continue
+        stimulus = Stimulus(Path(name).stem, path, size)
         paths = []
         for k, subject in enumerate(np.asarray(record["subjects"], dtype=object).reshape(-1)):
             fix = _record(subject)
@@ -102,14 +101,17 @@ def load_osie(root: str | Path) -> FixationDataset:
         scanpaths.append(paths)
     if missing:
         log.warning("OSIE: %d images listed in %s have no file in %s (skipped), e.g. %s", len(missing), mat_path.name, stimuli_dir, missing[0])
+    info = {"root": str(root)} | skips.report()
+    if not stimuli and skips.skipped:
+        raise UserError(f"OSIE at {root}: none of the {skips.checked} images can be read, e.g. {skips.skipped[0]}")
     if not stimuli:
         raise UserError(f"OSIE at {root}: none of the {len(records)} images in fixations.mat exists in {stimuli_dir}")
-    return FixationDataset("osie", stimuli, scanpaths, pixels_per_degree=None, info={"root": str(root)})
+    return FixationDataset("osie", stimuli, scanpaths, pixels_per_degree=None, info=info)
 
 
 class OSIEDataModule(FixationDataModule):
     """OSIE as a Hydra ``data=osie`` option (see :class:`FixationDataModule` for the options)."""
 
     def load(self) -> FixationDataset:
-        return load_osie(self.root)
+        return load_osie(self.root, self.strict)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnlab.data.checks import ImageSkips
 from attnlab.data.fixation_datamodule import FixationDataModule
 from attnlab.data.fixations import FixationDataset, Scanpath, Stimulus
 from attnlab.utils.config import UserError
@@ -63,7 +64,7 @@ def read_salicon_map(path: str | Path) -> np.ndarray:
         return np.asarray(im.convert("L"), dtype=np.float64) / 255.0
 
 
-def load_salicon(root: str | Path, split: str = "train", fixation_type: str = "fixations") -> FixationDataset:
+def load_salicon(root: str | Path, split: str = "train", fixation_type: str = "fixations", strict: bool = False) -> FixationDataset:
     """One split (train or val: test has no fixations) of SALICON as a FixationDataset."""
     root = Path(root).expanduser()
     if split not in ("train", "val"):
@@ -72,14 +73,14 @@ def load_salicon(root: str | Path, split: str = "train", fixation_type: str = "f
     if not fix_dir.is_dir() or not img_dir.is_dir():
         raise UserError(f"SALICON not found at {root}: expected images/{split}/ and fixations/{split}/")
     stimuli, scanpaths = [], []
+    skips = ImageSkips(f"salicon_{split}", strict)
     for mat in sorted(fix_dir.glob("*.mat")):
         image = img_dir / f"{mat.stem}.jpg"
         if not image.is_file():
             raise UserError(f"SALICON: {mat.name} has no image {image}")
-        from PIL import Image
-
-        with Image.open(image) as im:
-            size = (im.size[1], im.size[0])
+        size = skips.size(image)
+        if size is None:
+            continue
         stimulus = Stimulus(mat.stem, image, size)
         paths = [
             Scanpath(x, y, onset=ts, subject=f"s{k + 1:02d}", stimulus=mat.stem)
@@ -88,13 +89,14 @@ def load_salicon(root: str | Path, split: str = "train", fixation_type: str = "f
         ]
         stimuli.append(stimulus)
         scanpaths.append(paths)
+    skipped = skips.report()
     if not stimuli:
-        raise UserError(f"SALICON: no .mat files in {fix_dir}")
-    return FixationDataset(f"salicon_{split}", stimuli, scanpaths, None, {"root": str(root), "maps_dir": str(root / "maps" / split)})
+        raise UserError(f"SALICON: no .mat files with a readable image in {fix_dir}")
+    return FixationDataset(f"salicon_{split}", stimuli, scanpaths, None, {"root": str(root), "maps_dir": str(root / "maps" / split)} | skipped)
 
 
 class SALICONDataModule(FixationDataModule):
     """``data=salicon``: the official train split's fixations, split by image like the others."""
 
     def load(self) -> FixationDataset:
-        return load_salicon(self.root, "train")
+        return load_salicon(self.root, "train", strict=self.strict)
