@@ -10,6 +10,7 @@ import csv
 import json
 from pathlib import Path
 
+import hydra
 import numpy as np
 import pytest
 from omegaconf import open_dict
@@ -139,4 +140,5 @@ def test_every_neva_config_validates_and_defaults_to_image_folders(tmp_path, mod
     cfg = compose_scanpaths(tmp_path, f"model={model}")
     validate(cfg)
     assert cfg.data._target_ == "attnlab.data.images.ImagesDataModule"
-    assert cfg.model.search.length == 10 and cfg.model.search.steps == 20 and cfg.model.search.lr == 0.1
+    search = hydra.utils.instantiate(cfg.model.search)  # the paper's L, S and lr: the constructor's defaults
+    assert search.length == 10 and search.steps == 20 and search.lr == 0.1

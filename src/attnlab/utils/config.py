@@ -51,8 +51,8 @@ class UserError(Exception):
     """An error the user can fix (bad input, missing file): reported as one line, exit code 2."""
 
 
-class ConfigError(UserError):
-    """A config value outside what is allowed."""
+class ConfigError(UserError, ValueError):
+    """A config value outside what is allowed (a ValueError too, for objects built in Python)."""
 
     def __init__(self, key: str, value: Any, allowed: str, unknown_key: bool = False) -> None:
         if unknown_key:
@@ -257,8 +257,8 @@ _EXTRA_RULES["lightning.pytorch.trainer.Trainer"] = _EXTRA_RULES["lightning.pyto
 
 def _plain(node: DictConfig, name: str) -> tuple[bool, Any]:
     """(checkable, value) of ``node[name]``: interpolations are checked where their value is defined."""
-    if node._get_node(name)._is_interpolation():
-        return False, None
+    if node._get_node(name)._is_interpolation() or node._get_node(name)._is_missing():
+        return False, None  # ??? (mandatory) is reported by OmegaConf when the value is read
     try:
         value = OmegaConf.select(node, name, throw_on_missing=False)
         if isinstance(value, (DictConfig, ListConfig)):
