@@ -435,3 +435,34 @@ def test_support_counts_are_checked():
         S.SupportCounts(negatives.support, -negatives.counts, c.size)
     alone = S.ShuffledNegatives(list(zip(c.xs, c.ys))[:1], [c.size]).support_counts([0])  # no other image: no negatives
     assert torch.isnan(S.auc_shuffled(c.t(c.preds)[:1], c.t(c.fix)[:1], alone)).all()
+
+
+def test_worker_threads_never_outnumber_free_cpus(monkeypatch):
+    """for_each_row runs no more worker threads than free_cpus() allows (all maps on the calling
+    thread when it is 1); inside single_threaded_ops torch runs single-threaded but the maps still
+    go to as many workers as torch had threads."""
+    import threading
+
+    from attnlab.metrics import maps
+
+    assert 1 <= maps.free_cpus() <= (os.cpu_count() or 1)
+    threads = torch.get_num_threads()
+    idents = set()
+
+    def note_thread(i, buffers):
+        idents.add(threading.get_ident())
+        time.sleep(0.005)  # long enough that a second worker takes maps too
+
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(maps, "free_cpus", lambda: 1)
+        maps.for_each_row(note_thread, 10, torch.device("cpu"))
+        assert idents == {threading.get_ident()} and torch.get_num_threads() == 2
+        monkeypatch.setattr(maps, "free_cpus", lambda: 2)
+        idents.clear()
+        with maps.single_threaded_ops():
+            assert torch.get_num_threads() == 1
+            maps.for_each_row(note_thread, 10, torch.device("cpu"))
+        assert len(idents) == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

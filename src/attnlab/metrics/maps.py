@@ -23,7 +23,9 @@ Rules (the same for every metric in :mod:`attnlab.metrics.saliency` and :mod:`at
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -38,7 +40,7 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "pair_stats", "row_dot", "store", "binary", "RowBuffers", "for_each_row", "flat_nonzero", "log_", "sorted_", "as_float32", "DTYPE"]
+__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "pair_stats", "row_dot", "store", "binary", "RowBuffers", "free_cpus", "single_threaded_ops", "for_each_row", "flat_nonzero", "log_", "sorted_", "as_float32", "DTYPE"]
 
 DTYPE = torch.float64
 # MATLAB's eps: the regulariser of the MIT benchmark code (KLdiv.m, IG.m) and pysaliency's MIT_KLDiv
@@ -244,20 +246,70 @@ def as_float32(x: torch.Tensor, buffers: RowBuffers, name: str) -> torch.Tensor:
     return x if x.dtype == torch.float32 else buffers(name, x, torch.float32).copy_(x)
 
 
+def free_cpus() -> int:
+    """CPUs this process may use minus the other processes' tasks that are runnable right now
+    (Linux: /proc/loadavg's count of runnable tasks less this process's), at least 1; elsewhere
+    the CPUs it may use.
+
+    Worker threads beyond that hurt: the per-map work is many short calls, each taking the GIL,
+    and when another process preempts the thread holding it, the other worker waits for a whole
+    time slice. On the 2-core Xeon with two other busy processes, 100 maps took 0.50-0.59 s on one
+    thread against 0.76-0.83 s on two (BENCHMARKS.md)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])  # "1.0 0.9 0.8 3/120 4242": 3 runnable now
+    except (OSError, ValueError, IndexError):
+        return cpus
+    own = 0  # this process's runnable threads (the calling one, OpenMP workers still spinning)
+    for stat in glob.glob("/proc/self/task/*/stat"):
+        try:
+            with open(stat) as f:
+                own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            pass
+    return max(1, min(cpus, cpus - (running - max(own, 1))))
+
+
+_ROW_WORKERS: ContextVar[int | None] = ContextVar("attnlab_row_workers", default=None)
+
+
+@contextmanager
+def single_threaded_ops():
+    """torch single-threaded inside the block; :func:`for_each_row` still spreads maps over the
+    threads torch had (:func:`attnlab.metrics.saliency.saliency_metrics` runs inside it). Between
+    the per-map passes the metrics run many small operations; with two OpenMP threads each parallel
+    one waits at its barrier for the other thread, a whole time slice when another process has that
+    core (on the busy 2-core Xeon 0.68-1.20 s per call against 0.56-0.95 s single-threaded)."""
+    threads = torch.get_num_threads()
+    token = _ROW_WORKERS.set(_ROW_WORKERS.get() or threads)
+    try:
+        torch.set_num_threads(1)
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        _ROW_WORKERS.reset(token)
+
+
 def for_each_row(fn: Callable[[int, RowBuffers], None], rows: int, device: torch.device) -> None:
     """``fn(i, buffers)`` for every map i. On CPU the maps are shared among torch's intra-op
     threads, each running torch single-threaded: the per-map work is many small operations (and
     bincount, nonzero, searchsorted use one core anyway), so whole maps in parallel use the cores
     better than each operation split across them. Each thread takes the next map not yet taken, so
-    a core slowed by other load does less of the work instead of holding up the end. Maps are
+    a core slowed by other load does less of the work instead of holding up the end. No more
+    threads than cores that no other task is running on (:func:`free_cpus`). Maps are
     independent; results do not depend on the number of threads or the order."""
-    workers = min(torch.get_num_threads(), rows) if device.type == "cpu" else 1
+    workers = min(_ROW_WORKERS.get() or torch.get_num_threads(), rows, free_cpus()) if device.type == "cpu" else 1
+    threads = torch.get_num_threads()
     if workers <= 1:
         buffers = RowBuffers()
-        for i in range(rows):
-            fn(i, buffers)
+        try:
+            torch.set_num_threads(1)  # as on the worker threads (the same sums; no OpenMP per call)
+            for i in range(rows):
+                fn(i, buffers)
+        finally:
+            torch.set_num_threads(threads)
         return
-    threads = torch.get_num_threads()
     untaken, lock, failed = iter(range(rows)), threading.Lock(), threading.Event()
 
     def work() -> None:
