@@ -75,7 +75,6 @@ class StreamingQuantile:
         self.counts = torch.zeros(self.channels, self.bins, dtype=torch.long)
         self._ranges: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
         self._kept: list[list[Tensor]] = []
-        self._kept_n = torch.zeros(self.channels, dtype=torch.long)
 
     @property
     def total(self) -> int:

@@ -85,12 +85,6 @@ class FixationDataset:
     def num_fixations(self) -> int:
         return sum(len(p) for paths in self.scanpaths for p in paths)
 
-    def index_of(self, stimulus_id: str) -> int:
-        try:
-            return self.ids.index(stimulus_id)
-        except ValueError:
-            raise UserError(f"stimulus {stimulus_id!r} is not in dataset {self.name}") from None
-
     def fixations(self, i: int) -> Fixations:
         return Fixations.from_scanpaths(self.scanpaths[i])
 

@@ -94,12 +94,6 @@ class FactorizedSaliencyNet(nn.Module):
         # instead of calling .train() when fitting starts
         self.train(self.training)
 
-    @property
-    def trained_head_keys(self) -> set[str]:
-        """State-dict keys of the head this phase trains (the phase-1 head or ``basis_head``)."""
-        prefix = "head." if self.phase == 1 else "basis_head."
-        return {k for k in self.state_dict() if k.startswith(prefix)}
-
     def train(self, mode: bool = True) -> "FactorizedSaliencyNet":
         super().train(mode)
         if self.phase == 2:
