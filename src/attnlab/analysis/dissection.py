@@ -51,6 +51,7 @@ class IoUAccumulator:
         self.on_total = torch.zeros(K, dtype=torch.float64, device=device)  # Σ|B_k| over all images
         self.images = torch.zeros(C, dtype=torch.long, device=device)
         self.num_images = 0
+        self._on: Tensor | None = None  # scratch buffers, found by name in _buffer
         self._masks: Tensor | None = None
 
     @property
