@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on the test split: ``python -m attnlab.eval ckpt_path=PATH``.
 
-The model is rebuilt from the config stored in the checkpoint (so the architecture always matches);
-the data config comes from the command line. Writes ``metrics.json`` into the run folder.
+The model AND the data are rebuilt from the config stored in the checkpoint (so the architecture and
+the inputs always match); ``data.key=value`` overrides still apply, and ``model=``/``data=`` naming
+another class than the checkpoint's is reported. Writes ``metrics.json`` into the run folder.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from attnlab.utils.checkpoint import load_model, read_checkpoint
 from attnlab.utils.cli import entry_point
+from attnlab.utils.config import UserError
 from attnlab.utils.instantiate import instantiate_trainer, to_float_dict, write_json
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,10 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test metrics of ``cfg.ckpt_path`` on ``cfg.data``'s test split."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
+        raise UserError("eval needs ckpt_path=PATH (a checkpoint written by attnlab.train, e.g. <run folder>/checkpoints/last.ckpt)")
     checkpoint = read_checkpoint(cfg.ckpt_path)
-    model = load_model(cfg, checkpoint)
+    model = load_model(cfg, checkpoint, cfg.ckpt_path)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     trainer = instantiate_trainer(cfg)
     results = trainer.test(model, datamodule=datamodule, verbose=False)

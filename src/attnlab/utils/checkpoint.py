@@ -46,15 +46,76 @@ def stored_config(checkpoint: dict[str, Any]) -> DictConfig | None:
     return OmegaConf.create(stored) if stored else None
 
 
-def load_model(cfg: DictConfig, checkpoint: dict) -> L.LightningModule:
-    """Build the model described by the checkpoint (or by ``cfg.model``) and load its weights."""
+def _command_line() -> list[str]:
+    """The overrides of the running Hydra job (empty outside one)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:
+        return []
+
+
+def _choice(overrides: list[str], group: str) -> str | None:
+    """The option chosen for ``group`` on the command line (``data=osie``), or None."""
+    for o in overrides:
+        key, eq, value = o.lstrip("+~").partition("=")
+        if eq and key == group:
+            return value
+    return None
+
+
+def _sub_overrides(overrides: list[str], group: str) -> list[str]:
+    """Keys below ``group`` set on the command line (``data.root=...`` gives ``root``)."""
+    return [o.lstrip("+~").split("=", 1)[0][len(group) + 1 :] for o in overrides
+            if "=" in o and o.lstrip("+~").split("=", 1)[0].startswith(group + ".")]
+
+
+def use_stored_config(cfg: DictConfig, checkpoint: dict, path: Any = None, overrides: list[str] | None = None) -> None:
+    """Let the checkpoint's stored config decide ``cfg.model`` and ``cfg.data`` (the family it was
+    trained in). ``model=X``/``data=X`` on the command line that names another class is a
+    :class:`UserError`; ``data.key=value`` overrides (a new ``data.root``, a smaller split) still apply."""
     stored = stored_config(checkpoint)
-    if stored is not None and "model" in stored:
+    if stored is None:
+        return
+    overrides = _command_line() if overrides is None else overrides
+    for group in ("model", "data"):
+        if group not in stored:
+            continue
+        mine = stored[group]
+        target = mine.get("_target_")
+        given = cfg.get(group)
+        choice = _choice(overrides, group)
+        asked = given.get("_target_") if isinstance(given, DictConfig) else None
+        if choice is not None and asked is not None and asked != target:
+            raise UserError(f"ckpt_path={path} was trained with {group} {target}, not {group}={choice} ({asked}); "
+                            f"leave {group}= out (the checkpoint decides) or pass a {choice} checkpoint")
+        merged = OmegaConf.create(OmegaConf.to_container(mine, resolve=True))
+        if isinstance(given, DictConfig) and asked == target:
+            for key in _sub_overrides(overrides, group):
+                try:
+                    value = OmegaConf.select(given, key, throw_on_missing=False)
+                except Exception:  # an interpolation into the other group: the stored value stands
+                    continue
+                OmegaConf.update(merged, key, value, force_add=True)
         with open_dict(cfg):
-            cfg.model = stored.model
+            cfg[group] = merged
+
+
+def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.LightningModule:
+    """Build the model described by the checkpoint (or by ``cfg.model``) and load its weights; the
+    checkpoint's stored config also decides ``cfg.data`` (:func:`use_stored_config`)."""
+    use_stored_config(cfg, checkpoint, path)
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
-    if hasattr(model, "load_checkpoint_state"):  # model-specific formats (e.g. published weights)
-        model.load_checkpoint_state(checkpoint)
-    else:
-        model.load_state_dict(checkpoint["state_dict"])
+    try:
+        if hasattr(model, "load_checkpoint_state"):  # model-specific formats (e.g. published weights)
+            model.load_checkpoint_state(checkpoint)
+        elif "state_dict" not in checkpoint:
+            raise UserError(f"ckpt_path={path} has no state_dict: not a Lightning checkpoint of model {cfg.model.get('_target_')}")
+        else:
+            model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError, ValueError) as ex:  # weights of another architecture or size
+        first = str(ex).strip().splitlines()
+        detail = next((line.strip() for line in first if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line), first[0] if first else type(ex).__name__)
+        raise UserError(f"ckpt_path={path} does not fit model {cfg.model.get('_target_')}: {detail[:200]}") from None
     return model

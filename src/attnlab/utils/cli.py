@@ -174,7 +174,7 @@ def _precheck(config_name: str, overrides: list[str]) -> set[str]:
         added = _settings_left_at_default(config_name, first)
         variants = [first] + [first[:k] + [v] + first[k + 1 :] for k, values in _sweep_values(overrides, first) for v in values]
         for variant in variants:
-            _validate_or_fail(_compose(config_name, ["++" + o if _override_key(o) in added and o[:1] not in "+~" else o for o in variant]))
+            _validate_or_fail(_compose(config_name, ["++" + o if _override_key(o) in added and o[:1] not in "+~" else o for o in variant]), config_name)
     except UserError as ex:
         fail(str(ex))
     except Exception as ex:
@@ -201,9 +201,13 @@ def _sweep_values(overrides: list[str], first: list[str]) -> list[tuple[int, lis
     return out
 
 
-def _validate_or_fail(cfg: DictConfig) -> None:
+def _validate_or_fail(cfg: DictConfig, config_name: str | None = None) -> None:
     try:
         validate(cfg)
+        if config_name:
+            from attnlab.utils.settings import check_command
+
+            check_command(config_name, cfg)
     except UserError as ex:
         fail(str(ex))
     except Exception as ex:  # e.g. an interpolation that cannot resolve
@@ -213,13 +217,41 @@ def _validate_or_fail(cfg: DictConfig) -> None:
 # --- the run folder and the console ---------------------------------------------------------------
 
 
+# Which datasets each model config trains on (the names of conf/model and conf/data). A model or a
+# dataset not named here (your own config) is not checked.
+_FIXATION_DATA = {"osie", "mit1003", "salicon_fixations", "cat2000", "fixation_folder"}
+MODEL_DATA: dict[str, set[str]] = {
+    "gating_mnist": {"multimnist"},
+    "gating_coco": {"coco_objects"},
+    "saliency_dinet": _FIXATION_DATA | {"salicon"},
+    "saliency_salicon": _FIXATION_DATA | {"salicon"},
+    "saliency_transalnet": _FIXATION_DATA | {"salicon"},
+    "autoencoder": {"images"},
+}
+_KNOWN_DATA = set().union(*MODEL_DATA.values()) | {"images"}
+
+
+def _model_fits_data_or_fail(config_name: str, choices: Any) -> None:
+    """``train model=X data=Y`` where X does not train on Y: one line before anything starts."""
+    if config_name != "train" or not choices:
+        return
+    model, data = choices.get("model"), choices.get("data")
+    allowed = MODEL_DATA.get(str(model))
+    if allowed is not None and data in _KNOWN_DATA and data not in allowed:
+        fail(f"model={model} does not train on data={data}; choose data={' or data='.join(sorted(allowed))} "
+             f"(or a model for {data})")
+
+
 def _writable_or_fail(config_name: str, overrides: list[str], multirun: bool) -> None:
-    """Fail with one line when the run folder Hydra is about to make cannot be made or written."""
+    """Fail with one line when the run folder Hydra is about to make cannot be made or written, or
+    when the model cannot train on the data."""
     try:
         cfg = _compose(config_name, overrides, return_hydra_config=True)
         folder = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")))
+        choices = OmegaConf.select(cfg, "hydra.runtime.choices")
     except Exception:  # reported by Hydra (or the checks above) with its own message
         return
+    _model_fits_data_or_fail(config_name, choices)
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -300,8 +332,30 @@ def _find_user_error(ex: BaseException | None) -> UserError | None:
     return None
 
 
-def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+def _expand_resume(config_name: str) -> None:
+    """Rewrite ``sys.argv`` when it has ``resume=<run folder>`` (not null): the stored run's overrides."""
+    from attnlab.utils.resume import RESUME_KEY, resume_overrides
+
+    overrides, multirun, _ = _split_argv(sys.argv[1:])
+    asked = [o for o in overrides if _override_key(o) == RESUME_KEY and o.split("=", 1)[1].strip("'\"") not in ("", "null")]
+    if not asked:
+        return
+    if multirun:
+        fail(f"{RESUME_KEY}= resumes one run; it cannot be combined with -m/--multirun")
+    flags = [a for a in sys.argv[1:] if a not in overrides]
+    run_dir = asked[-1].split("=", 1)[1].strip("'\"")
+    try:
+        new = resume_overrides(config_name, run_dir, [o for o in overrides if _override_key(o) != RESUME_KEY])
+    except UserError as ex:
+        fail(str(ex))
+    sys.argv = [sys.argv[0], *flags, *new]
+
+
+def entry_point(config_name: str, resumable: bool = False) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Decorate a task ``f(cfg)`` into a console entry point with clean errors.
+
+    ``resumable``: ``resume=<run folder>`` reruns that folder's job in it with its stored overrides
+    (see :mod:`attnlab.utils.resume`).
 
     Usage::
 
@@ -320,7 +374,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             folder = _run_folder()
             print(f"attnlab {config_name}: writing to {folder}", flush=True)
             start = time.perf_counter()
-            _validate_or_fail(cfg)
+            _validate_or_fail(cfg, config_name)
             try:
                 result = task(cfg)
             except Exception as ex:
@@ -339,6 +393,8 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
 
         @functools.wraps(task)
         def main() -> Any:
+            if resumable:
+                _expand_resume(config_name)
             overrides, multirun, other_flags = _split_argv(sys.argv[1:])
             if not _full_errors() and not other_flags:
                 added = _precheck(config_name, overrides)

@@ -1,0 +1,102 @@
+"""The top-level settings of each command (``seed=``, ``max_images=``, ``split=``, ...), declared once.
+
+Objects declare their settings in their constructors (:mod:`attnlab.utils.config`); a command's own
+keys belong to no object, so they are declared here, as the signatures of one function per command
+(and per plain sub-node such as ``scoring``), in the same ``Annotated`` vocabulary. The defaults
+live in the command's YAML; a parameter without a default here is required (``eval`` needs
+``ckpt_path``). :func:`check_command` checks a composed config against them (one-line
+:class:`~attnlab.utils.config.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from typing import Annotated, Any, Callable, Literal, Optional, Union
+
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab.utils.config import (
+    Check,
+    ConfigError,
+    ExistingPath,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    UserError,
+    describe,
+    value_ok,
+)
+
+__all__ = ["COMMAND_SETTINGS", "check_command"]
+
+Checkpoint = Annotated[str, ExistingPath]
+Device = Annotated[str, Check(lambda v: v in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", str(v)) is not None,
+                              "cpu, cuda, cuda:N or auto")]
+Sources = Union[str, list[str]]
+
+
+def train(seed: int, train: bool, test: bool, ckpt_path: Optional[Checkpoint], optimized_metric: Optional[str]) -> None:
+    """``python -m attnlab.train``: ``ckpt_path`` resumes from a checkpoint."""
+
+
+def eval(seed: int, ckpt_path: Checkpoint) -> None:  # noqa: A001 - named after the command
+    """``python -m attnlab.eval``."""
+
+
+def analyze(seed: int, ckpt_path: Optional[Checkpoint], device: Device) -> None:
+    """``python -m attnlab.analyze``."""
+
+
+def scanpaths(seed: int, split: Literal["all", "train", "val", "test"], batch_size: Optional[PositiveInt],
+              max_images: Optional[PositiveInt], overlays: bool, overlay_humans: NonNegativeInt) -> None:
+    """``python -m attnlab.scanpaths``."""
+
+
+def scanpaths_scoring(enabled: bool, model_name: str, centre_baseline: bool, baselines: list[str], drop_first_human: bool,
+                      sigma_px: Optional[PositiveFloat], figure_images: NonNegativeInt) -> None:
+    """``scoring.*`` of ``python -m attnlab.scanpaths``."""
+
+
+def benchmark(seed: int, attention: Sources, split: Literal["train", "val", "test", "all"], max_images: Optional[PositiveInt],
+              sigma_px: Optional[PositiveFloat], scanpath_drop_first: bool, figure_images: NonNegativeInt, progress: bool) -> None:
+    """``python -m attnlab.benchmark``."""
+
+
+# command -> {node path ("" for the top level): the function declaring its keys}
+COMMAND_SETTINGS: dict[str, dict[str, Callable[..., None]]] = {
+    "train": {"": train},
+    "eval": {"": eval},
+    "analyze": {"": analyze},
+    "scanpaths": {"": scanpaths, "scoring": scanpaths_scoring},
+    "benchmark": {"": benchmark},
+}
+
+
+def _example(name: str) -> str:
+    return {"ckpt_path": "ckpt_path=PATH (a checkpoint written by attnlab.train, e.g. <run folder>/checkpoints/last.ckpt)"}.get(name, f"{name}=VALUE")
+
+
+def check_command(config_name: str, cfg: DictConfig) -> None:
+    """Check ``cfg``'s command-level keys against :data:`COMMAND_SETTINGS`; raise a one-line error."""
+    for path, function in COMMAND_SETTINGS.get(config_name, {}).items():
+        node = OmegaConf.select(cfg, path) if path else cfg
+        if not isinstance(node, DictConfig):
+            continue
+        hints = typing.get_type_hints(function, include_extras=True)
+        for name, parameter in inspect.signature(function).parameters.items():
+            key = f"{path}.{name}" if path else name
+            if name not in node.keys():  # `in` is false for ??? (missing) values
+                continue
+            if node._get_node(name)._is_interpolation():
+                continue
+            if OmegaConf.is_missing(node, name):
+                raise UserError(f"{config_name} needs {_example(name)}")
+            value: Any = node[name]
+            if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+                value = OmegaConf.to_container(value, resolve=True)
+            if value is None and parameter.default is inspect.Parameter.empty and typing.get_origin(hints[name]) is not Union:
+                raise UserError(f"{config_name} needs {_example(name)}")
+            if not value_ok(value, hints[name]):
+                raise ConfigError(key, value, describe(hints[name]))
