@@ -8,9 +8,9 @@ independent draws.
 Records are arrays of shape G×N (G glimpses, N images): the attended object's class, the predicted
 class, the object-attention IoU (NaN where undefined) and the attended object's share of the image.
 
-Resampling scheme (so that an independent implementation can reproduce the draws exactly):
-``np.random.default_rng(seed).integers(0, N, size=(samples, N))``, one row of image indices per draw;
-the interval is ``np.percentile(draw_values, [2.5, 97.5])`` (linear interpolation) for level 0.95.
+Resampling scheme: that of :mod:`attnlab.metrics.statistics` (``bootstrap_indices``, then the
+percentile interval of the draws), with each draw scored as the original images weighted by how often
+they were drawn.
 
 Chance levels: for acc, bacc and f1 the mean score of a guess drawn uniformly from the C classes for
 every glimpse, over ``chance_draws`` seeded draws on the same targets (acc and bacc ≈ 1/C; macro F1
@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRICS", "bootstrap_indices", "bootstrap_intervals", "chance_levels", "scores", "summarize"]
+from attnlab.metrics.statistics import bootstrap_indices, percentile_interval
+
+__all__ = ["METRICS", "bootstrap_intervals", "chance_levels", "scores", "summarize"]
 
 METRICS = ("acc", "bacc", "f1", "iou")
 
@@ -72,11 +74,6 @@ def scores(target: np.ndarray, pred: np.ndarray, iou: np.ndarray, num_classes: i
     return out
 
 
-def bootstrap_indices(num_images: int, samples: int, seed: int) -> np.ndarray:
-    """samples×N image indices drawn with replacement (the documented scheme)."""
-    return np.random.default_rng(seed).integers(0, num_images, size=(samples, num_images))
-
-
 def bootstrap_intervals(target: np.ndarray, pred: np.ndarray, iou: np.ndarray, num_classes: int,
                         samples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap interval of every score of :func:`scores`, resampling images.
@@ -93,13 +90,7 @@ def bootstrap_intervals(target: np.ndarray, pred: np.ndarray, iou: np.ndarray, n
         # a draw = the original images, each counted as often as it was drawn
         for k, v in scores(target, pred, iou, num_classes, weight=np.bincount(idx, minlength=n)).items():
             draws[k][b] = v
-    tail = 100 * (1 - level) / 2
-    out = {}
-    for k, values in draws.items():
-        finite = values[np.isfinite(values)]
-        low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (np.nan, np.nan)
-        out[k] = (float(low), float(high))
-    return out
+    return {k: percentile_interval(values, level) for k, values in draws.items()}
 
 
 def chance_levels(target: np.ndarray, mask_fraction: np.ndarray, num_classes: int, draws: int = 1000,
