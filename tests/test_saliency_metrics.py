@@ -439,8 +439,7 @@ def test_support_counts_are_checked():
 
 def test_worker_threads_never_outnumber_free_cpus(monkeypatch):
     """for_each_row runs no more worker threads than free_cpus() allows (all maps on the calling
-    thread when it is 1); inside single_threaded_ops torch runs single-threaded but the maps still
-    go to as many workers as torch had threads."""
+    thread when it is 1), and inside threads_for_free_cpus torch uses no more threads either."""
     import threading
 
     from attnlab.metrics import maps
@@ -456,12 +455,14 @@ def test_worker_threads_never_outnumber_free_cpus(monkeypatch):
     try:
         torch.set_num_threads(2)
         monkeypatch.setattr(maps, "free_cpus", lambda: 1)
-        maps.for_each_row(note_thread, 10, torch.device("cpu"))
+        with maps.threads_for_free_cpus():
+            assert torch.get_num_threads() == 1
+            maps.for_each_row(note_thread, 10, torch.device("cpu"))
         assert idents == {threading.get_ident()} and torch.get_num_threads() == 2
         monkeypatch.setattr(maps, "free_cpus", lambda: 2)
         idents.clear()
-        with maps.single_threaded_ops():
-            assert torch.get_num_threads() == 1
+        with maps.threads_for_free_cpus():
+            assert torch.get_num_threads() == 2
             maps.for_each_row(note_thread, 10, torch.device("cpu"))
         assert len(idents) == 2 and torch.get_num_threads() == 2
     finally:

@@ -40,7 +40,7 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "pair_stats", "row_dot", "store", "binary", "RowBuffers", "free_cpus", "single_threaded_ops", "for_each_row", "flat_nonzero", "log_", "sorted_", "as_float32", "DTYPE"]
+__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "pair_stats", "row_dot", "store", "binary", "RowBuffers", "free_cpus", "threads_for_free_cpus", "for_each_row", "flat_nonzero", "log_", "sorted_", "as_float32", "DTYPE"]
 
 DTYPE = torch.float64
 # MATLAB's eps: the regulariser of the MIT benchmark code (KLdiv.m, IG.m) and pysaliency's MIT_KLDiv
@@ -275,16 +275,17 @@ _ROW_WORKERS: ContextVar[int | None] = ContextVar("attnlab_row_workers", default
 
 
 @contextmanager
-def single_threaded_ops():
-    """torch single-threaded inside the block; :func:`for_each_row` still spreads maps over the
-    threads torch had (:func:`attnlab.metrics.saliency.saliency_metrics` runs inside it). Between
-    the per-map passes the metrics run many small operations; with two OpenMP threads each parallel
-    one waits at its barrier for the other thread, a whole time slice when another process has that
-    core (on the busy 2-core Xeon 0.68-1.20 s per call against 0.56-0.95 s single-threaded)."""
+def threads_for_free_cpus():
+    """Inside the block torch uses no more threads than :func:`free_cpus` (checked once, at the
+    start); :func:`for_each_row` spreads maps over up to the threads torch had, as free CPUs allow
+    when it starts (:func:`attnlab.metrics.saliency.saliency_metrics` runs inside the block).
+    With another process on a core, every parallel OpenMP region waits at its barrier for the
+    thread that process preempted: on the busy 2-core Xeon, 0.68-1.20 s per metric call with two
+    threads against 0.56-0.95 s with one, and AUC-Borji alone 1.6-8.9 s against 0.74-1.38 s."""
     threads = torch.get_num_threads()
     token = _ROW_WORKERS.set(_ROW_WORKERS.get() or threads)
     try:
-        torch.set_num_threads(1)
+        torch.set_num_threads(max(1, min(threads, free_cpus())))
         yield
     finally:
         torch.set_num_threads(threads)

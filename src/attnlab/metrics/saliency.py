@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from attnlab.metrics.auc import JuddPass, ShuffledNegatives, ShuffledPass, SupportCounts, nonfixation_counts, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
-from attnlab.metrics.maps import MIT_EPS, RowBuffers, as_batch, binary, constant, fixated, flat, for_each_row, log_, match_size, mean_over_images, minmax, pair_stats, reuse, row_dots, row_stats, row_sums, shared_inputs, single_threaded_ops, store, value_range
+from attnlab.metrics.maps import MIT_EPS, RowBuffers, as_batch, binary, constant, fixated, flat, for_each_row, log_, match_size, mean_over_images, minmax, pair_stats, reuse, row_dots, row_stats, row_sums, shared_inputs, threads_for_free_cpus, store, value_range
 
 __all__ = [
     "auc_judd",
@@ -313,7 +313,7 @@ def saliency_metrics(
     unknown = set(metrics) - set(ALL_METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")
-    with shared_inputs(), single_threaded_ops():  # the maps run on worker threads instead (for_each_row)
+    with shared_inputs(), threads_for_free_cpus():  # no more threads than free CPUs (a busy host)
         f = as_batch(fixations, "fixation map")
         p = match_size(as_batch(pred, check=False), f.shape[-2:])
         q = None if density is None else as_batch(density, "density map", check=False)
