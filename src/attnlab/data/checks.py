@@ -130,7 +130,8 @@ def valid_fixations(data: "FixationDataset") -> "FixationDataset":
     if not_finite or outside:
         info["dropped_fixations"] = {"not_finite": not_finite, "outside_image": outside, "of": total,
                                      "emptied_scanpaths": emptied, "images_without_fixations": emptied_images}
-        message = f"{data.name}: dropped {not_finite + outside} of {total} fixations ({not_finite} with a NaN/inf coordinate, {outside} outside the image)"
+        why = [f"{n} {what}" for n, what in ((not_finite, "with a NaN/inf coordinate"), (outside, "outside the image")) if n]
+        message = f"{data.name}: dropped {not_finite + outside} of {total} fixations ({', '.join(why)})"
         if emptied:
             message += f"; {emptied} scanpaths left empty"
         if emptied_images:

@@ -114,6 +114,8 @@ def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.Lightni
             raise UserError(f"ckpt_path={path} has no state_dict: not a Lightning checkpoint of model {cfg.model.get('_target_')}")
         else:
             model.load_state_dict(checkpoint["state_dict"])
+    except UserError as ex:  # the model's own loader: name the file
+        raise UserError(str(ex) if str(path) in str(ex) else f"ckpt_path={path} does not fit model {cfg.model.get('_target_')}: {ex}") from None
     except (RuntimeError, KeyError, ValueError) as ex:  # weights of another architecture or size
         first = str(ex).strip().splitlines()
         detail = next((line.strip() for line in first if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line), first[0] if first else type(ex).__name__)

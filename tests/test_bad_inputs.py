@@ -1,0 +1,494 @@
+"""Bad input, tried as a new user would, across every command (issue 21).
+
+Each row is one bad input: a config value, a file, a checkpoint or an output folder. A row either
+ends with exit code 2 and ONE line ``attnlab: error: ...`` naming the bad value, with nothing written
+under the project root and no input touched, or (``skip`` rows) finishes with exit code 0 while the
+bad item is named and counted, and the results leave it out. Entry points run in-process (their
+``main()``, as the console scripts call it) so the whole table takes seconds per row, not a Python
+start-up each.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import shared_path
+
+MODULES = {
+    "train": "attnlab.train",
+    "eval": "attnlab.eval",
+    "analyze": "attnlab.analyze",
+    "scanpaths": "attnlab.scanpaths",
+    "benchmark": "attnlab.benchmark.__main__",
+}
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root``: (size, mtime in ns)."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, capfd):
+    """Run a command's ``main()`` in this process with ``args``, under ``tmp_path``."""
+    monkeypatch.setenv("ATTNLAB_ROOT", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def call(command: str, *args: str) -> Result:
+        module = importlib.import_module(MODULES[command])
+        capfd.readouterr()
+        monkeypatch.setattr(sys, "argv", [f"attnlab-{command}", *args])
+        try:
+            module.main()
+            rc = 0
+        except SystemExit as ex:
+            rc = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
+        out, err = capfd.readouterr()
+        return Result(rc, out, err)
+
+    return call
+
+
+def assert_one_line_error(result: Result, *names: str) -> None:
+    """Exit code 2, no traceback, one error line on stderr naming every string in ``names``."""
+    text = result.out + result.err
+    assert "Traceback" not in text, text[-3000:]
+    errors = [line for line in result.err.splitlines() if line.strip()]
+    assert result.rc == 2, (result.rc, text[-3000:])
+    assert len(errors) == 1 and errors[0].startswith("attnlab: error: "), errors
+    for name in names:
+        assert name in errors[0], (name, errors[0])
+
+
+def assert_failed_cleanly(result: Result, root: Path, before: dict, *names: str) -> None:
+    assert_one_line_error(result, *names)
+    after = snapshot(root)
+    assert after == before, sorted(set(after) ^ set(before)) or "an input file changed"
+
+
+# --- files: tiny fixation folders --------------------------------------------------------------------
+
+H, W = 48, 64
+
+
+def fixation_folder(root: Path, images: int = 5, fix=None, broken: dict[str, bytes] | None = None,
+                    durations: bool = True, scanpath_text: str | None = None, info: str | None = None) -> Path:
+    """``root`` as a ``data=fixation_folder`` dataset: ``images`` random JPEGs of H×W, three subjects with
+    five fixations each (``fix(k, s, x, y)`` may edit them), ``broken`` {file name: bytes} written as is."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    for k in range(images):
+        Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(root / "images" / f"im{k}.jpg")
+    for name, data in (broken or {}).items():
+        (root / "images" / name).write_bytes(data)
+    records = []
+    for k in range(images + len(broken or {})):
+        stem = f"im{k}" if k < images else Path(sorted(broken)[k - images]).stem
+        for s in range(3):
+            x, y = rng.uniform(1, W - 1, 5).tolist(), rng.uniform(1, H - 1, 5).tolist()
+            if fix:
+                fix(k, s, x, y)
+            record = {"stimulus": stem, "subject": f"s{s}", "x": x, "y": y}
+            if durations:
+                record["duration"] = [200.0] * 5
+            records.append(record)
+    (root / "scanpaths.json").write_text(scanpath_text if scanpath_text is not None else json.dumps(records))
+    if info is not None:
+        (root / "info.json").write_text(info)
+    return root
+
+
+def jpeg_bytes(truncate: int | None = None) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((H, W, 3), 128, dtype=np.uint8)).save(buffer, format="JPEG")
+    data = buffer.getvalue()
+    return data[:truncate] if truncate else data
+
+
+BENCH = ["data=fixation_folder", "sigma_px=3", "split=all", "attention=uniform,centre_bias", "figure_images=1", "progress=false"]
+
+
+# --- 1. config values: reported before anything starts ------------------------------------------------
+
+CONFIG_ROWS = [
+    # (id, command, args, names the message must contain)
+    ("train-lr-negative", "train", ["model.lr=-1"], ["model.lr", "-1"]),
+    ("train-lr-not-a-number", "train", ["model.lr=fast"], ["model.lr", "fast"]),
+    ("train-lr-nan", "train", ["model.lr=nan"], ["model.lr"]),
+    ("train-max-epochs-zero", "train", ["trainer.max_epochs=0"], ["trainer.max_epochs", "0"]),
+    ("train-max-epochs-text", "train", ["trainer.max_epochs=ten"], ["trainer.max_epochs", "ten"]),
+    ("train-accelerator-unknown", "train", ["trainer.accelerator=tpu9"], ["trainer.accelerator", "tpu9"]),
+    ("train-batch-size-zero", "train", ["data.batch_size=0"], ["data.batch_size", "0"]),
+    ("train-batch-size-fraction", "train", ["data.batch_size=2.5"], ["data.batch_size", "2.5"]),
+    ("train-num-workers-negative", "train", ["data.num_workers=-1"], ["data.num_workers", "-1"]),
+    ("train-seed-text", "train", ["seed=abc"], ["seed", "abc"]),
+    ("train-boolean-yes", "train", ["train=yes"], ["train", "yes"]),
+    ("train-boolean-one", "train", ["test=1"], ["test", "1"]),
+    ("train-resume-missing-checkpoint", "train", ["ckpt_path=/nonexistent/last.ckpt"], ["ckpt_path", "/nonexistent/last.ckpt"]),
+    ("train-unknown-model", "train", ["model=gating_cifar"], ["model=gating_cifar", "gating_mnist"]),
+    ("train-unknown-data", "train", ["data=imagenet"], ["data=imagenet", "osie"]),
+    ("train-unknown-key", "train", ["model.learning_rate=0.1"], ["model.learning_rate", "lr"]),
+    ("train-unknown-trainer-key", "train", ["trainer.max_epoch=1"], ["trainer.max_epoch"]),
+    ("train-bad-override-syntax", "train", ["model.lr=="], ["model.lr"]),
+    ("train-gating-model-on-osie", "train", ["data=osie"], ["model=gating_mnist", "data=osie"]),
+    ("train-saliency-on-multimnist", "train", ["model=saliency_dinet", "data=multimnist"], ["model=saliency_dinet", "data=multimnist"]),
+    ("train-gating-coco-on-images", "train", ["model=gating_coco", "data=images"], ["model=gating_coco", "data=images"]),
+    ("train-sweep-later-value-bad", "train", ["-m", "model.lr=1e-3,-5"], ["model.lr", "-5"]),
+    ("train-split-negative", "train", ["model=autoencoder", "data.split=[0.5,-0.2,0.7]"], ["data.split"]),
+    ("train-image-size-zero", "train", ["model=autoencoder", "data.image_size=[0,32]"], ["data.image_size"]),
+    ("train-strict-not-boolean", "train", ["model=autoencoder", "data.strict=maybe"], ["data.strict", "maybe"]),
+    ("eval-without-checkpoint", "eval", [], ["ckpt_path"]),
+    ("eval-checkpoint-missing", "eval", ["ckpt_path=/nonexistent.ckpt"], ["ckpt_path", "/nonexistent.ckpt"]),
+    ("eval-seed-float", "eval", ["ckpt_path=/nonexistent.ckpt", "seed=1.5"], ["seed", "1.5"]),
+    ("analyze-unknown-analysis", "analyze", ["analysis=attention_maps"], ["analysis=attention_maps", "inhibition"]),
+    ("analyze-device-unknown", "analyze", ["device=tpu"], ["device", "tpu"]),
+    ("analyze-checkpoint-missing", "analyze", ["ckpt_path=/nonexistent.pt"], ["ckpt_path", "/nonexistent.pt"]),
+    ("scanpaths-split-unknown", "scanpaths", ["split=validation"], ["split", "validation"]),
+    ("scanpaths-max-images-zero", "scanpaths", ["max_images=0"], ["max_images", "0"]),
+    ("scanpaths-batch-size-negative", "scanpaths", ["batch_size=-4"], ["batch_size", "-4"]),
+    ("scanpaths-overlays-not-boolean", "scanpaths", ["overlays=sometimes"], ["overlays", "sometimes"]),
+    ("scanpaths-scoring-enabled-not-boolean", "scanpaths", ["scoring.enabled=2"], ["scoring.enabled", "2"]),
+    ("scanpaths-overlay-humans-negative", "scanpaths", ["overlay_humans=-1"], ["overlay_humans", "-1"]),
+    ("benchmark-max-images-negative", "benchmark", ["max_images=-1"], ["max_images", "-1"]),
+    ("benchmark-max-images-text", "benchmark", ["max_images=all"], ["max_images", "all"]),
+    ("benchmark-split-unknown", "benchmark", ["split=training"], ["split", "training"]),
+    ("benchmark-sigma-zero", "benchmark", ["sigma_px=0"], ["sigma_px", "0"]),
+    ("benchmark-sigma-inf", "benchmark", ["sigma_px=inf"], ["sigma_px"]),
+    ("benchmark-progress-not-boolean", "benchmark", ["progress=on"], ["progress", "on"]),
+    ("benchmark-drop-first-not-boolean", "benchmark", ["scanpath_drop_first=2"], ["scanpath_drop_first", "2"]),
+    ("benchmark-figure-images-negative", "benchmark", ["figure_images=-2"], ["figure_images", "-2"]),
+    ("benchmark-sigma-deg-negative", "benchmark", ["data.sigma_deg=-1"], ["data.sigma_deg", "-1"]),
+    ("benchmark-pixels-per-degree-zero", "benchmark", ["data.pixels_per_degree=0"], ["data.pixels_per_degree", "0"]),
+    ("benchmark-min-duration-negative", "benchmark", ["data.min_duration=-50"], ["data.min_duration", "-50"]),
+    ("benchmark-drop-first-text", "benchmark", ["data.drop_first=yes"], ["data.drop_first", "yes"]),
+]
+
+
+@pytest.mark.parametrize("command,args,names", [pytest.param(c, a, n, id=i) for i, c, a, n in CONFIG_ROWS])
+def test_bad_config_value_is_one_line_and_writes_nothing(run, tmp_path, command, args, names):
+    before = snapshot(tmp_path)
+    result = run(command, *args)
+    assert_failed_cleanly(result, tmp_path, before, *names)
+    assert not (tmp_path / "outputs").exists() or not any(p.is_file() for p in (tmp_path / "outputs").rglob("*"))
+
+
+def test_trainer_key_left_at_lightning_default_needs_no_plus(tmp_path, monkeypatch):
+    """A Lightning trainer setting no YAML names is still a setting (rewritten to ``++``)."""
+    from attnlab.utils.cli import compose_config
+
+    monkeypatch.setenv("ATTNLAB_ROOT", str(tmp_path))
+    cfg = compose_config("train", ["trainer.gradient_clip_val=0.5"])
+    assert cfg.trainer.gradient_clip_val == 0.5
+
+
+# --- 2. the output folder ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["a-file", "below-a-file"])
+def test_output_folder_that_cannot_be_written_is_one_line(run, tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    log_dir = blocker if where == "a-file" else blocker / "outputs"
+    before = snapshot(tmp_path)
+    result = run("benchmark", f"paths.log_dir={log_dir}")
+    assert_failed_cleanly(result, tmp_path, before, "run folder", str(blocker))
+
+
+# --- 3. files: images and fixations ------------------------------------------------------------------
+
+BROKEN_IMAGES = {
+    "zero-byte-jpeg": b"",
+    "random-bytes-jpeg": bytes(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8)),
+    "truncated-jpeg": None,  # filled in below (a valid header, the data cut off)
+    "text-named-jpg": b"this is not an image\n",
+}
+
+
+def _broken_bytes(kind: str) -> bytes:
+    return jpeg_bytes(truncate=400) if kind == "truncated-jpeg" else BROKEN_IMAGES[kind]
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_IMAGES))
+def test_broken_image_is_skipped_and_counted(run, tmp_path, kind):
+    data = fixation_folder(tmp_path / "mine", broken={"bad.jpg": _broken_bytes(kind)})
+    result = run("benchmark", *BENCH, f"data.root={data}")
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text, text[-3000:]
+    assert re.search(r"skipped 1 of 6 images that cannot be read, e\.g\. \S*bad\.jpg", text), text[-3000:]
+    (run_dir,) = (tmp_path / "outputs" / "benchmark" / "runs").iterdir()
+    assert json.loads((run_dir / "benchmark.json").read_text())["images"] == 5
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_IMAGES))
+def test_broken_image_with_strict_is_one_line(run, tmp_path, kind):
+    data = fixation_folder(tmp_path / "mine", broken={"bad.jpg": _broken_bytes(kind)})
+    before = snapshot(tmp_path)
+    result = run("benchmark", *BENCH, f"data.root={data}", "data.strict=true")
+    assert_failed_cleanly(result, tmp_path, before, "bad.jpg", "data.strict")
+
+
+def test_only_broken_images_is_one_line(run, tmp_path):
+    data = fixation_folder(tmp_path / "mine", images=0, broken={"a.jpg": b"", "b.jpg": b"xx"})
+    before = snapshot(tmp_path)
+    result = run("benchmark", *BENCH, f"data.root={data}")
+    assert_failed_cleanly(result, tmp_path, before, "a.jpg")
+
+
+def _scores(tmp_path: Path) -> dict:
+    (run_dir,) = (tmp_path / "outputs" / "benchmark" / "runs").iterdir()
+    return json.loads((run_dir / "benchmark.json").read_text())
+
+
+def _nan_x(k, s, x, y):
+    if k == 1 and s == 0:
+        x[2] = float("nan")
+
+
+def _outside(k, s, x, y):
+    if k == 1 and s == 0:
+        x[2] = W + 40.0  # right of the image
+
+
+def _negative(k, s, x, y):
+    if k == 1 and s == 0:
+        y[2] = -3.0
+
+
+def _all_outside(k, s, x, y):
+    if k == 2:
+        x[:] = [W + 10.0] * len(x)
+
+
+def _inf(k, s, x, y):
+    if k == 1 and s == 0:
+        y[2] = float("inf")
+
+
+FIXATION_ROWS = {"nan-coordinate": _nan_x, "inf-coordinate": _inf, "right-of-image": _outside, "above-image": _negative}
+
+
+@pytest.mark.parametrize("kind", list(FIXATION_ROWS))
+def test_bad_fixation_is_dropped_for_every_metric(run, tmp_path, kind):
+    """A dropped fixation is gone for the maps AND the scanpath metrics: the scores equal those of the
+    same data without it (removed from the file by hand)."""
+    edit = FIXATION_ROWS[kind]
+    bad = fixation_folder(tmp_path / "bad", fix=edit)
+    records = json.loads((bad / "scanpaths.json").read_text(), parse_constant=float)
+    for r in records:
+        keep = [k for k in range(len(r["x"])) if np.isfinite(r["x"][k]) and np.isfinite(r["y"][k]) and 0 <= r["x"][k] < W and 0 <= r["y"][k] < H]
+        for c in ("x", "y", "duration"):
+            r[c] = [r[c][k] for k in keep]
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "images").symlink_to(bad / "images")
+    (clean / "scanpaths.json").write_text(json.dumps(records))
+    result = run("benchmark", *BENCH, f"data.root={bad}")
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text, text[-3000:]
+    assert re.search(r"dropped 1 of 75 fixations", text), text[-3000:]
+    bad_scores = _scores(tmp_path)["metrics"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "outputs")
+    assert run("benchmark", *BENCH, f"data.root={clean}").rc == 0
+    clean_scores = _scores(tmp_path)["metrics"]
+    assert bad_scores == clean_scores
+
+
+def test_image_whose_fixations_all_fall_outside_is_not_counted(run, tmp_path):
+    data = fixation_folder(tmp_path / "mine", fix=_all_outside)
+    result = run("benchmark", *BENCH, f"data.root={data}")
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text and "contains NaN or inf" not in text, text[-3000:]
+    assert "1 images have no fixation left" in text and "im2" in text, text[-3000:]
+    scores = _scores(tmp_path)
+    assert scores["images"] == 4 and scores["skipped_images"] == 1
+
+
+SCANPATH_FILE_ROWS = [
+    ("json-syntax-error", "[{\"stimulus\": \"im0\", ", None, ["scanpaths.json"]),
+    ("json-missing-x", json.dumps([{"stimulus": "im0", "y": [1, 2]}]), None, ["scanpaths.json", "'x'"]),
+    ("json-x-y-lengths-differ", json.dumps([{"stimulus": "im0", "x": [1, 2, 3], "y": [1, 2]}]), None, ["3 x values but 2 y values"]),
+    ("json-x-not-numbers", json.dumps([{"stimulus": "im0", "x": ["left", "right"], "y": [1, 2]}]), None, ["scanpaths.json"]),
+    ("json-durations-wrong-length", json.dumps([{"stimulus": "im0", "x": [1, 2], "y": [1, 2], "duration": [100]}]), None, ["1 durations for 2 fixations"]),
+    ("json-unknown-stimulus", json.dumps([{"stimulus": "nope", "x": [1], "y": [1]}]), None, ["nope"]),
+    ("info-json-broken", None, "{name: mine", ["info.json"]),
+    ("info-ppd-negative", None, json.dumps({"pixels_per_degree": -3}), ["pixels_per_degree", "-3"]),
+    ("info-ppd-text", None, json.dumps({"pixels_per_degree": "wide"}), ["pixels_per_degree", "wide"]),
+]
+
+
+@pytest.mark.parametrize("text,info,names", [pytest.param(t, i, n, id=k) for k, t, i, n in SCANPATH_FILE_ROWS])
+def test_bad_scanpath_file_is_one_line(run, tmp_path, text, info, names):
+    data = fixation_folder(tmp_path / "mine", scanpath_text=text, info=info)
+    before = snapshot(tmp_path)
+    result = run("benchmark", *BENCH, f"data.root={data}")
+    assert_failed_cleanly(result, tmp_path, before, *names)
+
+
+def test_csv_scanpaths_without_header_is_one_line(run, tmp_path):
+    data = fixation_folder(tmp_path / "mine")
+    (data / "scanpaths.json").unlink()
+    (data / "scanpaths.csv").write_text("im0,s0,10,20\nim0,s0,11,21\n")
+    before = snapshot(tmp_path)
+    result = run("benchmark", *BENCH, f"data.root={data}")
+    assert_failed_cleanly(result, tmp_path, before, "scanpaths.csv", "stimulus, x, y")
+
+
+@pytest.mark.parametrize("what", ["root-missing", "no-scanpath-file"])
+def test_missing_dataset_is_one_line(run, tmp_path, what):
+    root = tmp_path / "mine"
+    if what == "no-scanpath-file":
+        fixation_folder(root)
+        (root / "scanpaths.json").unlink()
+    before = snapshot(tmp_path)
+    result = run("benchmark", *BENCH, f"data.root={root}")
+    assert_failed_cleanly(result, tmp_path, before, str(root))
+
+
+def test_osie_root_missing_is_one_line(run, tmp_path):
+    before = snapshot(tmp_path)
+    result = run("benchmark", f"data.root={tmp_path / 'osie'}")
+    assert_failed_cleanly(result, tmp_path, before, "OSIE not found", str(tmp_path / "osie"))
+
+
+def test_benchmark_source_file_missing_is_one_line(run, tmp_path):
+    data = fixation_folder(tmp_path / "mine")
+    before = snapshot(tmp_path)
+    result = run("benchmark", *BENCH[:-3], f"data.root={data}", f"attention={tmp_path / 'model_scanpaths.json'}")
+    assert_failed_cleanly(result, tmp_path, before, "model_scanpaths.json")
+
+
+# --- 4. checkpoints: the stored config decides the family ---------------------------------------------
+
+
+def _checkpoint(path: Path, model_overrides: list[str], data: bool = True) -> Path:
+    """A Lightning-style checkpoint of an untrained model of ``train`` composed with ``model_overrides``,
+    carrying its config as attnlab.train stores it."""
+    import hydra
+    import torch
+    from omegaconf import OmegaConf
+
+    from attnlab.utils.checkpoint import CONFIG_KEY
+    from attnlab.utils.cli import compose_config
+    from attnlab.utils.config import validate
+
+    cfg = compose_config("train", model_overrides)
+    validate(cfg)  # imports the targets (their resolvers, e.g. ${multimnist_width:})
+    stored = {"model": OmegaConf.to_container(cfg.model, resolve=True)}
+    if data:
+        stored["data"] = OmegaConf.to_container(cfg.data, resolve=True)
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    torch.save({"state_dict": model.state_dict(), CONFIG_KEY: stored}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("checkpoints")
+    os.environ.setdefault("ATTNLAB_ROOT", str(folder))
+    return {
+        "gating_mnist": _checkpoint(folder / "mnist.ckpt", []),
+        "autoencoder": _checkpoint(folder / "autoencoder.ckpt", ["model=autoencoder"]),
+    }
+
+
+CHECKPOINT_ROWS = [
+    # (id, command, checkpoint, extra args, names)
+    ("eval-mnist-checkpoint-with-coco-data", "eval", "gating_mnist", ["data=coco_objects"], ["data=coco_objects", "MultiMNIST"]),
+    ("eval-mnist-checkpoint-with-osie", "eval", "gating_mnist", ["data=osie"], ["data=osie", "MultiMNIST"]),
+    ("eval-mnist-checkpoint-with-saliency-model", "eval", "gating_mnist", ["model=saliency_dinet"], ["model=saliency_dinet", "GatingModule"]),
+    ("analyze-autoencoder-checkpoint", "analyze", "autoencoder", [], ["analysis=inhibition", "gating", "AutoencoderModule"]),
+    ("analyze-tuning-autoencoder-checkpoint", "analyze", "autoencoder", ["analysis=tuning_curves"], ["analysis=tuning_curves", "gating"]),
+    ("analyze-autoencoder-checkpoint-with-mnist-data", "analyze", "autoencoder", ["data=multimnist"], ["data=multimnist", "ImagesDataModule"]),
+]
+
+
+@pytest.mark.parametrize("command,which,args,names", [pytest.param(c, w, a, n, id=i) for i, c, w, a, n in CHECKPOINT_ROWS])
+def test_checkpoint_of_another_family_is_one_line(run, tmp_path, checkpoints, command, which, args, names):
+    before = snapshot(tmp_path)
+    result = run(command, f"ckpt_path={checkpoints[which]}", *args)
+    assert_failed_cleanly(result, tmp_path, before, *names)
+
+
+def test_paper_checkpoint_for_another_architecture_is_one_line(run, tmp_path):
+    pt = shared_path("data", "gating_paper_checkpoints", "paper_mnist_model.pt")
+    before = snapshot(tmp_path)
+    result = run("analyze", f"ckpt_path={pt}", "model=gating_coco", "data=coco_objects")
+    assert_failed_cleanly(result, tmp_path, before, str(pt), "does not fit")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04broken zip"], ids=["zero-byte", "text", "broken-zip"])
+def test_unreadable_checkpoint_is_one_line(run, tmp_path, content):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(content)
+    before = snapshot(tmp_path)
+    result = run("eval", f"ckpt_path={ckpt}")
+    assert_failed_cleanly(result, tmp_path, before, "model.ckpt")
+
+
+def test_checkpoint_decides_the_data_and_keeps_data_overrides(tmp_path, checkpoints, monkeypatch):
+    """No data= on the command line: the stored data config is used; data.key=value still applies."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from attnlab.utils.checkpoint import use_stored_config
+    from attnlab.utils.cli import compose_config
+
+    monkeypatch.setenv("ATTNLAB_ROOT", str(tmp_path))
+    checkpoint = torch.load(checkpoints["autoencoder"], weights_only=False)
+    cfg = compose_config("eval", [f"ckpt_path={checkpoints['autoencoder']}", "data.batch_size=3"])
+    assert cfg.data._target_.endswith("MultiMNISTDataModule")  # what the YAML defaults say
+    use_stored_config(cfg, checkpoint, "x", overrides=["data.batch_size=3"])
+    assert cfg.data._target_.endswith("ImagesDataModule") and cfg.model._target_.endswith("AutoencoderModule")
+    assert OmegaConf.select(cfg, "data.batch_size") != 3  # another class: its own stored settings, not MultiMNIST's
+    cfg = compose_config("eval", ["model=autoencoder", "data=images", "data.batch_size=3"])
+    use_stored_config(cfg, checkpoint, "x", overrides=["model=autoencoder", "data=images", "data.batch_size=3"])
+    assert cfg.data.batch_size == 3
+
+
+# --- 5. a failure after the run started: the folder stays, its log has the error ---------------------
+
+
+def test_failure_inside_a_run_is_logged_and_an_empty_run_folder_removed(run, tmp_path):
+    data = fixation_folder(tmp_path / "mine", broken={"bad.jpg": b""})
+    result = run("benchmark", *BENCH, f"data.root={data}", "data.strict=true")
+    assert_one_line_error(result, "bad.jpg")
+    assert "writing to" in result.out.splitlines()[0]
+    runs = tmp_path / "outputs" / "benchmark" / "runs"
+    assert not runs.exists() or not list(runs.iterdir())
+
+
+def test_run_folder_is_named_first_and_run_summed_up_last(run, tmp_path):
+    data = fixation_folder(tmp_path / "mine")
+    result = run("benchmark", *BENCH, f"data.root={data}")
+    assert result.rc == 0, (result.out + result.err)[-3000:]
+    lines = [line for line in result.out.splitlines() if line.strip()]
+    (run_dir,) = (tmp_path / "outputs" / "benchmark" / "runs").iterdir()
+    assert lines[0] == f"attnlab benchmark: writing to {run_dir}"
+    assert lines[-1].startswith("attnlab benchmark: done in ") and str(run_dir) in lines[-1]
+    assert "Tip:" not in result.out + result.err and "py.warnings" not in result.out + result.err
