@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["run_benchmark", "source_list", "score_images", "workers"]
 
-CHUNK = 8  # images scored together: enough to batch the metrics, few enough to keep memory small
+CHUNK = 16  # images scored together: enough to batch the metrics and scanpath pairs, few enough to keep memory small
 _SHARED: tuple = ()  # (sources, ctx, negatives) for forked workers, set before the pool starts
 
 

@@ -83,6 +83,7 @@ class Targets:
     humans: list[Scanpath]  # scanpaths the scanpath metrics compare with
     clusters: Optional[FixationClusters]
     _counts: Optional[torch.Tensor] = None
+    _blur_parts: Optional[tuple] = None  # (everyone's blur, kernel cover counts, windows per subject)
 
     def fixation_counts(self, ctx: BenchmarkContext) -> torch.Tensor:
         """1×H×W dense fixation counts (AUC-Borji's input), built on first use."""
@@ -196,6 +197,7 @@ def leave_one_out_densities(tg: "Targets", sigma_px: float) -> np.ndarray:
         for ys, xs, a, b in ws:
             total[ys, xs] += np.multiply.outer(a, b)
             cover[ys, xs] += 1
+    tg._blur_parts = (total, cover, dict(zip(tg.subjects, windows)))  # the halvings start from these
     loo = blur.buffer("loo", len(windows))
     own = blur.buffer("own", 1, np.int32)[0]
     for k, ws in enumerate(windows):
@@ -291,20 +293,39 @@ def _leave_one_out_rows(chunk: _Chunk, rows: list[dict]) -> None:
         rows[k].update({name: _mean(v) for name, v in values.items()})
         halves = split_halves(tg.subjects, INTER_OBSERVER_SPLITS, np.random.default_rng([ctx.seed, tg.index]))
         pred, target = _half_densities(ctx, tg, halves)
-        rows[k].update({"CC": _mean(S.cc(pred, target)), "KLD": _mean(S.kld(pred, target)), "SIM": _mean(S.sim(pred, target))})
+        # one call: each pair of maps read once for all three (the fixations only satisfy the signature)
+        some = sparse_fixation_maps([tg.points] * len(halves), [tg.size] * len(halves))
+        values = S.saliency_metrics(pred, some, target, metrics=DISTRIBUTION_METRICS, seed=ctx.seed, jitter=False)
+        rows[k].update({name: _mean(values[name]) for name in DISTRIBUTION_METRICS})
 
 
 def _half_densities(ctx: BenchmarkContext, tg: Targets, halves) -> tuple[torch.Tensor, torch.Tensor]:
-    """The densities of each half of each halving (windowed blur, reused buffers)."""
+    """The densities of both halves of each halving (one half blurred, the other by subtraction)."""
     if ctx.sigma_px <= 0:
         dens = lambda group: np.stack([ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=g) for g in group])  # noqa: E731
         return torch.from_numpy(dens([a for a, _ in halves])), torch.from_numpy(dens([b for _, b in halves]))
     blur = blur_for(tg.size, ctx.sigma_px)
-    per_path = [(p.subject, blur.windows(p.x, p.y)) for p in ctx.data.scanpaths[tg.index]]
+    if tg._blur_parts is None:
+        leave_one_out_densities(tg, ctx.sigma_px)
+    total, cover, windows = tg._blur_parts
     out = blur.buffer("halves", 2 * len(halves))
+    mine = blur.buffer("own", 1, np.int32)[0]
     for k, (a, b) in enumerate(halves):
-        for slot, group in ((k, a), (len(halves) + k, b)):
-            blur.density([w for subject, ws in per_path if subject in group for w in ws], out[slot])
+        # blur the half with fewer fixations; the other half is everyone's blur minus it, with
+        # exact zeros where none of its own kernels reach (as in leave_one_out_densities)
+        wa, wb = [w for s in sorted(a) for w in windows[s]], [w for s in sorted(b) for w in windows[s]]
+        small, large = (k, len(halves) + k) if len(wa) <= len(wb) else (len(halves) + k, k)
+        ws = wa if small == k else wb
+        part, rest = out[small], out[large]
+        part.fill(0.0)
+        mine.fill(0)
+        for ys, xs, pa, pb in ws:
+            part[ys, xs] += np.multiply.outer(pa, pb)
+            mine[ys, xs] += 1
+        np.subtract(total, part, out=rest)
+        rest[cover == mine] = 0.0
+        _normalise(part)
+        _normalise(rest)
     return torch.from_numpy(out[: len(halves)]), torch.from_numpy(out[len(halves) :])
 
 
