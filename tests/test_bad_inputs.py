@@ -492,3 +492,68 @@ def test_run_folder_is_named_first_and_run_summed_up_last(run, tmp_path):
     assert lines[0] == f"attnlab benchmark: writing to {run_dir}"
     assert lines[-1].startswith("attnlab benchmark: done in ") and str(run_dir) in lines[-1]
     assert "Tip:" not in result.out + result.err and "py.warnings" not in result.out + result.err
+
+
+# --- 6. training on a folder with a broken image -------------------------------------------------------
+
+
+def _image_folder(root: Path, broken: bytes) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root.mkdir()
+    for k in range(6):
+        Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(root / f"im{k}.jpg")
+    (root / "bad.jpg").write_bytes(broken)
+    return root
+
+
+TRAIN_TINY = ["model=autoencoder", "data.image_size=[32,32]", "debug=tiny", "data.batch_size=2", "callbacks=none", "logger=csv"]
+
+
+@pytest.mark.parametrize("kind", ["zero-byte-jpeg", "truncated-jpeg"])
+def test_training_skips_and_counts_a_broken_image(run, tmp_path, kind, one_torch_thread):
+    folder = _image_folder(tmp_path / "images", _broken_bytes(kind))
+    result = run("train", *TRAIN_TINY, f"data.image_dir={folder}")
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text, text[-3000:]
+    assert re.search(r"skipped 1 of 7 images that cannot be read, e\.g\. \S*bad\.jpg", text), text[-3000:]
+    assert "images: 6 files" in text
+
+
+@pytest.mark.parametrize("kind", ["zero-byte-jpeg", "random-bytes-jpeg"])
+def test_training_on_a_broken_image_with_strict_is_one_line(run, tmp_path, kind):
+    folder = _image_folder(tmp_path / "images", _broken_bytes(kind))
+    before = snapshot(tmp_path)
+    result = run("train", *TRAIN_TINY, f"data.image_dir={folder}", "data.strict=true")
+    assert_failed_cleanly(result, tmp_path, before, "bad.jpg", "data.strict")
+
+
+def test_training_on_a_missing_image_folder_is_one_line(run, tmp_path):
+    before = snapshot(tmp_path)
+    result = run("train", *TRAIN_TINY, f"data.image_dir={tmp_path / 'nowhere'}")
+    assert_failed_cleanly(result, tmp_path, before, str(tmp_path / "nowhere"))
+
+
+def test_failure_after_real_work_keeps_the_folder_and_logs_the_error(tmp_path, monkeypatch, capfd):
+    """A task that wrote results and then hits bad input: the folder stays, its log ends with the error."""
+    from attnlab.utils.cli import entry_point
+    from attnlab.utils.config import UserError
+
+    monkeypatch.setenv("ATTNLAB_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+
+    def task(cfg):
+        (Path(cfg.paths.output_dir) / "partial.csv").write_text("a,b\n")
+        raise UserError("image 7 of the split is broken: /data/im7.jpg")
+
+    monkeypatch.setattr(sys, "argv", ["attnlab-benchmark", "progress=false"])
+    with pytest.raises(SystemExit) as exit_info:
+        entry_point("benchmark")(task)()
+    out, err = capfd.readouterr()
+    assert exit_info.value.code == 2
+    assert_one_line_error(Result(2, out, err), "/data/im7.jpg")
+    (run_dir,) = (tmp_path / "outputs" / "benchmark" / "runs").iterdir()
+    assert (run_dir / "partial.csv").is_file()
+    log_lines = (run_dir / "benchmark.log").read_text().strip().splitlines()
+    assert log_lines[-1].endswith("attnlab: error: image 7 of the split is broken: /data/im7.jpg")

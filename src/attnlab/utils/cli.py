@@ -294,15 +294,16 @@ def _log_file_only(message: str, exc_info: bool = False) -> None:
             handler.flush()
 
 
-_BOOKKEEPING = {".hydra"}
+_BOOKKEEPING = {"hparams.yaml"}  # what loggers write when they start, before any result
 
 
 def _discard_if_empty(folder: Path | None, task_name: str) -> bool:
-    """Remove ``folder`` when it holds only Hydra's bookkeeping (config, log): a run that failed
-    before any work of its own. Returns whether it was removed."""
+    """Remove ``folder`` when it holds only bookkeeping (Hydra's config and log, the loggers'
+    hyperparameters): a run that failed before any work of its own. Returns whether it was removed."""
     if folder is None or not folder.is_dir():
         return False
-    own = [p for p in folder.iterdir() if p.name not in _BOOKKEEPING and p.name != f"{task_name}.log"]
+    own = [p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).parts[0] != ".hydra"
+           and p.relative_to(folder) != Path(f"{task_name}.log") and p.name not in _BOOKKEEPING]
     if own:
         return False
     for handler in logging.getLogger().handlers:
