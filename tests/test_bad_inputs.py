@@ -557,3 +557,25 @@ def test_failure_after_real_work_keeps_the_folder_and_logs_the_error(tmp_path, m
     assert (run_dir / "partial.csv").is_file()
     log_lines = (run_dir / "benchmark.log").read_text().strip().splitlines()
     assert log_lines[-1].endswith("attnlab: error: image 7 of the split is broken: /data/im7.jpg")
+
+
+# --- 7. scanpaths on an image folder with a broken image -----------------------------------------------
+
+SCANPATHS_FAST = ["data=images", "model.search.length=2", "model.search.steps=1", "model.image_size=[32,32]", "overlays=false"]
+
+
+def test_scanpaths_skip_and_count_a_broken_image(run, tmp_path, one_torch_thread):
+    folder = _image_folder(tmp_path / "images", b"")
+    result = run("scanpaths", *SCANPATHS_FAST, f"data.image_dir={folder}")
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text, text[-3000:]
+    assert re.search(r"skipped 1 of 7 images that cannot be read, e\.g\. \S*bad\.jpg", text), text[-3000:]
+    assert "6 scanpaths written" in text
+
+
+@pytest.mark.parametrize("what", ["strict-broken-image", "missing-folder"])
+def test_scanpaths_bad_image_folder_is_one_line(run, tmp_path, what):
+    folder = _image_folder(tmp_path / "images", b"") if what == "strict-broken-image" else tmp_path / "nowhere"
+    before = snapshot(tmp_path)
+    result = run("scanpaths", *SCANPATHS_FAST, f"data.image_dir={folder}", "data.strict=true")
+    assert_failed_cleanly(result, tmp_path, before, "bad.jpg" if what == "strict-broken-image" else str(folder))
