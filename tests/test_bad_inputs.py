@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import shared_path
 
 MODULES = {
@@ -579,3 +578,33 @@ def test_scanpaths_bad_image_folder_is_one_line(run, tmp_path, what):
     before = snapshot(tmp_path)
     result = run("scanpaths", *SCANPATHS_FAST, f"data.image_dir={folder}", "data.strict=true")
     assert_failed_cleanly(result, tmp_path, before, "bad.jpg" if what == "strict-broken-image" else str(folder))
+
+
+# --- 8. model scanpath files and sources given to the benchmark ---------------------------------------
+
+
+def test_model_scanpath_with_nan_is_dropped_and_counted(run, tmp_path):
+    data = fixation_folder(tmp_path / "mine")
+    model = [{"stimulus": f"im{k}", "subject": "m", "x": [10.0, float("nan"), 30.0], "y": [5.0, 6.0, 7.0]} for k in range(5)]
+    source = tmp_path / "model.json"
+    source.write_text(json.dumps(model))
+    result = run("benchmark", *BENCH[:-3], "progress=false", f"data.root={data}", f"attention={source}")
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text, text[-3000:]
+    assert re.search(r"model\.json: dropped 5 of 15 fixations with a NaN/inf coordinate", text), text[-3000:]
+
+
+@pytest.mark.parametrize("attention", ["bogus_source", "[]"], ids=["unknown-source", "empty-list"])
+def test_unknown_benchmark_source_is_one_line(run, tmp_path, attention):
+    data = fixation_folder(tmp_path / "mine")
+    before = snapshot(tmp_path)
+    result = run("benchmark", *BENCH[:-3], "progress=false", f"data.root={data}", f"attention={attention}")
+    assert_failed_cleanly(result, tmp_path, before, "attention" if attention == "[]" else attention)
+
+
+def test_checkpoint_path_that_is_a_folder_is_one_line(run, tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    before = snapshot(tmp_path)
+    result = run("eval", f"ckpt_path={folder}")
+    assert_failed_cleanly(result, tmp_path, before, "ckpt_path", str(folder))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 from attnlab.utils.config import (
     Check,
     ConfigError,
-    ExistingPath,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -31,7 +31,7 @@ from attnlab.utils.config import (
 
 __all__ = ["COMMAND_SETTINGS", "check_command"]
 
-Checkpoint = Annotated[str, ExistingPath]
+Checkpoint = Annotated[str, Check(lambda v: Path(str(v)).expanduser().is_file(), "an existing checkpoint file")]
 Device = Annotated[str, Check(lambda v: v in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", str(v)) is not None,
                               "cpu, cuda, cuda:N or auto")]
 Sources = Union[str, list[str]]
