@@ -2,6 +2,8 @@
 
 The default trains the object-based gating model on MultiMNIST on the CPU, tests it on held-out
 composites and prints the test accuracy. Returns the optimised metric for sweepers (Optuna).
+``resume=<run folder>`` continues a run in its own folder with its stored config; a run folder that
+already holds checkpoints (a requeued cluster job) continues from the newest one.
 """
 
 from __future__ import annotations
@@ -13,11 +15,37 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
-from attnlab.utils.checkpoint import StoreConfig
+from attnlab.utils.checkpoint import StoreConfig, read_checkpoint
+from attnlab.utils.checkpoint_io import RandomState, epoch_shuffling, newest_checkpoint
 from attnlab.utils.cli import entry_point
+from attnlab.utils.config import UserError
+from attnlab.utils.distributed import distributed_eval_loaders, sync_batchnorm_setting
 from attnlab.utils.instantiate import instantiate_trainer, log_hyperparameters, to_float_dict, write_json
+from attnlab.utils.resume import checkpoint_config_differences
 
 log = logging.getLogger(__name__)
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint ``fit`` continues from: ``ckpt_path=PATH`` as given; ``ckpt_path=last`` (or
+    ``resume=<run>``, or a run folder that already holds checkpoints, as a requeued SLURM job finds
+    its own) the newest one in this run's folder. A checkpoint stored with another model or data
+    config than this run's is refused, naming the keys."""
+    asked, run_dir = cfg.get("ckpt_path"), Path(cfg.paths.output_dir)
+    if asked and asked != "last":
+        path = str(asked)
+    else:
+        newest = newest_checkpoint(run_dir)
+        if newest is None and cfg.get("resume"):
+            raise UserError(f"resume={cfg.resume}: the run folder holds no checkpoint to continue from")
+        if newest is None:
+            return None
+        path = str(newest)
+        log.info("continuing from the newest checkpoint of the run folder: %s", path)
+    changed = checkpoint_config_differences(read_checkpoint(path), cfg)
+    if changed:
+        raise UserError(f"ckpt_path={path} was trained with another config; differing keys: {', '.join(changed)}")
+    return path
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -25,12 +53,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model: L.LightningModule = hydra.utils.instantiate(cfg.model, _convert_="all")
-    trainer = instantiate_trainer(cfg, extra_callbacks=[StoreConfig(cfg)])
+    ckpt_path = resume_checkpoint(cfg) if cfg.get("train", True) else None
+    trainer = instantiate_trainer(
+        cfg, extra_callbacks=[StoreConfig(cfg), RandomState()], **sync_batchnorm_setting(cfg.trainer, model)
+    )
+    distributed_eval_loaders(trainer, datamodule)
+    if trainer.world_size == 1:  # DDP's DistributedSampler already shuffles by seed and epoch
+        epoch_shuffling(datamodule)  # resumed epochs see the batches the uninterrupted run saw
     log_hyperparameters(trainer, cfg)
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics |= to_float_dict(trainer.callback_metrics)
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -38,14 +72,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics |= to_float_dict(results[0]) if results else {}
         if best:
             metrics["best_checkpoint"] = best  # type: ignore[assignment]
-    write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    if trainer.is_global_zero:  # every DDP process has the synced metrics; one writes them
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics
 
 
-@entry_point("train")
+@entry_point("train", resumable=True)
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
-    if "test/acc" in metrics:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0 and "test/acc" in metrics:  # DDP: one process prints
         print(f"test accuracy: {metrics['test/acc']:.4f}  (run folder: {cfg.paths.output_dir})")
     value = metrics.get(cfg.get("optimized_metric") or "")
     return float(value) if value is not None else None

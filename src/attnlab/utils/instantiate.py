@@ -41,14 +41,19 @@ def check_devices(accelerator: str | None, devices: Any) -> None:
         raise UserError(f"trainer.devices={devices}: only {available} GPU(s) on this machine")
 
 
-def instantiate_trainer(cfg: DictConfig, extra_callbacks: list | None = None):
-    """The Lightning trainer with the run's callbacks and loggers (W&B offline without a key)."""
+def instantiate_trainer(cfg: DictConfig, extra_callbacks: list | None = None, **settings: Any):
+    """The Lightning trainer with the run's callbacks and loggers (W&B offline without a key),
+    checkpoints written atomically, and ``settings`` (trainer arguments decided in code) over the config."""
+    from attnlab.utils.checkpoint_io import AtomicCheckpointIO
+
     if cfg.get("logger") and any("Wandb" in str(c.get("_target_", "")) for c in cfg.logger.values()):
         configure_wandb_mode()
     check_devices(cfg.trainer.get("accelerator"), cfg.trainer.get("devices"))
     callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks or [])
     loggers = instantiate_group(cfg.get("logger"))
-    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = list(settings.pop("plugins", None) or []) + [AtomicCheckpointIO()]
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins,
+                                   **settings)
 
 
 def log_hyperparameters(trainer, cfg: DictConfig) -> None:

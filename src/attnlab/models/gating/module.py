@@ -211,7 +211,7 @@ class GatingModule(L.LightningModule):
         x, targets, labels = batch
         results = run_glimpses(self.net, x, targets, labels, self.glimpses)
         loss = torch.stack([self._loss(r) for r in results]).mean()
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=False)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=False, sync_dist=True)  # DDP: over all images
         self._log_accuracy(stage, results, on_step=False)
         self.eval_metrics[stage].update(x, results)
         if batch_idx == 0 and stage == "val":
@@ -243,8 +243,10 @@ class GatingModule(L.LightningModule):
     def _log_accuracy(self, stage: str, results: list[GlimpseResult], on_step: bool) -> None:
         correct = [(r.output.logits.argmax(1) == r.target_class).float() for r in results]
         for k, c in enumerate(correct):
-            self.log(f"{stage}/acc_g{k + 1}", c.mean(), on_step=on_step, on_epoch=True)
-        self.log(f"{stage}/acc", torch.cat(correct).mean(), on_step=on_step, on_epoch=True, prog_bar=True)
+            self.log(f"{stage}/acc_g{k + 1}", c.mean(), on_step=on_step, on_epoch=True, sync_dist=not on_step)
+        # evaluation (on_step False) is summed over DDP processes; training steps stay per process (cheap)
+        self.log(f"{stage}/acc", torch.cat(correct).mean(), on_step=on_step, on_epoch=True, prog_bar=True,
+                 sync_dist=not on_step)
 
     def _log_images(self, stage: str, x: Tensor, results: list[GlimpseResult]) -> None:
         """Gated input per glimpse for the first images, for dashboards that show images."""

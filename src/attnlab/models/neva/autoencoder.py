@@ -100,8 +100,10 @@ class AutoencoderModule(L.LightningModule):
         y = self.net(x)
         loss = F.mse_loss(y, x)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x))
-        self.log(f"{stage}/psnr", psnr(y.detach(), x), on_step=on_step, on_epoch=True, batch_size=len(x))
+        # evaluation metrics are summed over DDP processes (weighted by their images); training steps are not
+        sync = not on_step
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=sync)
+        self.log(f"{stage}/psnr", psnr(y.detach(), x), on_step=on_step, on_epoch=True, batch_size=len(x), sync_dist=sync)
         every = max(1, int(self.hparams.log_images_every_n_steps))
         if batch_idx == 0 and (stage == "val" or self.global_step % every == 0):
             from attnlab.utils.logging import log_image_grid
