@@ -253,8 +253,8 @@ def free_cpus() -> int:
 
     Worker threads beyond that hurt: the per-map work is many short calls, each taking the GIL,
     and when another process preempts the thread holding it, the other worker waits for a whole
-    time slice. On the 2-core Xeon with two other busy processes, 100 maps took 0.50-0.59 s on one
-    thread against 0.76-0.83 s on two (BENCHMARKS.md)."""
+    time slice. On the 2-core Xeon busy with other jobs, 100 maps took 0.58-0.94 s on one thread
+    against 0.82-1.51 s on two (three A/Bs in one process each, BENCHMARKS.md)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         with open("/proc/loadavg") as f:
