@@ -3,8 +3,8 @@
 Lightning's distributed sampler pads validation and test sets to a multiple of the number of
 processes by repeating images, so a test metric would count some images twice. The evaluation
 loaders here get a sampler that splits the images without repeating any; the metrics are then
-summed over processes (``self.log(..., sync_dist=True)`` and torchmetrics), weighted by the images
-each process saw. ``sync_batchnorm`` is only asked of Lightning where a BatchNorm layer exists and
+summed over processes (``self.log(..., sync_dist=True, batch_size=float(n))``, torchmetrics),
+weighted by the images each process saw. ``sync_batchnorm`` is only asked of Lightning where a BatchNorm layer exists and
 the devices can synchronise it (PyTorch's SyncBatchNorm runs on GPUs, not on CPU processes).
 """
 
@@ -19,6 +19,10 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 __all__ = ["distributed_eval_loaders", "has_batchnorm", "sync_batchnorm_setting"]
+
+# Why the models pass ``batch_size=float(n)`` to ``self.log(..., sync_dist=True)``: Lightning sums the
+# image counts in an integer tensor and averages it over processes, so with 17 and 16 test images per
+# process the summed values are divided by 32, not 33; a float count makes the mean exact.
 
 
 def has_batchnorm(model: nn.Module) -> bool:

@@ -131,8 +131,8 @@ class GlimpseMetrics(Metric):
     def samples(self) -> dict[str, np.ndarray]:
         """Per-image records as glimpses×N NumPy arrays: target, pred (int), iou, mask_fraction.
 
-        These are this process's records (not gathered across DDP ranks): intervals computed from them
-        under DDP cover one rank's share of the test set.
+        These are this process's records; under DDP call it inside ``metric.sync_context()`` for all
+        processes' records (as :func:`log_epoch_metrics` does).
         """
         out = {}
         for name in ("target", "pred", "iou", "mask_fraction"):
@@ -178,7 +178,10 @@ def log_epoch_metrics(module, stage: str) -> dict[str, float]:
     if int(metric.confmat.sum()) == 0:
         metric.reset()
         return {}
-    records = metric.samples() if stage == "test" else None
+    records = None
+    if stage == "test":  # every DDP process's images (gathered, rank after rank); a no-op in one process
+        with metric.sync_context():
+            records = metric.samples()
     values = {k: float(v) for k, v in metric.compute().items()}
     for key, value in values.items():
         if not key.startswith("acc"):

@@ -211,7 +211,8 @@ class GatingModule(L.LightningModule):
         x, targets, labels = batch
         results = run_glimpses(self.net, x, targets, labels, self.glimpses)
         loss = torch.stack([self._loss(r) for r in results]).mean()
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=False, sync_dist=True)  # DDP: over all images
+        # DDP: summed over all images; a float count (Lightning's integer one loses images, utils.distributed)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=False, sync_dist=True, batch_size=float(len(x)))
         self._log_accuracy(stage, results, on_step=False)
         self.eval_metrics[stage].update(x, results)
         if batch_idx == 0 and stage == "val":
@@ -242,11 +243,12 @@ class GatingModule(L.LightningModule):
 
     def _log_accuracy(self, stage: str, results: list[GlimpseResult], on_step: bool) -> None:
         correct = [(r.output.logits.argmax(1) == r.target_class).float() for r in results]
+        # evaluation (on_step False) is summed over DDP processes with a float image count (see
+        # attnlab.utils.distributed); training steps stay per process (cheap)
+        sync = {} if on_step else {"sync_dist": True, "batch_size": float(len(correct[0]))}
         for k, c in enumerate(correct):
-            self.log(f"{stage}/acc_g{k + 1}", c.mean(), on_step=on_step, on_epoch=True, sync_dist=not on_step)
-        # evaluation (on_step False) is summed over DDP processes; training steps stay per process (cheap)
-        self.log(f"{stage}/acc", torch.cat(correct).mean(), on_step=on_step, on_epoch=True, prog_bar=True,
-                 sync_dist=not on_step)
+            self.log(f"{stage}/acc_g{k + 1}", c.mean(), on_step=on_step, on_epoch=True, **sync)
+        self.log(f"{stage}/acc", torch.cat(correct).mean(), on_step=on_step, on_epoch=True, prog_bar=True, **sync)
 
     def _log_images(self, stage: str, x: Tensor, results: list[GlimpseResult]) -> None:
         """Gated input per glimpse for the first images, for dashboards that show images."""

@@ -100,10 +100,11 @@ class AutoencoderModule(L.LightningModule):
         y = self.net(x)
         loss = F.mse_loss(y, x)
         on_step = stage == "train"
-        # evaluation metrics are summed over DDP processes (weighted by their images); training steps are not
-        sync = not on_step
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=sync)
-        self.log(f"{stage}/psnr", psnr(y.detach(), x), on_step=on_step, on_epoch=True, batch_size=len(x), sync_dist=sync)
+        # evaluation metrics are summed over DDP processes with a float image count (Lightning's integer
+        # one loses images, see attnlab.utils.distributed); training steps are not synced
+        n, sync = (len(x), False) if on_step else (float(len(x)), True)
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=sync)
+        self.log(f"{stage}/psnr", psnr(y.detach(), x), on_step=on_step, on_epoch=True, batch_size=n, sync_dist=sync)
         every = max(1, int(self.hparams.log_images_every_n_steps))
         if batch_idx == 0 and (stage == "val" or self.global_step % every == 0):
             from attnlab.utils.logging import log_image_grid

@@ -178,7 +178,8 @@ class SaliencyModule(L.LightningModule):
         x, density, fixations = self._targets(batch)
         pred = self.net(x)
         loss, _ = self.loss(pred, density, fixations)
-        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=x.shape[0], sync_dist=True)  # DDP: over all images
+        # DDP: over all images, with a float count (Lightning's integer one loses images, utils.distributed)
+        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=float(x.shape[0]), sync_dist=True)
         prior = centre_bias_prior(tuple(pred.shape[-2:]), self.hparams.center_bias_sigma, pred.device)
         targets = {"fixations": fixations[:, 0], "density": density[:, 0]}
         raw, with_prior = self.metrics[stage], self.metrics[f"{stage}_cb"]
