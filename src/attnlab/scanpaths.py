@@ -249,6 +249,9 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         result = score_with_benchmark(cfg, records, train)
         summary["scores"] = result["metrics"]
     write_json(out_dir / "summary.json", summary)
+    from attnlab.utils.wandb_run import publish_run
+
+    publish_run(trainer.loggers, out_dir)  # logger=wandb: the overlays and the saliency grid as images
     return summary
 
 

@@ -22,6 +22,7 @@ from attnlab.utils.config import UserError
 from attnlab.utils.distributed import distributed_eval_loaders, sync_batchnorm_setting
 from attnlab.utils.instantiate import instantiate_trainer, log_hyperparameters, to_float_dict, write_json
 from attnlab.utils.resume import checkpoint_config_differences
+from attnlab.utils.wandb_run import publish_run
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics["best_checkpoint"] = best  # type: ignore[assignment]
     if trainer.is_global_zero:  # every DDP process has the synced metrics; one writes them
         write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+        publish_run(trainer.loggers, cfg.paths.output_dir, best or None)  # logger=wandb: figures, best checkpoint
     return metrics
 
 
