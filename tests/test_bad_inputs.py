@@ -145,9 +145,13 @@ CONFIG_ROWS = [
     ("train-batch-size-fraction", "train", ["data.batch_size=2.5"], ["data.batch_size", "2.5"]),
     ("train-num-workers-negative", "train", ["data.num_workers=-1"], ["data.num_workers", "-1"]),
     ("train-seed-text", "train", ["seed=abc"], ["seed", "abc"]),
+    ("train-seed-negative", "train", ["seed=-1"], ["seed", "-1"]),
+    ("train-gradient-clip-negative", "train", ["trainer.gradient_clip_val=-1"], ["trainer.gradient_clip_val", "-1"]),
+    ("train-accumulate-zero", "train", ["trainer.accumulate_grad_batches=0"], ["trainer.accumulate_grad_batches", "0"]),
+    ("train-resume-from-a-folder", "train", ["ckpt_path=/"], ["checkpoint not found", "a folder"]),
     ("train-boolean-yes", "train", ["train=yes"], ["train", "yes"]),
     ("train-boolean-one", "train", ["test=1"], ["test", "1"]),
-    ("train-resume-missing-checkpoint", "train", ["ckpt_path=/nonexistent/last.ckpt"], ["ckpt_path", "/nonexistent/last.ckpt"]),
+    ("train-resume-missing-checkpoint", "train", ["ckpt_path=/nonexistent/last.ckpt"], ["checkpoint not found", "/nonexistent/last.ckpt"]),
     ("train-unknown-model", "train", ["model=gating_cifar"], ["model=gating_cifar", "gating_mnist"]),
     ("train-unknown-data", "train", ["data=imagenet"], ["data=imagenet", "osie"]),
     ("train-unknown-key", "train", ["model.learning_rate=0.1"], ["model.learning_rate", "lr"]),
@@ -161,11 +165,11 @@ CONFIG_ROWS = [
     ("train-image-size-zero", "train", ["model=autoencoder", "data.image_size=[0,32]"], ["data.image_size"]),
     ("train-strict-not-boolean", "train", ["model=autoencoder", "data.strict=maybe"], ["data.strict", "maybe"]),
     ("eval-without-checkpoint", "eval", [], ["ckpt_path"]),
-    ("eval-checkpoint-missing", "eval", ["ckpt_path=/nonexistent.ckpt"], ["ckpt_path", "/nonexistent.ckpt"]),
+    ("eval-checkpoint-missing", "eval", ["ckpt_path=/nonexistent.ckpt"], ["checkpoint not found", "/nonexistent.ckpt"]),
     ("eval-seed-float", "eval", ["ckpt_path=/nonexistent.ckpt", "seed=1.5"], ["seed", "1.5"]),
     ("analyze-unknown-analysis", "analyze", ["analysis=attention_maps"], ["analysis=attention_maps", "inhibition"]),
     ("analyze-device-unknown", "analyze", ["device=tpu"], ["device", "tpu"]),
-    ("analyze-checkpoint-missing", "analyze", ["ckpt_path=/nonexistent.pt"], ["ckpt_path", "/nonexistent.pt"]),
+    ("analyze-checkpoint-missing", "analyze", ["ckpt_path=/nonexistent.pt"], ["checkpoint not found", "/nonexistent.pt"]),
     ("scanpaths-split-unknown", "scanpaths", ["split=validation"], ["split", "validation"]),
     ("scanpaths-max-images-zero", "scanpaths", ["max_images=0"], ["max_images", "0"]),
     ("scanpaths-batch-size-negative", "scanpaths", ["batch_size=-4"], ["batch_size", "-4"]),
@@ -193,6 +197,16 @@ def test_bad_config_value_is_one_line_and_writes_nothing(run, tmp_path, command,
     result = run(command, *args)
     assert_failed_cleanly(result, tmp_path, before, *names)
     assert not (tmp_path / "outputs").exists() or not any(p.is_file() for p in (tmp_path / "outputs").rglob("*"))
+
+
+def test_monitored_metric_that_is_never_logged_is_one_line(run, tmp_path):
+    """``optimized_metric`` names what the checkpoint callback monitors; a name never logged is found
+    only once validation ran: one line listing the names logged, the run's log ends with it."""
+    result = run("train", "optimized_metric=val/bogus", "debug=tiny", "data.train_size=48", "data.val_size=32",
+                 "data.test_size=32", "data.batch_size=16")
+    assert_one_line_error(result, "val/bogus", "optimized_metric", "val/acc")
+    (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    assert (run_dir / "train.log").read_text().strip().splitlines()[-1].endswith(result.err.strip().splitlines()[0].split("error: ", 1)[1])
 
 
 def test_trainer_key_left_at_lightning_default_needs_no_plus(tmp_path, monkeypatch):
@@ -607,4 +621,4 @@ def test_checkpoint_path_that_is_a_folder_is_one_line(run, tmp_path):
     folder.mkdir()
     before = snapshot(tmp_path)
     result = run("eval", f"ckpt_path={folder}")
-    assert_failed_cleanly(result, tmp_path, before, "ckpt_path", str(folder))
+    assert_failed_cleanly(result, tmp_path, before, "checkpoint not found", str(folder), "a folder")

@@ -328,6 +328,11 @@ def _find_user_error(ex: BaseException | None) -> UserError | None:
     while ex is not None and id(ex) not in seen:
         if isinstance(ex, UserError):
             return ex
+        if type(ex).__name__ == "MisconfigurationException":  # Lightning's word for a setting it cannot use
+            text = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+            if "could not find the monitored key" in text:
+                text += " (set optimized_metric= to one of them)"
+            return UserError(f"invalid config: {text}")
         seen.add(id(ex))
         ex = ex.__cause__ or ex.__context__
     return None

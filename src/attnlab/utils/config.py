@@ -250,6 +250,10 @@ _EXTRA_RULES: dict[str, dict[str, Any]] = {
         "max_epochs": Optional[PositiveInt],
         "num_nodes": PositiveInt,
         "log_every_n_steps": Optional[PositiveInt],
+        "gradient_clip_val": Optional[NonNegativeFloat],  # a negative one flips the gradients' sign
+        "accumulate_grad_batches": PositiveInt,
+        "check_val_every_n_epoch": Optional[PositiveInt],
+        "min_epochs": Optional[NonNegativeInt],
     },
 }
 _EXTRA_RULES["lightning.pytorch.trainer.Trainer"] = _EXTRA_RULES["lightning.pytorch.Trainer"] = _EXTRA_RULES["lightning.Trainer"]

@@ -16,6 +16,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Union
 
+import annotated_types as at
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.utils.config import (
@@ -35,21 +36,24 @@ Checkpoint = Annotated[str, Check(lambda v: Path(str(v)).expanduser().is_file(),
 Device = Annotated[str, Check(lambda v: v in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", str(v)) is not None,
                               "cpu, cuda, cuda:N or auto")]
 Sources = Union[str, list[str]]
+Seed = Annotated[int, at.Interval(ge=0, le=2**32 - 1)]  # what NumPy and Lightning accept
+# train's ckpt_path also takes ``last``: the newest checkpoint of the run folder (resuming)
+ResumeFrom = Annotated[str, Check(lambda v: v == "last" or Path(str(v)).expanduser().is_file(), "an existing checkpoint file or last")]
 
 
-def train(seed: int, train: bool, test: bool, ckpt_path: Optional[Checkpoint], optimized_metric: Optional[str]) -> None:
+def train(seed: Seed, train: bool, test: bool, ckpt_path: Optional[ResumeFrom], optimized_metric: Optional[str]) -> None:
     """``python -m attnlab.train``: ``ckpt_path`` resumes from a checkpoint."""
 
 
-def eval(seed: int, ckpt_path: Checkpoint) -> None:  # noqa: A001 - named after the command
+def eval(seed: Seed, ckpt_path: Checkpoint) -> None:  # noqa: A001 - named after the command
     """``python -m attnlab.eval``."""
 
 
-def analyze(seed: int, ckpt_path: Optional[Checkpoint], device: Device) -> None:
+def analyze(seed: Seed, ckpt_path: Optional[Checkpoint], device: Device) -> None:
     """``python -m attnlab.analyze``."""
 
 
-def scanpaths(seed: int, split: Literal["all", "train", "val", "test"], batch_size: Optional[PositiveInt],
+def scanpaths(seed: Seed, split: Literal["all", "train", "val", "test"], batch_size: Optional[PositiveInt],
               max_images: Optional[PositiveInt], overlays: bool, overlay_humans: NonNegativeInt) -> None:
     """``python -m attnlab.scanpaths``."""
 
@@ -59,7 +63,7 @@ def scanpaths_scoring(enabled: bool, model_name: str, centre_baseline: bool, bas
     """``scoring.*`` of ``python -m attnlab.scanpaths``."""
 
 
-def benchmark(seed: int, attention: Sources, split: Literal["train", "val", "test", "all"], max_images: Optional[PositiveInt],
+def benchmark(seed: Seed, attention: Sources, split: Literal["train", "val", "test", "all"], max_images: Optional[PositiveInt],
               sigma_px: Optional[PositiveFloat], scanpath_drop_first: bool, figure_images: NonNegativeInt, progress: bool) -> None:
     """``python -m attnlab.benchmark``."""
 
@@ -98,5 +102,8 @@ def check_command(config_name: str, cfg: DictConfig) -> None:
                 value = OmegaConf.to_container(value, resolve=True)
             if value is None and parameter.default is inspect.Parameter.empty and typing.get_origin(hints[name]) is not Union:
                 raise UserError(f"{config_name} needs {_example(name)}")
+            if name == "ckpt_path" and isinstance(value, str) and value != "last" and not Path(value).expanduser().is_file():
+                where = Path(value).expanduser()
+                raise UserError(f"checkpoint not found: {value}" + (" (a folder, not a checkpoint file)" if where.is_dir() else ""))
             if not value_ok(value, hints[name]):
                 raise ConfigError(key, value, describe(hints[name]))
