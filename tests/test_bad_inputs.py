@@ -342,6 +342,16 @@ def test_image_whose_fixations_all_fall_outside_is_not_counted(run, tmp_path):
     assert scores["images"] == 4 and scores["skipped_images"] == 1
 
 
+def test_no_fixation_inside_any_image_is_one_line(run, tmp_path):
+    def swapped(k, s, x, y):
+        x[:] = [v + W for v in x]  # e.g. another origin
+
+    data = fixation_folder(tmp_path / "mine", fix=swapped)
+    before = snapshot(tmp_path)
+    result = run("benchmark", *BENCH, f"data.root={data}")
+    assert_failed_cleanly(result, tmp_path, before, "none of its 75 fixations lies inside its image")
+
+
 SCANPATH_FILE_ROWS = [
     ("json-syntax-error", "[{\"stimulus\": \"im0\", ", None, ["scanpaths.json"]),
     ("json-missing-x", json.dumps([{"stimulus": "im0", "y": [1, 2]}]), None, ["scanpaths.json", "'x'"]),

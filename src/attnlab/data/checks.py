@@ -126,6 +126,9 @@ def valid_fixations(data: "FixationDataset") -> "FixationDataset":
         if paths and not kept:
             emptied_images.append(stimulus.id)
         out.append(kept)
+    if total and not_finite + outside == total:
+        raise UserError(f"{data.name}: none of its {total} fixations lies inside its image ({not_finite} NaN/inf, {outside} outside); "
+                        "are x and y swapped, or in another unit than pixels of the original image?")
     info = dict(data.info)
     if not_finite or outside:
         info["dropped_fixations"] = {"not_finite": not_finite, "outside_image": outside, "of": total,
