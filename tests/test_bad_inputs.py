@@ -88,8 +88,15 @@ def assert_failed_cleanly(result: Result, root: Path, before: dict, *names: str)
 H, W = 48, 64
 
 
-def fixation_folder(root: Path, images: int = 5, fix=None, broken: dict[str, bytes] | None = None,
-                    durations: bool = True, scanpath_text: str | None = None, info: str | None = None) -> Path:
+def fixation_folder(
+    root: Path,
+    images: int = 5,
+    fix=None,
+    broken: dict[str, bytes] | None = None,
+    durations: bool = True,
+    scanpath_text: str | None = None,
+    info: str | None = None,
+) -> Path:
     """``root`` as a ``data=fixation_folder`` dataset: ``images`` random JPEGs of H×W, three subjects with
     five fixations each (``fix(k, s, x, y)`` may edit them), ``broken`` {file name: bytes} written as is."""
     from PIL import Image
@@ -128,7 +135,14 @@ def jpeg_bytes(truncate: int | None = None) -> bytes:
     return data[:truncate] if truncate else data
 
 
-BENCH = ["data=fixation_folder", "sigma_px=3", "split=all", "attention=uniform,centre_bias", "figure_images=1", "progress=false"]
+BENCH = [
+    "data=fixation_folder",
+    "sigma_px=3",
+    "split=all",
+    "attention=uniform,centre_bias",
+    "figure_images=1",
+    "progress=false",
+]
 
 
 # --- 1. config values: reported before anything starts ------------------------------------------------
@@ -151,15 +165,30 @@ CONFIG_ROWS = [
     ("train-resume-from-a-folder", "train", ["ckpt_path=/"], ["checkpoint not found", "a folder"]),
     ("train-boolean-yes", "train", ["train=yes"], ["train", "yes"]),
     ("train-boolean-one", "train", ["test=1"], ["test", "1"]),
-    ("train-resume-missing-checkpoint", "train", ["ckpt_path=/nonexistent/last.ckpt"], ["checkpoint not found", "/nonexistent/last.ckpt"]),
+    (
+        "train-resume-missing-checkpoint",
+        "train",
+        ["ckpt_path=/nonexistent/last.ckpt"],
+        ["checkpoint not found", "/nonexistent/last.ckpt"],
+    ),
     ("train-unknown-model", "train", ["model=gating_cifar"], ["model=gating_cifar", "gating_mnist"]),
     ("train-unknown-data", "train", ["data=imagenet"], ["data=imagenet", "osie"]),
     ("train-unknown-key", "train", ["model.learning_rate=0.1"], ["model.learning_rate", "lr"]),
     ("train-unknown-trainer-key", "train", ["trainer.max_epoch=1"], ["trainer.max_epoch"]),
     ("train-bad-override-syntax", "train", ["model.lr=="], ["model.lr"]),
     ("train-gating-model-on-osie", "train", ["data=osie"], ["model=gating_mnist", "data=osie"]),
-    ("train-saliency-on-multimnist", "train", ["model=saliency_dinet", "data=multimnist"], ["model=saliency_dinet", "data=multimnist"]),
-    ("train-gating-coco-on-images", "train", ["model=gating_coco", "data=images"], ["model=gating_coco", "data=images"]),
+    (
+        "train-saliency-on-multimnist",
+        "train",
+        ["model=saliency_dinet", "data=multimnist"],
+        ["model=saliency_dinet", "data=multimnist"],
+    ),
+    (
+        "train-gating-coco-on-images",
+        "train",
+        ["model=gating_coco", "data=images"],
+        ["model=gating_coco", "data=images"],
+    ),
     ("train-sweep-later-value-bad", "train", ["-m", "model.lr=1e-3,-5"], ["model.lr", "-5"]),
     ("train-split-negative", "train", ["model=autoencoder", "data.split=[0.5,-0.2,0.7]"], ["data.split"]),
     ("train-image-size-zero", "train", ["model=autoencoder", "data.image_size=[0,32]"], ["data.image_size"]),
@@ -169,7 +198,12 @@ CONFIG_ROWS = [
     ("eval-seed-float", "eval", ["ckpt_path=/nonexistent.ckpt", "seed=1.5"], ["seed", "1.5"]),
     ("analyze-unknown-analysis", "analyze", ["analysis=attention_maps"], ["analysis=attention_maps", "inhibition"]),
     ("analyze-device-unknown", "analyze", ["device=tpu"], ["device", "tpu"]),
-    ("analyze-checkpoint-missing", "analyze", ["ckpt_path=/nonexistent.pt"], ["checkpoint not found", "/nonexistent.pt"]),
+    (
+        "analyze-checkpoint-missing",
+        "analyze",
+        ["ckpt_path=/nonexistent.pt"],
+        ["checkpoint not found", "/nonexistent.pt"],
+    ),
     ("scanpaths-split-unknown", "scanpaths", ["split=validation"], ["split", "validation"]),
     ("scanpaths-max-images-zero", "scanpaths", ["max_images=0"], ["max_images", "0"]),
     ("scanpaths-batch-size-negative", "scanpaths", ["batch_size=-4"], ["batch_size", "-4"]),
@@ -202,11 +236,24 @@ def test_bad_config_value_is_one_line_and_writes_nothing(run, tmp_path, command,
 def test_monitored_metric_that_is_never_logged_is_one_line(run, tmp_path):
     """``optimized_metric`` names what the checkpoint callback monitors; a name never logged is found
     only once validation ran: one line listing the names logged, the run's log ends with it."""
-    result = run("train", "optimized_metric=val/bogus", "debug=tiny", "data.train_size=48", "data.val_size=32",
-                 "data.test_size=32", "data.batch_size=16")
+    result = run(
+        "train",
+        "optimized_metric=val/bogus",
+        "debug=tiny",
+        "data.train_size=48",
+        "data.val_size=32",
+        "data.test_size=32",
+        "data.batch_size=16",
+    )
     assert_one_line_error(result, "val/bogus", "optimized_metric", "val/acc")
     (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
-    assert (run_dir / "train.log").read_text().strip().splitlines()[-1].endswith(result.err.strip().splitlines()[0].split("error: ", 1)[1])
+    assert (
+        (run_dir / "train.log")
+        .read_text()
+        .strip()
+        .splitlines()[-1]
+        .endswith(result.err.strip().splitlines()[0].split("error: ", 1)[1])
+    )
 
 
 def test_trainer_key_left_at_lightning_default_needs_no_plus(tmp_path, monkeypatch):
@@ -312,7 +359,11 @@ def test_bad_fixation_is_dropped_for_every_metric(run, tmp_path, kind):
     bad = fixation_folder(tmp_path / "bad", fix=edit)
     records = json.loads((bad / "scanpaths.json").read_text(), parse_constant=float)
     for r in records:
-        keep = [k for k in range(len(r["x"])) if np.isfinite(r["x"][k]) and np.isfinite(r["y"][k]) and 0 <= r["x"][k] < W and 0 <= r["y"][k] < H]
+        keep = [
+            k
+            for k in range(len(r["x"]))
+            if np.isfinite(r["x"][k]) and np.isfinite(r["y"][k]) and 0 <= r["x"][k] < W and 0 <= r["y"][k] < H
+        ]
         for c in ("x", "y", "duration"):
             r[c] = [r[c][k] for k in keep]
     clean = tmp_path / "clean"
@@ -353,11 +404,26 @@ def test_no_fixation_inside_any_image_is_one_line(run, tmp_path):
 
 
 SCANPATH_FILE_ROWS = [
-    ("json-syntax-error", "[{\"stimulus\": \"im0\", ", None, ["scanpaths.json"]),
+    ("json-syntax-error", '[{"stimulus": "im0", ', None, ["scanpaths.json"]),
     ("json-missing-x", json.dumps([{"stimulus": "im0", "y": [1, 2]}]), None, ["scanpaths.json", "'x'"]),
-    ("json-x-y-lengths-differ", json.dumps([{"stimulus": "im0", "x": [1, 2, 3], "y": [1, 2]}]), None, ["3 x values but 2 y values"]),
-    ("json-x-not-numbers", json.dumps([{"stimulus": "im0", "x": ["left", "right"], "y": [1, 2]}]), None, ["scanpaths.json"]),
-    ("json-durations-wrong-length", json.dumps([{"stimulus": "im0", "x": [1, 2], "y": [1, 2], "duration": [100]}]), None, ["1 durations for 2 fixations"]),
+    (
+        "json-x-y-lengths-differ",
+        json.dumps([{"stimulus": "im0", "x": [1, 2, 3], "y": [1, 2]}]),
+        None,
+        ["3 x values but 2 y values"],
+    ),
+    (
+        "json-x-not-numbers",
+        json.dumps([{"stimulus": "im0", "x": ["left", "right"], "y": [1, 2]}]),
+        None,
+        ["scanpaths.json"],
+    ),
+    (
+        "json-durations-wrong-length",
+        json.dumps([{"stimulus": "im0", "x": [1, 2], "y": [1, 2], "duration": [100]}]),
+        None,
+        ["1 durations for 2 fixations"],
+    ),
     ("json-unknown-stimulus", json.dumps([{"stimulus": "nope", "x": [1], "y": [1]}]), None, ["nope"]),
     ("info-json-broken", None, "{name: mine", ["info.json"]),
     ("info-ppd-negative", None, json.dumps({"pixels_per_degree": -3}), ["pixels_per_degree", "-3"]),
@@ -442,16 +508,48 @@ def checkpoints(tmp_path_factory):
 
 CHECKPOINT_ROWS = [
     # (id, command, checkpoint, extra args, names)
-    ("eval-mnist-checkpoint-with-coco-data", "eval", "gating_mnist", ["data=coco_objects"], ["data=coco_objects", "MultiMNIST"]),
+    (
+        "eval-mnist-checkpoint-with-coco-data",
+        "eval",
+        "gating_mnist",
+        ["data=coco_objects"],
+        ["data=coco_objects", "MultiMNIST"],
+    ),
     ("eval-mnist-checkpoint-with-osie", "eval", "gating_mnist", ["data=osie"], ["data=osie", "MultiMNIST"]),
-    ("eval-mnist-checkpoint-with-saliency-model", "eval", "gating_mnist", ["model=saliency_dinet"], ["model=saliency_dinet", "GatingModule"]),
-    ("analyze-autoencoder-checkpoint", "analyze", "autoencoder", [], ["analysis=inhibition", "gating", "AutoencoderModule"]),
-    ("analyze-tuning-autoencoder-checkpoint", "analyze", "autoencoder", ["analysis=tuning_curves"], ["analysis=tuning_curves", "gating"]),
-    ("analyze-autoencoder-checkpoint-with-mnist-data", "analyze", "autoencoder", ["data=multimnist"], ["data=multimnist", "ImagesDataModule"]),
+    (
+        "eval-mnist-checkpoint-with-saliency-model",
+        "eval",
+        "gating_mnist",
+        ["model=saliency_dinet"],
+        ["model=saliency_dinet", "GatingModule"],
+    ),
+    (
+        "analyze-autoencoder-checkpoint",
+        "analyze",
+        "autoencoder",
+        [],
+        ["analysis=inhibition", "gating", "AutoencoderModule"],
+    ),
+    (
+        "analyze-tuning-autoencoder-checkpoint",
+        "analyze",
+        "autoencoder",
+        ["analysis=tuning_curves"],
+        ["analysis=tuning_curves", "gating"],
+    ),
+    (
+        "analyze-autoencoder-checkpoint-with-mnist-data",
+        "analyze",
+        "autoencoder",
+        ["data=multimnist"],
+        ["data=multimnist", "ImagesDataModule"],
+    ),
 ]
 
 
-@pytest.mark.parametrize("command,which,args,names", [pytest.param(c, w, a, n, id=i) for i, c, w, a, n in CHECKPOINT_ROWS])
+@pytest.mark.parametrize(
+    "command,which,args,names", [pytest.param(c, w, a, n, id=i) for i, c, w, a, n in CHECKPOINT_ROWS]
+)
 def test_checkpoint_of_another_family_is_one_line(run, tmp_path, checkpoints, command, which, args, names):
     before = snapshot(tmp_path)
     result = run(command, f"ckpt_path={checkpoints[which]}", *args)
@@ -465,7 +563,9 @@ def test_paper_checkpoint_for_another_architecture_is_one_line(run, tmp_path):
     assert_failed_cleanly(result, tmp_path, before, str(pt), "does not fit")
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04broken zip"], ids=["zero-byte", "text", "broken-zip"])
+@pytest.mark.parametrize(
+    "content", [b"", b"not a checkpoint at all", b"PK\x03\x04broken zip"], ids=["zero-byte", "text", "broken-zip"]
+)
 def test_unreadable_checkpoint_is_one_line(run, tmp_path, content):
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(content)
@@ -531,7 +631,14 @@ def _image_folder(root: Path, broken: bytes) -> Path:
     return root
 
 
-TRAIN_TINY = ["model=autoencoder", "data.image_size=[32,32]", "debug=tiny", "data.batch_size=2", "callbacks=none", "logger=csv"]
+TRAIN_TINY = [
+    "model=autoencoder",
+    "data.image_size=[32,32]",
+    "debug=tiny",
+    "data.batch_size=2",
+    "callbacks=none",
+    "logger=csv",
+]
 
 
 @pytest.mark.parametrize("kind", ["zero-byte-jpeg", "truncated-jpeg"])
@@ -584,7 +691,13 @@ def test_failure_after_real_work_keeps_the_folder_and_logs_the_error(tmp_path, m
 
 # --- 7. scanpaths on an image folder with a broken image -----------------------------------------------
 
-SCANPATHS_FAST = ["data=images", "model.search.length=2", "model.search.steps=1", "model.image_size=[32,32]", "overlays=false"]
+SCANPATHS_FAST = [
+    "data=images",
+    "model.search.length=2",
+    "model.search.steps=1",
+    "model.image_size=[32,32]",
+    "overlays=false",
+]
 
 
 def test_scanpaths_skip_and_count_a_broken_image(run, tmp_path, one_torch_thread):
@@ -609,7 +722,9 @@ def test_scanpaths_bad_image_folder_is_one_line(run, tmp_path, what):
 
 def test_model_scanpath_with_nan_is_dropped_and_counted(run, tmp_path):
     data = fixation_folder(tmp_path / "mine")
-    model = [{"stimulus": f"im{k}", "subject": "m", "x": [10.0, float("nan"), 30.0], "y": [5.0, 6.0, 7.0]} for k in range(5)]
+    model = [
+        {"stimulus": f"im{k}", "subject": "m", "x": [10.0, float("nan"), 30.0], "y": [5.0, 6.0, 7.0]} for k in range(5)
+    ]
     source = tmp_path / "model.json"
     source.write_text(json.dumps(model))
     result = run("benchmark", *BENCH[:-3], "progress=false", f"data.root={data}", f"attention={source}")

@@ -91,8 +91,14 @@ class ImageSkips:
         """Warn once (when images were skipped); the counts for the dataset's ``info``."""
         if self.skipped:
             first = self.skipped[0]
-            log.warning("%s: skipped %d of %d images that cannot be read, e.g. %s (%s); data.strict=true makes this an error",
-                        self.dataset, len(self.skipped), self.checked, first.path, first.reason)
+            log.warning(
+                "%s: skipped %d of %d images that cannot be read, e.g. %s (%s); data.strict=true makes this an error",
+                self.dataset,
+                len(self.skipped),
+                self.checked,
+                first.path,
+                first.reason,
+            )
         return {"unreadable_images": [str(s.path) for s in self.skipped]}
 
 
@@ -127,17 +133,30 @@ def valid_fixations(data: "FixationDataset") -> "FixationDataset":
             emptied_images.append(stimulus.id)
         out.append(kept)
     if total and not_finite + outside == total:
-        raise UserError(f"{data.name}: none of its {total} fixations lies inside its image ({not_finite} NaN/inf, {outside} outside); "
-                        "are x and y swapped, or in another unit than pixels of the original image?")
+        raise UserError(
+            f"{data.name}: none of its {total} fixations lies inside its image ({not_finite} NaN/inf, "
+            f"{outside} outside); are x and y swapped, or in another unit than pixels of the original image?"
+        )
     info = dict(data.info)
     if not_finite or outside:
-        info["dropped_fixations"] = {"not_finite": not_finite, "outside_image": outside, "of": total,
-                                     "emptied_scanpaths": emptied, "images_without_fixations": emptied_images}
-        why = [f"{n} {what}" for n, what in ((not_finite, "with a NaN/inf coordinate"), (outside, "outside the image")) if n]
+        info["dropped_fixations"] = {
+            "not_finite": not_finite,
+            "outside_image": outside,
+            "of": total,
+            "emptied_scanpaths": emptied,
+            "images_without_fixations": emptied_images,
+        }
+        why = [
+            f"{n} {what}"
+            for n, what in ((not_finite, "with a NaN/inf coordinate"), (outside, "outside the image"))
+            if n
+        ]
         message = f"{data.name}: dropped {not_finite + outside} of {total} fixations ({', '.join(why)})"
         if emptied:
             message += f"; {emptied} scanpaths left empty"
         if emptied_images:
-            message += f"; {len(emptied_images)} images have no fixation left (skipped when scored), e.g. {emptied_images[0]}"
+            message += (
+                f"; {len(emptied_images)} images have no fixation left (skipped when scored), e.g. {emptied_images[0]}"
+            )
         log.warning(message)
     return FixationDataset(data.name, list(data.stimuli), out, data.pixels_per_degree, info)

@@ -33,15 +33,24 @@ from attnlab.utils.config import (
 __all__ = ["COMMAND_SETTINGS", "check_command"]
 
 Checkpoint = Annotated[str, Check(lambda v: Path(str(v)).expanduser().is_file(), "an existing checkpoint file")]
-Device = Annotated[str, Check(lambda v: v in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", str(v)) is not None,
-                              "cpu, cuda, cuda:N or auto")]
+Device = Annotated[
+    str,
+    Check(
+        lambda v: v in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", str(v)) is not None,
+        "cpu, cuda, cuda:N or auto",
+    ),
+]
 Sources = Union[str, list[str]]
 Seed = Annotated[int, at.Interval(ge=0, le=2**32 - 1)]  # what NumPy and Lightning accept
 # train's ckpt_path also takes ``last``: the newest checkpoint of the run folder (resuming)
-ResumeFrom = Annotated[str, Check(lambda v: v == "last" or Path(str(v)).expanduser().is_file(), "an existing checkpoint file or last")]
+ResumeFrom = Annotated[
+    str, Check(lambda v: v == "last" or Path(str(v)).expanduser().is_file(), "an existing checkpoint file or last")
+]
 
 
-def train(seed: Seed, train: bool, test: bool, ckpt_path: Optional[ResumeFrom], optimized_metric: Optional[str]) -> None:
+def train(
+    seed: Seed, train: bool, test: bool, ckpt_path: Optional[ResumeFrom], optimized_metric: Optional[str]
+) -> None:
     """``python -m attnlab.train``: ``ckpt_path`` resumes from a checkpoint."""
 
 
@@ -53,18 +62,39 @@ def analyze(seed: Seed, ckpt_path: Optional[Checkpoint], device: Device) -> None
     """``python -m attnlab.analyze``."""
 
 
-def scanpaths(seed: Seed, split: Literal["all", "train", "val", "test"], batch_size: Optional[PositiveInt],
-              max_images: Optional[PositiveInt], overlays: bool, overlay_humans: NonNegativeInt) -> None:
+def scanpaths(
+    seed: Seed,
+    split: Literal["all", "train", "val", "test"],
+    batch_size: Optional[PositiveInt],
+    max_images: Optional[PositiveInt],
+    overlays: bool,
+    overlay_humans: NonNegativeInt,
+) -> None:
     """``python -m attnlab.scanpaths``."""
 
 
-def scanpaths_scoring(enabled: bool, model_name: str, centre_baseline: bool, baselines: list[str], drop_first_human: bool,
-                      sigma_px: Optional[PositiveFloat], figure_images: NonNegativeInt) -> None:
+def scanpaths_scoring(
+    enabled: bool,
+    model_name: str,
+    centre_baseline: bool,
+    baselines: list[str],
+    drop_first_human: bool,
+    sigma_px: Optional[PositiveFloat],
+    figure_images: NonNegativeInt,
+) -> None:
     """``scoring.*`` of ``python -m attnlab.scanpaths``."""
 
 
-def benchmark(seed: Seed, attention: Sources, split: Literal["train", "val", "test", "all"], max_images: Optional[PositiveInt],
-              sigma_px: Optional[PositiveFloat], scanpath_drop_first: bool, figure_images: NonNegativeInt, progress: bool) -> None:
+def benchmark(
+    seed: Seed,
+    attention: Sources,
+    split: Literal["train", "val", "test", "all"],
+    max_images: Optional[PositiveInt],
+    sigma_px: Optional[PositiveFloat],
+    scanpath_drop_first: bool,
+    figure_images: NonNegativeInt,
+    progress: bool,
+) -> None:
     """``python -m attnlab.benchmark``."""
 
 
@@ -79,7 +109,9 @@ COMMAND_SETTINGS: dict[str, dict[str, Callable[..., None]]] = {
 
 
 def _example(name: str) -> str:
-    return {"ckpt_path": "ckpt_path=PATH (a checkpoint written by attnlab.train, e.g. <run folder>/checkpoints/last.ckpt)"}.get(name, f"{name}=VALUE")
+    return {
+        "ckpt_path": "ckpt_path=PATH (a checkpoint written by attnlab.train, e.g. <run folder>/checkpoints/last.ckpt)"
+    }.get(name, f"{name}=VALUE")
 
 
 def check_command(config_name: str, cfg: DictConfig) -> None:
@@ -100,10 +132,21 @@ def check_command(config_name: str, cfg: DictConfig) -> None:
             value: Any = node[name]
             if isinstance(value, DictConfig) or OmegaConf.is_list(value):
                 value = OmegaConf.to_container(value, resolve=True)
-            if value is None and parameter.default is inspect.Parameter.empty and typing.get_origin(hints[name]) is not Union:
+            if (
+                value is None
+                and parameter.default is inspect.Parameter.empty
+                and typing.get_origin(hints[name]) is not Union
+            ):
                 raise UserError(f"{config_name} needs {_example(name)}")
-            if name == "ckpt_path" and isinstance(value, str) and value != "last" and not Path(value).expanduser().is_file():
+            if (
+                name == "ckpt_path"
+                and isinstance(value, str)
+                and value != "last"
+                and not Path(value).expanduser().is_file()
+            ):
                 where = Path(value).expanduser()
-                raise UserError(f"checkpoint not found: {value}" + (" (a folder, not a checkpoint file)" if where.is_dir() else ""))
+                raise UserError(
+                    f"checkpoint not found: {value}" + (" (a folder, not a checkpoint file)" if where.is_dir() else "")
+                )
             if not value_ok(value, hints[name]):
                 raise ConfigError(key, value, describe(hints[name]))
