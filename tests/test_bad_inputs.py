@@ -428,6 +428,9 @@ SCANPATH_FILE_ROWS = [
     ("info-json-broken", None, "{name: mine", ["info.json"]),
     ("info-ppd-negative", None, json.dumps({"pixels_per_degree": -3}), ["pixels_per_degree", "-3"]),
     ("info-ppd-text", None, json.dumps({"pixels_per_degree": "wide"}), ["pixels_per_degree", "wide"]),
+    ("json-list-of-numbers", json.dumps([1, 2, 3]), None, ["scanpaths.json"]),
+    ("json-stimulus-map-of-numbers", json.dumps({"im0": 5}), None, ["scanpaths.json"]),
+    ("info-json-a-list", None, json.dumps([35]), ["info.json"]),
 ]
 
 
