@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from attnlab.utils.checkpoint_io import newest_checkpoint
@@ -36,7 +37,9 @@ def _comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "best_checkpoint"}
 
 
-def test_killed_run_resumes_in_its_folder_to_the_metrics_of_an_uninterrupted_run(run_cli, tmp_path):
+@pytest.mark.parametrize("how", ["resume", "requeue"])
+def test_killed_run_resumes_in_its_folder_to_the_metrics_of_an_uninterrupted_run(run_cli, tmp_path, how):
+    """``resume=<run>``, or the job's own command again in its run folder (a requeued SLURM job)."""
     whole_root, killed_root = tmp_path / "whole", tmp_path / "killed"
     whole_root.mkdir(), killed_root.mkdir()
     whole = subprocess.run([sys.executable, "-m", "attnlab.train", *RUN], cwd=whole_root, env=_env(whole_root),
@@ -66,10 +69,13 @@ def test_killed_run_resumes_in_its_folder_to_the_metrics_of_an_uninterrupted_run
     assert killed_at < 2, "killed before the last epoch ended"
     print(f"killed with the newest checkpoint at epoch {killed_at}; val/acc uninterrupted {expected['val/acc']}")
 
-    resumed = subprocess.run([sys.executable, "-m", "attnlab.train", f"resume={run}"], cwd=killed_root,
+    again = [f"resume={run}"] if how == "resume" else [*RUN, f"hydra.run.dir={run}"]
+    resumed = subprocess.run([sys.executable, "-m", "attnlab.train", *again], cwd=killed_root,
                              env=_env(killed_root), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _runs(killed_root) == [run], "continued in its own folder"
+    # continued, not started again (which would give the same numbers too)
+    assert "continuing from the newest checkpoint of the run folder" in (run / "train.log").read_text()
     got = json.loads((run / "metrics.json").read_text())
     assert Path(got["best_checkpoint"]).parent == run / "checkpoints"
     # same seed, same batches in the same order, same random draws: the same numbers, exactly

@@ -351,7 +351,8 @@ def _expand_resume(config_name: str) -> None:
     flags = [a for a in sys.argv[1:] if a not in overrides]
     run_dir = asked[-1].split("=", 1)[1].strip("'\"")
     try:
-        new = resume_overrides(config_name, run_dir, [o for o in overrides if _override_key(o) != RESUME_KEY])
+        new = resume_overrides(config_name, run_dir, [o for o in overrides if _override_key(o) != RESUME_KEY],
+                               compose_config)
     except UserError as ex:
         fail(str(ex))
     sys.argv = [sys.argv[0], *flags, *new]

@@ -4,8 +4,9 @@ Lightning's distributed sampler pads validation and test sets to a multiple of t
 processes by repeating images, so a test metric would count some images twice. The evaluation
 loaders here get a sampler that splits the images without repeating any; the metrics are then
 summed over processes (``self.log(..., sync_dist=True, batch_size=float(n))``, torchmetrics),
-weighted by the images each process saw. ``sync_batchnorm`` is only asked of Lightning where a BatchNorm layer exists and
-the devices can synchronise it (PyTorch's SyncBatchNorm runs on GPUs, not on CPU processes).
+weighted by the images each process saw. ``sync_batchnorm`` is only asked of Lightning where a
+BatchNorm layer exists and the devices can synchronise it (PyTorch's SyncBatchNorm runs on GPUs, not
+on CPU processes).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ under one config and continued under another is neither run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -46,11 +46,11 @@ def config_differences(stored: DictConfig, composed: DictConfig) -> list[str]:
     ]
 
 
-def resume_overrides(config_name: str, run_dir: str | Path, overrides: list[str]) -> list[str]:
+def resume_overrides(config_name: str, run_dir: str | Path, overrides: list[str],
+                     compose_config: Callable[[str, list[str]], DictConfig]) -> list[str]:
     """The overrides that rerun ``run_dir``'s job in ``run_dir``; ``overrides`` are the command line's
-    others, which may repeat the stored settings but not change them (UserError naming the keys)."""
-    from attnlab.utils.cli import compose_config
-
+    others, which may repeat the stored settings but not change them (UserError naming the keys).
+    ``compose_config(name, overrides)`` composes as the command line does (the CLI passes its own)."""
     run_dir = Path(run_dir).expanduser().resolve()
     hydra_dir = run_dir / ".hydra"
     stored_overrides_file, stored_config_file = hydra_dir / "overrides.yaml", hydra_dir / "config.yaml"
