@@ -750,3 +750,38 @@ def test_checkpoint_path_that_is_a_folder_is_one_line(run, tmp_path):
     before = snapshot(tmp_path)
     result = run("eval", f"ckpt_path={folder}")
     assert_failed_cleanly(result, tmp_path, before, "checkpoint not found", str(folder), "a folder")
+
+
+# --- 9. OSIE with a broken stimulus --------------------------------------------------------------------
+
+
+def _osie_copy(tmp_path: Path, broken: bytes) -> tuple[Path, str]:
+    """OSIE's layout under tmp_path: the shared subset's files linked, the first stimulus replaced."""
+    source = shared_path("data", "osie_subset", "data")
+    root = tmp_path / "osie"
+    (root / "data" / "stimuli").mkdir(parents=True)
+    (root / "data" / "eye").mkdir()
+    (root / "data" / "eye" / "fixations.mat").symlink_to(source / "eye" / "fixations.mat")
+    stimuli = sorted((source / "stimuli").iterdir())
+    for image in stimuli[1:]:
+        (root / "data" / "stimuli" / image.name).symlink_to(image)
+    (root / "data" / "stimuli" / stimuli[0].name).write_bytes(broken)
+    return root, stimuli[0].name
+
+
+@pytest.mark.parametrize("kind", ["zero-byte-jpeg", "truncated-jpeg"])
+def test_osie_with_a_broken_stimulus_skips_and_counts_it(run, tmp_path, kind):
+    root, name = _osie_copy(tmp_path, _broken_bytes(kind))
+    result = run("benchmark", f"data.root={root}", "max_images=1", "attention=uniform", "figure_images=1", "progress=false")
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text, text[-3000:]
+    total = len(list((root / "data" / "stimuli").iterdir()))
+    assert re.search(rf"osie: skipped 1 of {total} images that cannot be read, e\.g\. \S*{re.escape(name)}", text), text[-3000:]
+    assert f"{total - 1} stimuli" in text
+
+
+def test_osie_with_a_broken_stimulus_and_strict_is_one_line(run, tmp_path):
+    root, name = _osie_copy(tmp_path, b"")
+    before = snapshot(tmp_path)
+    result = run("benchmark", f"data.root={root}", "data.strict=true", "attention=uniform")
+    assert_failed_cleanly(result, tmp_path, before, name, "data.strict")
