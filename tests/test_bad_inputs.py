@@ -652,6 +652,14 @@ def test_training_skips_and_counts_a_broken_image(run, tmp_path, kind, one_torch
     assert result.rc == 0 and "Traceback" not in text, text[-3000:]
     assert re.search(r"skipped 1 of 7 images that cannot be read, e\.g\. \S*bad\.jpg", text), text[-3000:]
     assert "images: 6 files" in text
+    # quiet console: Lightning's banners and tips and the dependencies' warnings are in the log file only
+    (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    log = (run_dir / "train.log").read_text()
+    for noise in ("GPU available", "Tip:", "py.warnings"):
+        assert noise not in text, noise
+    assert "GPU available" in log
+    lines = [line for line in result.out.splitlines() if line.strip()]
+    assert lines[0] == f"attnlab train: writing to {run_dir}" and lines[-1].startswith("attnlab train: done in ")
 
 
 @pytest.mark.parametrize("kind", ["zero-byte-jpeg", "random-bytes-jpeg"])
@@ -772,11 +780,15 @@ def _osie_copy(tmp_path: Path, broken: bytes) -> tuple[Path, str]:
 @pytest.mark.parametrize("kind", ["zero-byte-jpeg", "truncated-jpeg"])
 def test_osie_with_a_broken_stimulus_skips_and_counts_it(run, tmp_path, kind):
     root, name = _osie_copy(tmp_path, _broken_bytes(kind))
-    result = run("benchmark", f"data.root={root}", "max_images=1", "attention=uniform", "figure_images=1", "progress=false")
+    result = run(
+        "benchmark", f"data.root={root}", "max_images=1", "attention=uniform", "figure_images=1", "progress=false"
+    )
     text = result.out + result.err
     assert result.rc == 0 and "Traceback" not in text, text[-3000:]
     total = len(list((root / "data" / "stimuli").iterdir()))
-    assert re.search(rf"osie: skipped 1 of {total} images that cannot be read, e\.g\. \S*{re.escape(name)}", text), text[-3000:]
+    assert re.search(rf"osie: skipped 1 of {total} images that cannot be read, e\.g\. \S*{re.escape(name)}", text), (
+        text[-3000:]
+    )
     assert f"{total - 1} stimuli" in text
 
 
