@@ -51,6 +51,18 @@ def test_slurm_launcher_holds_the_resources_and_the_requeue_signal():
     assert launcher.timeout_min > 0 and launcher.mem_gb > 0
     # Lightning's SLURMEnvironment requeues on SIGUSR1 (submitit's own default would be USR2)
     assert launcher.additional_parameters.signal.startswith("USR1@")
+    # the sbatch header submitit writes from these settings (what SlurmExecutor renders; no srun here)
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    header = _make_sbatch_string(
+        command="python -m attnlab.train", folder="/tmp/x/%j", job_name="train", partition=launcher.partition,
+        gpus_per_node=launcher.gpus_per_node, ntasks_per_node=launcher.tasks_per_node,
+        cpus_per_task=launcher.cpus_per_task, mem=f"{launcher.mem_gb}GB", time=launcher.timeout_min,
+        signal_delay_s=launcher.signal_delay_s,
+        additional_parameters=dict(launcher.additional_parameters))
+    assert "#SBATCH --signal=USR1@120" in header and "USR2" not in header
+    assert "#SBATCH --requeue" in header and "#SBATCH --gpus-per-node=4" in header
+    assert "#SBATCH --ntasks-per-node=4" in header and "#SBATCH --partition=gpu" in header
 
 
 def test_killed_optuna_sweep_continues_with_the_trials_already_done(tmp_path):
