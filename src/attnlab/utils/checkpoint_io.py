@@ -129,6 +129,7 @@ def epoch_shuffling(datamodule: L.LightningDataModule) -> None:
         return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=EpochRandomSampler(len(dl.dataset), seed),
                           num_workers=dl.num_workers, collate_fn=dl.collate_fn, pin_memory=dl.pin_memory,
                           drop_last=dl.drop_last, generator=torch.Generator().manual_seed(seed),
+                          worker_init_fn=dl.worker_init_fn, timeout=dl.timeout,
                           persistent_workers=dl.persistent_workers if dl.num_workers else False)
 
     datamodule.train_dataloader = train_dataloader

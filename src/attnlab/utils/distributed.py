@@ -59,6 +59,7 @@ def _unrepeated(make_loader):
                                                shuffle=False)
         return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=sampler, num_workers=dl.num_workers,
                           collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=dl.drop_last,
+                          worker_init_fn=dl.worker_init_fn, timeout=dl.timeout,
                           persistent_workers=dl.persistent_workers if dl.num_workers else False)
 
     return loader
