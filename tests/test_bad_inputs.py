@@ -176,6 +176,7 @@ CONFIG_ROWS = [
     ("train-unknown-key", "train", ["model.learning_rate=0.1"], ["model.learning_rate", "lr"]),
     ("train-unknown-trainer-key", "train", ["trainer.max_epoch=1"], ["trainer.max_epoch"]),
     ("train-bad-override-syntax", "train", ["model.lr=="], ["model.lr"]),
+    ("train-interpolation-to-nothing", "train", ["model.lr=${nowhere.lr}"], ["nowhere"]),
     ("train-gating-model-on-osie", "train", ["data=osie"], ["model=gating_mnist", "data=osie"]),
     (
         "train-saliency-on-multimnist",
@@ -557,6 +558,15 @@ def test_checkpoint_of_another_family_is_one_line(run, tmp_path, checkpoints, co
     before = snapshot(tmp_path)
     result = run(command, f"ckpt_path={checkpoints[which]}", *args)
     assert_failed_cleanly(result, tmp_path, before, *names)
+
+
+@pytest.mark.parametrize("command", ["analyze", "eval"])
+def test_paper_checkpoint_with_data_of_another_model_is_one_line(run, tmp_path, command):
+    """A paper .pt carries no config: model= (default gating_mnist) and data= must go together."""
+    pt = shared_path("data", "gating_paper_checkpoints", "paper_mnist_model.pt")
+    before = snapshot(tmp_path)
+    result = run(command, f"ckpt_path={pt}", "data=coco_objects")
+    assert_failed_cleanly(result, tmp_path, before, str(pt), "model=gating_mnist", "data=coco_objects")
 
 
 def test_paper_checkpoint_for_another_architecture_is_one_line(run, tmp_path):

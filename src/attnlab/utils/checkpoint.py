@@ -106,6 +106,17 @@ def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.Lightni
     """Build the model described by the checkpoint (or by ``cfg.model``) and load its weights; the
     checkpoint's stored config also decides ``cfg.data`` (:func:`use_stored_config`)."""
     use_stored_config(cfg, checkpoint, path)
+    if stored_config(checkpoint) is None:  # e.g. a paper .pt: model= and data= must go together
+        from attnlab.utils.cli import model_data_mismatch
+
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            choices = HydraConfig.get().runtime.choices
+        except Exception:  # outside a Hydra run
+            choices = None
+        if message := model_data_mismatch(choices):
+            raise UserError(f"ckpt_path={path} carries no config, so model= and data= decide: {message}")
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
     try:
         if hasattr(model, "load_checkpoint_state"):  # model-specific formats (e.g. published weights)

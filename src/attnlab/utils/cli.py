@@ -231,15 +231,23 @@ MODEL_DATA: dict[str, set[str]] = {
 _KNOWN_DATA = set().union(*MODEL_DATA.values()) | {"images"}
 
 
-def _model_fits_data_or_fail(config_name: str, choices: Any) -> None:
-    """``train model=X data=Y`` where X does not train on Y: one line before anything starts."""
-    if config_name != "train" or not choices:
-        return
+def model_data_mismatch(choices: Any) -> str | None:
+    """Why the ``model``/``data`` options chosen cannot go together, or None (also for unknown names)."""
+    if not choices:
+        return None
     model, data = choices.get("model"), choices.get("data")
     allowed = MODEL_DATA.get(str(model))
     if allowed is not None and data in _KNOWN_DATA and data not in allowed:
-        fail(f"model={model} does not train on data={data}; choose data={' or data='.join(sorted(allowed))} "
-             f"(or a model for {data})")
+        return (f"model={model} does not train on data={data}; choose data={' or data='.join(sorted(allowed))} "
+                f"(or a model for {data})")
+    return None
+
+
+def _model_fits_data_or_fail(config_name: str, choices: Any) -> None:
+    """``train model=X data=Y`` where X does not train on Y: one line before anything starts (eval and
+    analyze check it when the checkpoint carries no config of its own: :func:`attnlab.utils.checkpoint.load_model`)."""
+    if config_name == "train" and (message := model_data_mismatch(choices)):
+        fail(message)
 
 
 def _writable_or_fail(config_name: str, overrides: list[str], multirun: bool) -> None:
@@ -328,6 +336,10 @@ def _find_user_error(ex: BaseException | None) -> UserError | None:
     while ex is not None and id(ex) not in seen:
         if isinstance(ex, UserError):
             return ex
+        if type(ex).__module__.startswith("omegaconf") and type(ex).__name__.endswith(("InterpolationKeyError", "InterpolationResolutionError", "UnsupportedInterpolationType", "MissingMandatoryValue")):
+            key = getattr(ex, "full_key", None)
+            text = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+            return UserError(f"invalid config: {key + ': ' if key else ''}{text}")
         if type(ex).__name__ == "MisconfigurationException":  # Lightning's word for a setting it cannot use
             text = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
             if "could not find the monitored key" in text:
