@@ -3,6 +3,7 @@ refuses another config; a kill during a checkpoint save leaves the previous chec
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -80,6 +81,10 @@ def test_killed_run_resumes_in_its_folder_to_the_metrics_of_an_uninterrupted_run
     assert Path(got["best_checkpoint"]).parent == run / "checkpoints"
     # same seed, same batches in the same order, same random draws: the same numbers, exactly
     assert _comparable(got) == _comparable(expected)
+    # one log, as the uninterrupted run's: the rows before the checkpoint kept, none after it twice
+    logs = [sorted(tuple(sorted((k, v) for k, v in row.items() if v)) for row in csv.DictReader(p.open()))
+            for p in (run / "csv" / "metrics.csv", _runs(whole_root)[0] / "csv" / "metrics.csv")]
+    assert logs[0] == logs[1]
     last = [torch.load(r / "checkpoints" / "latest.ckpt", map_location="cpu", weights_only=False)
             for r in (run, _runs(whole_root)[0])]
     assert last[0]["epoch"] == last[1]["epoch"] and last[0]["global_step"] == last[1]["global_step"]

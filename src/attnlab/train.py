@@ -16,7 +16,14 @@ import lightning as L
 from omegaconf import DictConfig
 
 from attnlab.utils.checkpoint import StoreConfig, read_checkpoint
-from attnlab.utils.checkpoint_io import RandomState, epoch_shuffling, newest_checkpoint
+from attnlab.utils.checkpoint_io import (
+    FlushLogs,
+    RandomState,
+    continue_csv_logs,
+    epoch_shuffling,
+    logged_step,
+    newest_checkpoint,
+)
 from attnlab.utils.cli import entry_point
 from attnlab.utils.config import UserError
 from attnlab.utils.distributed import distributed_eval_loaders, sync_batchnorm_setting
@@ -27,11 +34,11 @@ from attnlab.utils.wandb_run import publish_run
 log = logging.getLogger(__name__)
 
 
-def resume_checkpoint(cfg: DictConfig) -> str | None:
+def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict | None]:
     """The checkpoint ``fit`` continues from: ``ckpt_path=PATH`` as given; ``ckpt_path=last`` (or
     ``resume=<run>``, or a run folder that already holds checkpoints, as a requeued SLURM job finds
     its own) the newest one in this run's folder. A checkpoint stored with another model or data
-    config than this run's is refused, naming the keys."""
+    config than this run's is refused, naming the keys. Returns the path and the loaded checkpoint."""
     asked, run_dir = cfg.get("ckpt_path"), Path(cfg.paths.output_dir)
     if asked and asked != "last":
         path = str(asked)
@@ -40,13 +47,14 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
         if newest is None and cfg.get("resume"):
             raise UserError(f"resume={cfg.resume}: the run folder holds no checkpoint to continue from")
         if newest is None:
-            return None
+            return None, None
         path = str(newest)
         log.info("continuing from the newest checkpoint of the run folder: %s", path)
-    changed = checkpoint_config_differences(read_checkpoint(path), cfg)
+    checkpoint = read_checkpoint(path)
+    changed = checkpoint_config_differences(checkpoint, cfg)
     if changed:
         raise UserError(f"ckpt_path={path} was trained with another config; differing keys: {', '.join(changed)}")
-    return path
+    return path, checkpoint
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -54,10 +62,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model: L.LightningModule = hydra.utils.instantiate(cfg.model, _convert_="all")
-    ckpt_path = resume_checkpoint(cfg) if cfg.get("train", True) else None
-    trainer = instantiate_trainer(
-        cfg, extra_callbacks=[StoreConfig(cfg), RandomState()], **sync_batchnorm_setting(cfg.trainer, model)
-    )
+    ckpt_path, checkpoint = resume_checkpoint(cfg) if cfg.get("train", True) else (None, None)
+    callbacks = [StoreConfig(cfg), RandomState(), FlushLogs()]
+    trainer = instantiate_trainer(cfg, extra_callbacks=callbacks, **sync_batchnorm_setting(cfg.trainer, model))
+    run_dir = Path(cfg.paths.output_dir).resolve()
+    if checkpoint is not None and trainer.is_global_zero and Path(ckpt_path).resolve().is_relative_to(run_dir):
+        # continuing this run: its CSV log continues where the checkpoint left it
+        continue_csv_logs(trainer.loggers, int(checkpoint["epoch"]), logged_step(checkpoint))
+    del checkpoint  # Lightning loads it again onto the right device
     distributed_eval_loaders(trainer, datamodule)
     if trainer.world_size == 1:  # DDP's DistributedSampler already shuffles by seed and epoch
         epoch_shuffling(datamodule)  # resumed epochs see the batches the uninterrupted run saw

@@ -12,7 +12,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from attnlab.utils.io import atomic_path
 
-__all__ = ["AtomicCheckpointIO", "EpochRandomSampler", "RandomState", "epoch_shuffling", "newest_checkpoint"]
+__all__ = ["AtomicCheckpointIO", "EpochRandomSampler", "FlushLogs", "RandomState", "continue_csv_logs",
+           "epoch_shuffling", "logged_step", "newest_checkpoint"]
 
 
 
@@ -133,3 +134,50 @@ def epoch_shuffling(datamodule: L.LightningDataModule) -> None:
                           persistent_workers=dl.persistent_workers if dl.num_workers else False)
 
     datamodule.train_dataloader = train_dataloader
+
+
+class FlushLogs(L.Callback):
+    """Write the loggers' pending rows with every checkpoint: the CSV logger holds up to 100 steps in
+    memory, which a kill would lose while the checkpoint after them survives."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+
+def continue_csv_logs(loggers, epoch: int, step: int) -> None:
+    """Before a resumed run logs: keep the CSV rows written up to the checkpoint it continues from
+    (epoch ``epoch``, logged step ``step``) and drop the later ones, so no step appears twice.
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it is created and rewrites the file
+    with only the columns it has seen; so the rows are read first, written back after the writer
+    exists, and the writer is told their columns.
+    """
+    import csv
+
+    from attnlab.utils.io import write_csv
+
+    for logger in loggers:
+        if type(logger).__name__ != "CSVLogger":
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"  # log_dir does not create the writer
+        if not path.is_file():
+            continue
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = list(reader.fieldnames or []), list(reader)
+
+        def before(row: dict) -> bool:
+            s, e = row.get("step") or "", row.get("epoch") or ""
+            return (not s or float(s) <= step) and (not e or float(e) <= epoch)
+
+        writer = logger.experiment  # deletes metrics.csv
+        write_csv(Path(writer.metrics_file_path), header, [[r.get(k, "") for k in header] for r in rows if before(r)])
+        writer.metrics_keys = sorted(set(writer.metrics_keys) | set(header))
+
+
+def logged_step(checkpoint: dict) -> int:
+    """The step Lightning's loggers had reached at ``checkpoint``: batches that stepped the optimiser
+    (a checkpoint's ``global_step`` counts optimiser steps, several per batch with manual optimisation)."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    return int(loop.get("_batches_that_stepped", checkpoint.get("global_step", 0)))
