@@ -32,7 +32,7 @@ def workers(sources: Sequence[AttentionSource], images: int) -> int:
     if not all(getattr(s, "parallel_safe", False) for s in sources) or "fork" not in mp.get_all_start_methods():
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, -(-images // CHUNK)))
+    return max(1, min(cores, images))
 
 
 def _init_worker() -> None:
@@ -49,14 +49,22 @@ def score_images(sources, ctx, indices, negatives, keep, processes: int = 1):
     """(rows, figure maps, image count) of each chunk of ``indices``, in order; ``processes`` > 1
     scores chunks in forked worker processes."""
     global _SHARED
-    jobs = [(indices[k : k + CHUNK], [i for i in indices[k : k + CHUNK] if i in keep]) for k in range(0, len(indices), CHUNK)]
+    size = max(1, min(CHUNK, -(-len(indices) // max(1, processes))))  # few images: one chunk per process
+    jobs = [(indices[k : k + size], [i for i in indices[k : k + size] if i in keep]) for k in range(0, len(indices), size)]
     for size in {ctx.data.stimuli[i].size for i in indices}:  # build the shared caches once, before forking
         negatives.support_counts(indices[:1], size)
     _SHARED = (sources, ctx, negatives)
     try:
         if processes <= 1:
-            for job in jobs:
-                yield _score_chunk(job)
+            # one map at a time on one thread: the metrics' per-map threads cost more than they
+            # save on chunks this size (and the benchmark's own parallelism is the processes)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for job in jobs:
+                    yield _score_chunk(job)
+            finally:
+                torch.set_num_threads(threads)
             return
         with mp.get_context("fork").Pool(processes, initializer=_init_worker) as pool:
             yield from pool.imap(_score_chunk, jobs)
