@@ -1,14 +1,12 @@
-"""Bad input at the data layer: broken image files and unusable fixations, named and counted once.
+"""Bad input at the data layer: broken image files and non-finite fixations, named and counted once.
 
 - :func:`image_size` opens AND decodes an image (JPEGs at 1/8 scale, so a whole dataset is checked
   in seconds) and raises :class:`UnreadableImage` naming the file: zero-byte, random-byte and
   truncated files are caught when the dataset is loaded, not in the middle of training or scoring.
 - :class:`ImageSkips` is what every loader uses: a broken image is skipped and counted (one warning
   per dataset, naming the first file), or is an error with ``strict=True`` (``data.strict=true``).
-- :func:`valid_fixations` drops fixations with a NaN/inf coordinate or outside the image (the rule
-  of :func:`attnlab.data.fixation_maps.pixel_indices`, so maps and scanpath metrics see the same
-  fixations), counts them and reports them once per dataset. Stimuli stay (the splits do not move);
-  one left without fixations is skipped (and counted) by whatever scores it.
+- :func:`finite_scanpath` drops a scanpath's NaN/inf fixations and counts them. (A whole dataset's
+  fixations that are not finite or lie outside their image: :func:`attnlab.data.fixations.valid_fixations`.)
 """
 
 from __future__ import annotations
@@ -16,19 +14,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from attnlab.data.fixation_maps import pixel_indices
 from attnlab.utils.config import UserError
 
-if TYPE_CHECKING:
-    from attnlab.data.fixations import FixationDataset
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UnreadableImage", "image_size", "ImageSkips", "valid_fixations", "finite_scanpath"]
+__all__ = ["UnreadableImage", "image_size", "ImageSkips", "finite_scanpath"]
 
 
 class UnreadableImage(UserError):
@@ -106,57 +101,3 @@ def finite_scanpath(scanpath):
     """``scanpath`` without fixations whose x or y is NaN/inf, and how many were dropped."""
     keep = np.isfinite(scanpath.x) & np.isfinite(scanpath.y)
     return (scanpath, 0) if keep.all() else (scanpath.select(keep), int((~keep).sum()))
-
-
-def valid_fixations(data: "FixationDataset") -> "FixationDataset":
-    """``data`` without fixations that are not finite or lie outside their image; counted in
-    ``info["dropped_fixations"]`` and reported once. Scanpaths left empty are removed."""
-    from attnlab.data.fixations import FixationDataset
-
-    not_finite = outside = total = emptied = 0
-    emptied_images = []
-    out = []
-    for stimulus, paths in zip(data.stimuli, data.scanpaths):
-        kept = []
-        for p in paths:
-            total += len(p)
-            finite = np.isfinite(p.x) & np.isfinite(p.y)
-            _, _, inside = pixel_indices(p.x, p.y, stimulus.size, None)
-            not_finite += int((~finite).sum())
-            outside += int((finite & ~inside).sum())
-            q = p if inside.all() else p.select(inside)
-            if len(q):
-                kept.append(q)
-            else:
-                emptied += 1
-        if paths and not kept:
-            emptied_images.append(stimulus.id)
-        out.append(kept)
-    if total and not_finite + outside == total:
-        raise UserError(
-            f"{data.name}: none of its {total} fixations lies inside its image ({not_finite} NaN/inf, "
-            f"{outside} outside); are x and y swapped, or in another unit than pixels of the original image?"
-        )
-    info = dict(data.info)
-    if not_finite or outside:
-        info["dropped_fixations"] = {
-            "not_finite": not_finite,
-            "outside_image": outside,
-            "of": total,
-            "emptied_scanpaths": emptied,
-            "images_without_fixations": emptied_images,
-        }
-        why = [
-            f"{n} {what}"
-            for n, what in ((not_finite, "with a NaN/inf coordinate"), (outside, "outside the image"))
-            if n
-        ]
-        message = f"{data.name}: dropped {not_finite + outside} of {total} fixations ({', '.join(why)})"
-        if emptied:
-            message += f"; {emptied} scanpaths left empty"
-        if emptied_images:
-            message += (
-                f"; {len(emptied_images)} images have no fixation left (skipped when scored), e.g. {emptied_images[0]}"
-            )
-        log.warning(message)
-    return FixationDataset(data.name, list(data.stimuli), out, data.pixels_per_degree, info)

@@ -11,9 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from attnlab.data.base import SplitDataModule
-from attnlab.data.checks import valid_fixations
 from attnlab.data.fixation_maps import sigma_in_pixels
-from attnlab.data.fixations import FixationDataset
+from attnlab.data.fixations import FixationDataset, valid_fixations
 from attnlab.utils.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Size2, Split3
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ class FixationDataModule(SplitDataModule):
 
     Every loader skips (and counts, in one warning) images that do not decode, or stops with
     ``strict=True``; fixations with a NaN/inf coordinate or outside their image are dropped here
-    for every consumer alike (:func:`attnlab.data.checks.valid_fixations`).
+    for every consumer alike (:func:`attnlab.data.fixations.valid_fixations`).
     """
 
     def __init__(

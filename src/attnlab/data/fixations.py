@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from attnlab.data.checks import UnreadableImage
 from attnlab.data.fixation_maps import (
     TRUNCATE,
     blur,
@@ -50,6 +51,7 @@ __all__ = [
     "gaussian_operator",
     "sigma_in_pixels",
     "TRUNCATE",
+    "valid_fixations",
 ]
 
 
@@ -126,8 +128,6 @@ class FixationDataset:
             with Image.open(path) as im:
                 return np.asarray(im.convert("RGB"))
         except Exception as ex:  # truncated or not an image: name the file
-            from attnlab.data.checks import UnreadableImage
-
             raise UnreadableImage(path, str(ex).splitlines()[0] if str(ex) else type(ex).__name__) from None
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> "FixationDataset":
@@ -178,3 +178,55 @@ class FixationDataset:
         n_val = int(round(len(self) * fractions[1] / total))
         parts = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
         return {k: self.subset(sorted(v.tolist()), f"{self.name}/{k}") for k, v in parts.items()}
+
+
+def valid_fixations(data: FixationDataset) -> FixationDataset:
+    """``data`` without fixations that are not finite or lie outside their image; counted in
+    ``info["dropped_fixations"]`` and reported once. Scanpaths left empty are removed."""
+    not_finite = outside = total = emptied = 0
+    emptied_images = []
+    out = []
+    for stimulus, paths in zip(data.stimuli, data.scanpaths):
+        kept = []
+        for p in paths:
+            total += len(p)
+            finite = np.isfinite(p.x) & np.isfinite(p.y)
+            _, _, inside = pixel_indices(p.x, p.y, stimulus.size, None)
+            not_finite += int((~finite).sum())
+            outside += int((finite & ~inside).sum())
+            q = p if inside.all() else p.select(inside)
+            if len(q):
+                kept.append(q)
+            else:
+                emptied += 1
+        if paths and not kept:
+            emptied_images.append(stimulus.id)
+        out.append(kept)
+    if total and not_finite + outside == total:
+        raise UserError(
+            f"{data.name}: none of its {total} fixations lies inside its image ({not_finite} NaN/inf, "
+            f"{outside} outside); are x and y swapped, or in another unit than pixels of the original image?"
+        )
+    info = dict(data.info)
+    if not_finite or outside:
+        info["dropped_fixations"] = {
+            "not_finite": not_finite,
+            "outside_image": outside,
+            "of": total,
+            "emptied_scanpaths": emptied,
+            "images_without_fixations": emptied_images,
+        }
+        why = [
+            f"{n} {what}"
+            for n, what in ((not_finite, "with a NaN/inf coordinate"), (outside, "outside the image"))
+            if n
+        ]
+        message = f"{data.name}: dropped {not_finite + outside} of {total} fixations ({', '.join(why)})"
+        if emptied:
+            message += f"; {emptied} scanpaths left empty"
+        if emptied_images:
+            message += (
+                f"; {len(emptied_images)} images have no fixation left (skipped when scored), e.g. {emptied_images[0]}"
+            )
+        log.warning(message)
+    return FixationDataset(data.name, list(data.stimuli), out, data.pixels_per_degree, info)

@@ -51,7 +51,7 @@ def read_scanpaths(path: str | Path, drop_not_finite: bool = True) -> dict[str, 
     """Scanpaths of a JSON/CSV file (format above), grouped by stimulus id in file order.
 
     Fixations with a NaN/inf coordinate are dropped and counted (one warning per file) unless
-    ``drop_not_finite`` is false (a dataset's loader leaves them to :func:`attnlab.data.checks.valid_fixations`).
+    ``drop_not_finite`` is false (a dataset's loader leaves them to :func:`attnlab.data.fixations.valid_fixations`).
     """
     path = Path(path).expanduser()
     if not path.is_file():

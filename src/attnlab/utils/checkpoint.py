@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attnlab.utils.config import UserError
+from attnlab.utils.model_data import model_data_mismatch
 
 __all__ = ["StoreConfig", "CONFIG_KEY", "load_model", "read_checkpoint", "stored_config"]
 
@@ -107,8 +108,6 @@ def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.Lightni
     checkpoint's stored config also decides ``cfg.data`` (:func:`use_stored_config`)."""
     use_stored_config(cfg, checkpoint, path)
     if stored_config(checkpoint) is None:  # e.g. a paper .pt: model= and data= must go together
-        from attnlab.utils.cli import model_data_mismatch
-
         try:
             from hydra.core.hydra_config import HydraConfig
 

@@ -14,26 +14,32 @@ dependencies' tips, device banners, model summaries (FLOPs) and warnings go to t
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import logging
 import os
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.utils.config import ConfigError, UserError, accepts, signature_of, validate
+from attnlab.utils.compose import (  # noqa: F401  (CONFIG_DIR, compose_config: handed on to callers)
+    CONFIG_DIR,
+    CONFIG_PACKAGE,
+    compose,
+    compose_config,
+    first_sweep_values,
+    force_added,
+    override_key,
+    settings_left_at_default,
+    sweep_values,
+)
+from attnlab.utils.config import UserError, validate
+from attnlab.utils.model_data import model_data_mismatch
 
 __all__ = ["CONFIG_DIR", "CONFIG_PACKAGE", "compose_config", "entry_point", "fail", "first_sweep_values"]
 
-# The configs ship inside the package (conf/ at the top of the repository, linked as attnlab/conf),
-# so an installed copy finds them as well as a checkout does.
-CONFIG_PACKAGE = "attnlab.conf"
-CONFIG_DIR = str(importlib.resources.files(CONFIG_PACKAGE))
 EXIT_USAGE = 2
 _HYDRA_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--experimental-rerun",
                            "--cfg", "-c", "-p", "--package"}
@@ -48,23 +54,6 @@ def fail(message: str) -> None:
 
 def _full_errors() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
-
-
-def first_sweep_values(overrides: list[str]) -> list[str]:
-    """Replace each sweep (``a=1,2``, ``choice(...)``) by its first value; drop non-enumerable ones."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    out = []
-    for o in OverridesParser.create().parse_overrides(overrides):
-        if not o.is_sweep_override():
-            out.append(o.input_line)
-            continue
-        try:
-            first = next(iter(o.sweep_string_iterator()))
-        except Exception:  # interval() and other continuous sweeps have no first value
-            continue
-        out.append(f"{o.get_key_element()}={first}")
-    return out
 
 
 def _split_argv(argv: list[str]) -> tuple[list[str], bool, bool]:
@@ -108,97 +97,21 @@ def _one_line(ex: Exception, overrides: list[str]) -> str:
     return f"invalid config: {first}"
 
 
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def _compose(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def compose_config(config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
-    """A command's config composed from Python (notebooks, tests) as its command line would compose it:
-    a setting that the YAML files leave at its constructor default can be overridden like any other."""
-    overrides = list(overrides)
-    added = _settings_left_at_default(config_name, overrides)
-    final = ["++" + o if _override_key(o) in added and o[:1] not in "+~" else o for o in overrides]
-    return _compose(config_name, final, return_hydra_config)
-
-
-def _settings_left_at_default(config_name: str, overrides: list[str]) -> set[str]:
-    """Keys of ``overrides`` that no YAML file names because the YAML leaves them at their
-    constructor default: still settings of their object, so they are overridden with ``++``.
-    A key that is no parameter of its object is reported with the keys it has."""
-    from hydra.errors import ConfigCompositionException
-
-    current, added = list(overrides), set()
-    for _ in range(len(current) + 1):
-        try:
-            _compose(config_name, current)
-            return added
-        except ConfigCompositionException as ex:
-            missing = re.match(r"Could not override '([^']+)'", str(ex))
-            at = [k for k, o in enumerate(current) if missing and _override_key(o) == missing.group(1) and o[:1] not in "+~"]
-            if not at:
-                raise
-            key = missing.group(1)
-            parent, _, leaf = key.rpartition(".")
-            # which object holds the key is decided by the group choices, not by other values
-            base = _compose(config_name, [o for o in current if "." not in _override_key(o)])
-            node = OmegaConf.select(base, parent) if parent else base
-            target = node.get("_target_") if isinstance(node, DictConfig) else None
-            if not isinstance(target, str):
-                raise
-            if not accepts(target, leaf):
-                params = signature_of(target)
-                allowed = ", ".join(sorted(params[0])) if params else "(unknown)"
-                raise ConfigError(key, current[at[0]].split("=", 1)[1], allowed, unknown_key=True) from ex
-            current[at[0]] = "++" + current[at[0]]
-            added.add(key)
-    return added
-
-
 def _precheck(config_name: str, overrides: list[str]) -> set[str]:
     """Compose and validate before Hydra runs, so errors are one line: with the first value of every
     sweep, then with each other value of each sweep (a bad value in a later job stops the whole
     multirun before its first job starts). Returns the keys to override with ``++``."""
     try:
         first = first_sweep_values(overrides)
-        added = _settings_left_at_default(config_name, first)
-        variants = [first] + [first[:k] + [v] + first[k + 1 :] for k, values in _sweep_values(overrides, first) for v in values]
+        added = settings_left_at_default(config_name, first)
+        variants = [first] + [first[:k] + [v] + first[k + 1 :] for k, values in sweep_values(overrides, first) for v in values]
         for variant in variants:
-            _validate_or_fail(_compose(config_name, ["++" + o if _override_key(o) in added and o[:1] not in "+~" else o for o in variant]), config_name)
+            _validate_or_fail(compose(config_name, force_added(variant, added)), config_name)
     except UserError as ex:
         fail(str(ex))
     except Exception as ex:
         fail(_one_line(ex, overrides))
     return added
-
-
-def _sweep_values(overrides: list[str], first: list[str]) -> list[tuple[int, list[str]]]:
-    """(position in ``first``, the sweep's other values as overrides) for each enumerable sweep."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    out = []
-    for o in OverridesParser.create().parse_overrides(overrides):
-        if not o.is_sweep_override():
-            continue
-        try:
-            values = list(o.sweep_string_iterator())
-        except Exception:  # interval() and other continuous sweeps
-            continue
-        key = o.get_key_element()
-        position = next((k for k, f in enumerate(first) if f.split("=", 1)[0] == key), None)
-        if position is not None:
-            out.append((position, [f"{key}={v}" for v in values[1:]]))
-    return out
 
 
 def _validate_or_fail(cfg: DictConfig, config_name: str | None = None) -> None:
@@ -217,32 +130,6 @@ def _validate_or_fail(cfg: DictConfig, config_name: str | None = None) -> None:
 # --- the run folder and the console ---------------------------------------------------------------
 
 
-# Which datasets each model config trains on (the names of conf/model and conf/data). A model or a
-# dataset not named here (your own config) is not checked.
-_FIXATION_DATA = {"osie", "mit1003", "salicon_fixations", "cat2000", "fixation_folder"}
-MODEL_DATA: dict[str, set[str]] = {
-    "gating_mnist": {"multimnist"},
-    "gating_coco": {"coco_objects"},
-    "saliency_dinet": _FIXATION_DATA | {"salicon"},
-    "saliency_salicon": _FIXATION_DATA | {"salicon"},
-    "saliency_transalnet": _FIXATION_DATA | {"salicon"},
-    "autoencoder": {"images"},
-}
-_KNOWN_DATA = set().union(*MODEL_DATA.values()) | {"images"}
-
-
-def model_data_mismatch(choices: Any) -> str | None:
-    """Why the ``model``/``data`` options chosen cannot go together, or None (also for unknown names)."""
-    if not choices:
-        return None
-    model, data = choices.get("model"), choices.get("data")
-    allowed = MODEL_DATA.get(str(model))
-    if allowed is not None and data in _KNOWN_DATA and data not in allowed:
-        return (f"model={model} does not train on data={data}; choose data={' or data='.join(sorted(allowed))} "
-                f"(or a model for {data})")
-    return None
-
-
 def _model_fits_data_or_fail(config_name: str, choices: Any) -> None:
     """``train model=X data=Y`` where X does not train on Y: one line before anything starts (eval and
     analyze check it when the checkpoint carries no config of its own: :func:`attnlab.utils.checkpoint.load_model`)."""
@@ -254,7 +141,7 @@ def _writable_or_fail(config_name: str, overrides: list[str], multirun: bool) ->
     """Fail with one line when the run folder Hydra is about to make cannot be made or written, or
     when the model cannot train on the data."""
     try:
-        cfg = _compose(config_name, overrides, return_hydra_config=True)
+        cfg = compose(config_name, overrides, return_hydra_config=True)
         folder = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")))
         choices = OmegaConf.select(cfg, "hydra.runtime.choices")
     except Exception:  # reported by Hydra (or the checks above) with its own message
@@ -355,7 +242,7 @@ def _expand_resume(config_name: str) -> None:
     from attnlab.utils.resume import RESUME_KEY, resume_overrides
 
     overrides, multirun, _ = _split_argv(sys.argv[1:])
-    asked = [o for o in overrides if _override_key(o) == RESUME_KEY and o.split("=", 1)[1].strip("'\"") not in ("", "null")]
+    asked = [o for o in overrides if override_key(o) == RESUME_KEY and o.split("=", 1)[1].strip("'\"") not in ("", "null")]
     if not asked:
         return
     if multirun:
@@ -363,7 +250,7 @@ def _expand_resume(config_name: str) -> None:
     flags = [a for a in sys.argv[1:] if a not in overrides]
     run_dir = asked[-1].split("=", 1)[1].strip("'\"")
     try:
-        new = resume_overrides(config_name, run_dir, [o for o in overrides if _override_key(o) != RESUME_KEY],
+        new = resume_overrides(config_name, run_dir, [o for o in overrides if override_key(o) != RESUME_KEY],
                                compose_config)
     except UserError as ex:
         fail(str(ex))
@@ -417,15 +304,13 @@ def entry_point(config_name: str, resumable: bool = False) -> Callable[[Callable
             overrides, multirun, other_flags = _split_argv(sys.argv[1:])
             if not _full_errors() and not other_flags:
                 added = _precheck(config_name, overrides)
+                _writable_or_fail(config_name, force_added(first_sweep_values(overrides), added), multirun)
             else:  # Hydra reports errors itself; settings left at their defaults still need ++
                 try:
-                    added = _settings_left_at_default(config_name, first_sweep_values(overrides))
+                    added = settings_left_at_default(config_name, first_sweep_values(overrides))
                 except Exception:
                     added = set()
-            if not _full_errors() and not other_flags:
-                final = ["++" + o if _override_key(o) in added and o[:1] not in "+~" else o for o in first_sweep_values(overrides)]
-                _writable_or_fail(config_name, final, multirun)
-            sys.argv = [sys.argv[0]] + ["++" + a if _override_key(a) in added and a[:1] not in "+~" and "=" in a else a for a in sys.argv[1:]]
+            sys.argv = [sys.argv[0], *force_added(sys.argv[1:], added)]
             return hydra_task()
 
         return main

@@ -1,0 +1,132 @@
+"""Composing a command's config as its command line does, from the configs that ship in the package.
+
+The YAML files hold only what differs from the constructors' defaults, so a setting left at its
+default has no key in them; :func:`settings_left_at_default` finds such keys among the overrides
+(the object's constructor has the parameter) so that they are overridden with ``++`` like any other,
+and reports a key that no constructor has, with the keys it could have been.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab.utils.config import ConfigError, accepts, signature_of
+
+__all__ = [
+    "CONFIG_DIR",
+    "CONFIG_PACKAGE",
+    "compose",
+    "compose_config",
+    "first_sweep_values",
+    "force_added",
+    "override_key",
+    "settings_left_at_default",
+    "sweep_values",
+]
+
+# The configs ship inside the package (conf/ at the top of the repository, linked as attnlab/conf),
+# so an installed copy finds them as well as a checkout does.
+CONFIG_PACKAGE = "attnlab.conf"
+CONFIG_DIR = str(importlib.resources.files(CONFIG_PACKAGE))
+
+
+def first_sweep_values(overrides: list[str]) -> list[str]:
+    """Replace each sweep (``a=1,2``, ``choice(...)``) by its first value; drop non-enumerable ones."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if not o.is_sweep_override():
+            out.append(o.input_line)
+            continue
+        try:
+            first = next(iter(o.sweep_string_iterator()))
+        except Exception:  # interval() and other continuous sweeps have no first value
+            continue
+        out.append(f"{o.get_key_element()}={first}")
+    return out
+
+
+def override_key(override: str) -> str:
+    """``a.b`` of ``a.b=v``, ``+a.b=v``, ``++a.b=v`` or ``~a.b``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def force_added(overrides: Sequence[str], keys: set[str]) -> list[str]:
+    """``overrides`` with ``k=v`` written ``++k=v`` for every key in ``keys`` (other arguments unchanged)."""
+    return ["++" + o if "=" in o and o[:1] not in "+~-" and override_key(o) in keys else o for o in overrides]
+
+
+def compose(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+    """Hydra's compose of ``config_name`` with ``overrides`` exactly as given (no ``++`` added)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose_config(config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """A command's config composed from Python (notebooks, tests) as its command line would compose it:
+    a setting that the YAML files leave at its constructor default can be overridden like any other."""
+    overrides = list(overrides)
+    return compose(config_name, force_added(overrides, settings_left_at_default(config_name, overrides)), return_hydra_config)
+
+
+def settings_left_at_default(config_name: str, overrides: list[str]) -> set[str]:
+    """Keys of ``overrides`` that no YAML file names because the YAML leaves them at their
+    constructor default: still settings of their object, so they are overridden with ``++``.
+    A key that is no parameter of its object is reported with the keys it has."""
+    from hydra.errors import ConfigCompositionException
+
+    current, added = list(overrides), set()
+    for _ in range(len(current) + 1):
+        try:
+            compose(config_name, current)
+            return added
+        except ConfigCompositionException as ex:
+            missing = re.match(r"Could not override '([^']+)'", str(ex))
+            at = [k for k, o in enumerate(current) if missing and override_key(o) == missing.group(1) and o[:1] not in "+~"]
+            if not at:
+                raise
+            key = missing.group(1)
+            parent, _, leaf = key.rpartition(".")
+            # which object holds the key is decided by the group choices, not by other values
+            base = compose(config_name, [o for o in current if "." not in override_key(o)])
+            node = OmegaConf.select(base, parent) if parent else base
+            target = node.get("_target_") if isinstance(node, DictConfig) else None
+            if not isinstance(target, str):
+                raise
+            if not accepts(target, leaf):
+                params = signature_of(target)
+                allowed = ", ".join(sorted(params[0])) if params else "(unknown)"
+                raise ConfigError(key, current[at[0]].split("=", 1)[1], allowed, unknown_key=True) from ex
+            current[at[0]] = "++" + current[at[0]]
+            added.add(key)
+    return added
+
+
+def sweep_values(overrides: list[str], first: list[str]) -> list[tuple[int, list[str]]]:
+    """(position in ``first``, the sweep's other values as overrides) for each enumerable sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if not o.is_sweep_override():
+            continue
+        try:
+            values = list(o.sweep_string_iterator())
+        except Exception:  # interval() and other continuous sweeps
+            continue
+        key = o.get_key_element()
+        position = next((k for k, f in enumerate(first) if f.split("=", 1)[0] == key), None)
+        if position is not None:
+            out.append((position, [f"{key}={v}" for v in values[1:]]))
+    return out
