@@ -1,7 +1,7 @@
 """Benchmarks: ``python scripts/bench.py [--only NAME ...] [--repeats N] [--device cpu|cuda]``.
 
 Every module in ``scripts/benchmarks/`` exposes ``BENCHMARKS = {name: fn(args) -> dict}``; each
-function times its work with :func:`attnlab.utils.timing.measure` and returns a JSON-able dict.
+function times its work with :func:`timing.measure` (scripts/timing.py) and returns a JSON-able dict.
 Results go to ``outputs/bench/<name>.json`` together with the machine they ran on.
 """
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
+from pathlib import Path
 
-from attnlab.utils.timing import measure, measure_interleaved
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # the harness lives with the benchmarks
+from timing import measure, measure_interleaved  # noqa: E402
 
 
 def test_interleaved_rounds_alternate_the_functions():

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnlab.utils.timing import measure, measure_interleaved
+from timing import measure, measure_interleaved
 
 RATIO_IMAGES = 8
 SOURCES = ("centre_bias", "uniform", "inter_observer")

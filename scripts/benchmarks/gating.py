@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from attnlab.models.gating import GatingNet, run_glimpses
-from attnlab.utils.timing import measure
+from timing import measure
 
 # the synthetic COCO generator is a test fixture (tests/fixtures), not part of the installed package
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))

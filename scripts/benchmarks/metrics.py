@@ -20,7 +20,7 @@ import torch
 from attnlab.baselines import CentreBias
 from attnlab.data.fixations import gaussian_density, sparse_fixation_maps
 from attnlab.metrics import saliency as S
-from attnlab.utils.timing import measure, measure_interleaved
+from timing import measure, measure_interleaved
 
 N_MAPS = 100
 SIZE = (600, 800)

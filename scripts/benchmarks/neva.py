@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnlab.utils.timing import measure
+from timing import measure
 
 SHARED = Path(os.environ.get("ATTNLAB_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from attnlab.utils.timing import measure
+from timing import measure
 
 
 def _masks(num_images: int, per_image: int, num_concepts: int, grid: tuple[int, int], seed: int = 0):
