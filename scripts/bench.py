@@ -60,8 +60,14 @@ def main() -> int:
         print(f"== {name}", flush=True)
         t0 = time.time()
         result = benchmarks[name](args)
-        record = {"name": name, "machine": machine(), "device": args.device, "repeats": args.repeats,
-                  "wall_s": time.time() - t0, "result": result}
+        record = {
+            "name": name,
+            "machine": machine(),
+            "device": args.device,
+            "repeats": args.repeats,
+            "wall_s": time.time() - t0,
+            "result": result,
+        }
         path = args.out / f"{name}.json"
         path.write_text(json.dumps(record, indent=2))
         print(json.dumps(result, indent=2))

@@ -57,7 +57,9 @@ def measure(name: str, fn: Callable[[], Any], repeats: int = 5, warmup: int = 1,
     return measure_interleaved({name: (fn, repeats)}, rounds=1, warmup=warmup, **extra)[name]
 
 
-def measure_interleaved(fns: dict[str, tuple[Callable[[], Any], int]], rounds: int, warmup: int = 1, **extra: Any) -> dict[str, Measurement]:
+def measure_interleaved(
+    fns: dict[str, tuple[Callable[[], Any], int]], rounds: int, warmup: int = 1, **extra: Any
+) -> dict[str, Measurement]:
     """Time several functions in alternation: each of ``rounds`` rounds calls every ``fn`` its given
     number of times, so all of them meet the same stretches of machine load — on a shared host a
     busy second no longer falls on whichever side happened to be timed then. Warm-up and memory

@@ -50,7 +50,11 @@ def run_cli(tmp_path):
         full_env.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", module, *overrides],
-            cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=timeout,
+            cwd=tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     return run

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import ONE_THREAD, shared_path
 from scipy import stats
 
 from attnlab.analysis.inhibition import InhibitionAnalysis, gate_means, summarize_inhibition
@@ -20,7 +21,6 @@ from attnlab.analysis.tuning_curves import (
     unit_statistics,
 )
 from attnlab.utils.config import UserError
-from conftest import ONE_THREAD, shared_path
 
 PAPER_MNIST = ("data", "gating_paper_checkpoints", "paper_mnist_model.pt")
 
@@ -115,13 +115,16 @@ def test_tuning_statistics_quantify_invariance_and_gain():
 
 
 def test_tuning_curve_analysis_on_the_paper_model(paper_module, mnist_data, tmp_path):
-    analysis = TuningCurveAnalysis(orientations=(0, 180, 4), sigmas=(1.0, 1.0, 1), xs=(-15, -10, 2),
-                                   ys=(-4, 4, 3), units=((12, 8),))
+    analysis = TuningCurveAnalysis(
+        orientations=(0, 180, 4), sigmas=(1.0, 1.0, 1), xs=(-15, -10, 2), ys=(-4, 4, 3), units=((12, 8),)
+    )
     results = analysis.run(paper_module, mnist_data, tmp_path)
     assert results["stimuli_per_orientation"] == 6
     assert results["layers"]["conv1"]["all_units"]["units"] == 20 * 25 * 39
     assert results["layers"]["conv2"]["all_units"]["units"] == 50 * 9 * 16
-    assert results["layers"]["conv1"]["plotted_unit"]["units"] == 20 and "plotted_unit" not in results["layers"]["conv2"]
+    assert (
+        results["layers"]["conv1"]["plotted_unit"]["units"] == 20 and "plotted_unit" not in results["layers"]["conv2"]
+    )
     assert len(list((tmp_path / "tuning_curves" / "conv1").glob("*.png"))) == 20
     import matplotlib.pyplot as plt
 
@@ -131,8 +134,14 @@ def test_tuning_curve_analysis_on_the_paper_model(paper_module, mnist_data, tmp_
     # the recorded maxima are real responses: non-negative (after ReLU) and not all zero
     assert arrays["conv1_attended"].min() >= 0 and arrays["conv2_unattended"].max() > 0
     with pytest.raises(UserError, match="outside"):
-        TuningCurveAnalysis(orientations=(0, 90, 2), sigmas=(1, 1, 1), xs=(-15, -15, 1), ys=(0, 0, 1),
-                            units=((30, 8),), unit_plots=False).run(paper_module, mnist_data, tmp_path)
+        TuningCurveAnalysis(
+            orientations=(0, 90, 2),
+            sigmas=(1, 1, 1),
+            xs=(-15, -15, 1),
+            ys=(0, 0, 1),
+            units=((30, 8),),
+            unit_plots=False,
+        ).run(paper_module, mnist_data, tmp_path)
 
 
 # --- training curves ----------------------------------------------------------------------------
@@ -156,8 +165,14 @@ def fake_sweep(root, finals):
 
 def test_training_curves_group_runs_by_setting(tmp_path):
     sweep = tmp_path / "multirun"
-    fake_sweep(sweep, [(["model.recon_weight=0", "seed=1"], 0.6), (["model.recon_weight=0", "seed=2"], 0.7),
-                       (["model.recon_weight=1000", "seed=1"], 0.9)])
+    fake_sweep(
+        sweep,
+        [
+            (["model.recon_weight=0", "seed=1"], 0.6),
+            (["model.recon_weight=0", "seed=2"], 0.7),
+            (["model.recon_weight=1000", "seed=1"], 0.9),
+        ],
+    )
     runs = find_runs(sweep)
     assert [r.group for r in runs] == ["model.recon_weight=0"] * 2 + ["model.recon_weight=1000"]
     results = TrainingCurveAnalysis(runs=str(sweep), smoothing=1).run(tmp_path / "out")
@@ -191,8 +206,14 @@ def test_analyze_needs_a_checkpoint_for_model_analyses():
 
 def test_analyze_cli_writes_figure_and_numbers(run_cli, tmp_path):
     ckpt = shared_path(*PAPER_MNIST)
-    proc = run_cli("attnlab.analyze", "analysis=inhibition", f"ckpt_path={ckpt}", "data.test_size=32",
-                   "data.val_size=1", env=ONE_THREAD)
+    proc = run_cli(
+        "attnlab.analyze",
+        "analysis=inhibition",
+        f"ckpt_path={ckpt}",
+        "data.test_size=32",
+        "data.val_size=1",
+        env=ONE_THREAD,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = next((tmp_path / "outputs" / "analyze").rglob("inhibition.json"))
     numbers = json.loads(out.read_text())

@@ -55,8 +55,7 @@ def package_graph() -> dict[str, set[str]]:
     graph = grimp.build_graph("attnlab", exclude_type_checking_imports=True)
     # a package's __init__ importing its own modules is how a package shows its face, not a cycle
     return {
-        m: {d for d in graph.find_modules_directly_imported_by(m) if not m.startswith(d + ".")}
-        for m in graph.modules
+        m: {d for d in graph.find_modules_directly_imported_by(m) if not m.startswith(d + ".")} for m in graph.modules
     }
 
 

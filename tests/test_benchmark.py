@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_path
 from PIL import Image
 
 from attnlab.data.fixations import Scanpath
-
-from conftest import shared_path
 
 SIZE = (60, 80)
 
@@ -33,14 +32,28 @@ def folder_data(tmp_path):
             centre = rng.normal([40, 30], 8, (n, 2))
             target = spot + rng.normal(0, 3, (n, 2))
             xy = np.where(rng.random((n, 1)) < 0.5, centre, target).clip([0, 0], [79.9, 59.9])
-            records.append(dict(stimulus=f"im{k}", subject=f"s{s}", x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), duration=rng.uniform(100, 400, n).tolist()))
+            records.append(
+                dict(
+                    stimulus=f"im{k}",
+                    subject=f"s{s}",
+                    x=xy[:, 0].tolist(),
+                    y=xy[:, 1].tolist(),
+                    duration=rng.uniform(100, 400, n).tolist(),
+                )
+            )
     (root / "scanpaths.json").write_text(json.dumps(records))
     return root
 
 
 def run_benchmark_cli(run_cli, root, *extra):
     return run_cli(
-        "attnlab.benchmark", "data=fixation_folder", f"data.root={root}", "data.split=[0.5,0,0.5]", "sigma_px=4", "progress=false", *extra
+        "attnlab.benchmark",
+        "data=fixation_folder",
+        f"data.root={root}",
+        "data.split=[0.5,0,0.5]",
+        "sigma_px=4",
+        "progress=false",
+        *extra,
     )
 
 
@@ -58,10 +71,14 @@ def test_benchmark_on_a_folder_dataset(run_cli, tmp_path, folder_data):
     maps.mkdir()
     for i, sid in enumerate(data.ids):
         np.save(maps / f"{sid}.npy", data.density(i, sigma_px=4))
-    model_paths = [Scanpath([40, 45, 35], [30, 25, 35], [200, 200, 200], subject="model", stimulus=sid) for sid in data.ids]
+    model_paths = [
+        Scanpath([40, 45, 35], [30, 25, 35], [200, 200, 200], subject="model", stimulus=sid) for sid in data.ids
+    ]
     write_scanpaths(tmp_path / "model.json", model_paths)
 
-    result = run_benchmark_cli(run_cli, folder_data, f"attention=centre_bias,uniform,inter_observer,{maps},{tmp_path / 'model.json'}")
+    result = run_benchmark_cli(
+        run_cli, folder_data, f"attention=centre_bias,uniform,inter_observer,{maps},{tmp_path / 'model.json'}"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| source | AUC_Judd |" in result.stdout and "| inter_observer |" in result.stdout
     out = output_folder(tmp_path)
@@ -95,7 +112,14 @@ def test_bad_maps_and_bad_options_name_the_culprit(tmp_path, folder_data):
         m = np.ones(SIZE)
         m[3, 3] = np.nan
         np.save(maps / f"im{k}.npy", m)
-    common = [f"data.root={folder_data}", "data=fixation_folder", "data.split=[0.5,0,0.5]", "sigma_px=4", "progress=false", f"paths.output_dir={tmp_path}"]
+    common = [
+        f"data.root={folder_data}",
+        "data=fixation_folder",
+        "data.split=[0.5,0,0.5]",
+        "sigma_px=4",
+        "progress=false",
+        f"paths.output_dir={tmp_path}",
+    ]
     cfg = compose(*common, f"attention=[{maps}]", "max_images=1")
     with pytest.raises(UserError, match=r"saliency map of stimulus 'im\d' contains NaN or inf"):
         run_benchmark(cfg)
@@ -135,7 +159,15 @@ def test_osie_baselines(tmp_path):
     from attnlab.benchmark import run_benchmark
 
     os.environ.setdefault("ATTNLAB_OSIE_ROOT", root)
-    cfg = compose("data=osie", f"data.root={root}", "attention=[centre_bias,uniform]", "max_images=1", "figure_images=1", "progress=false", f"paths.output_dir={tmp_path}")
+    cfg = compose(
+        "data=osie",
+        f"data.root={root}",
+        "attention=[centre_bias,uniform]",
+        "max_images=1",
+        "figure_images=1",
+        "progress=false",
+        f"paths.output_dir={tmp_path}",
+    )
     table = run_benchmark(cfg)["metrics"]
     centre, uniform = table["centre_bias"], table["uniform"]
     for metric in ("AUC_Judd", "AUC_Borji", "NSS", "CC", "SIM", "IG"):
@@ -157,5 +189,7 @@ def test_model_sources_come_from_entry_points_only_when_named():
         "assert f.__module__ == 'attnlab.models.saliency.source' and SOURCES['saliency'] is f;"
         "assert lookup_source('no_such_source') is None"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-2000:]

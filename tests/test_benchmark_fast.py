@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from attnlab.data.fixations import Scanpath
 from attnlab.data.folder import write_scanpaths
-
-from conftest import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,9 @@ def context(osie, images):
 
     data = osie.subset(range(images))
     ctx = BenchmarkContext(data, osie, 24.0, 3, data.filtered(drop_first=True).scanpaths)
-    negatives = ShuffledNegatives([(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli])
+    negatives = ShuffledNegatives(
+        [(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli]
+    )
     return ctx, negatives
 
 
@@ -42,7 +43,9 @@ def model_like_sources(tmp_path, ctx):
         for k in range(3):
             n = int(rng.integers(2, 12))
             dur = rng.uniform(80, 600, n) if k else None
-            paths.append(Scanpath(rng.uniform(0, s.width, n), rng.uniform(0, s.height, n), dur, subject=f"m{k}", stimulus=s.id))
+            paths.append(
+                Scanpath(rng.uniform(0, s.width, n), rng.uniform(0, s.height, n), dur, subject=f"m{k}", stimulus=s.id)
+            )
     write_scanpaths(tmp_path / "model.json", paths)
     return [str(folder), str(tmp_path / "model.json")]
 
@@ -64,7 +67,9 @@ def test_fast_scoring_equals_the_per_pair_reference(tmp_path, osie, one_torch_th
             got = fast[source.name][i]
             assert got.keys() == {"stimulus", *ref.keys()}, source.name
             for metric, v in ref.items():
-                assert (math.isnan(v) and math.isnan(got[metric])) or got[metric] == pytest.approx(v, rel=1e-6, abs=1e-9), (source.name, i, metric)
+                assert (math.isnan(v) and math.isnan(got[metric])) or got[metric] == pytest.approx(
+                    v, rel=1e-6, abs=1e-9
+                ), (source.name, i, metric)
                 checked += v == v
     # every source has every saliency metric, the scanpath sources every scanpath metric
     assert set(fast["inter_observer"][0]) >= set(SALIENCY_METRICS + SCANPATH_METRICS)

@@ -60,8 +60,14 @@ def test_multirun_runs_every_combination_in_its_own_folder(run_cli, tmp_path):
 
 
 def test_wandb_logger_runs_offline_without_network(run_cli, tmp_path):
-    env = {"WANDB_MODE": "", "WANDB_API_KEY": "", "HOME": str(tmp_path), "WANDB_BASE_URL": "http://127.0.0.1:9",
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    env = {
+        "WANDB_MODE": "",
+        "WANDB_API_KEY": "",
+        "HOME": str(tmp_path),
+        "WANDB_BASE_URL": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
     result = run_cli("attnlab.train", "logger=wandb", *TINY, "test=false", env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_folders(tmp_path)
@@ -109,7 +115,9 @@ def test_full_traceback_on_request(run_cli):
 
 
 def test_optuna_search_optimises_validation_accuracy(run_cli, tmp_path):
-    result = run_cli("attnlab.train", "hparams_search=gating_mnist_optuna", "hydra.sweeper.n_trials=2", *TINY, "test=false")
+    result = run_cli(
+        "attnlab.train", "hparams_search=gating_mnist_optuna", "hydra.sweeper.n_trials=2", *TINY, "test=false"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = sorted((tmp_path / "outputs" / "train" / "multiruns").glob("*"))
     summary = (sweep / "optimization_results.yaml").read_text()

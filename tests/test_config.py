@@ -37,7 +37,17 @@ def compose_cfg(primary: str, overrides: list[str]):
 
 def test_every_group_has_options():
     assert ("train", "model", "gating_mnist") in CASES
-    assert {g for _, g, _ in CASES} >= {"model", "data", "trainer", "logger", "callbacks", "paths", "debug", "experiment", "hparams_search"}
+    assert {g for _, g, _ in CASES} >= {
+        "model",
+        "data",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+        "debug",
+        "experiment",
+        "hparams_search",
+    }
 
 
 @pytest.mark.parametrize("primary,group,option", CASES, ids=[f"{p}:{g}={o}" for p, g, o in CASES])

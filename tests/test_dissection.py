@@ -26,7 +26,6 @@ from attnlab.data.scene_graphs import (
 )
 from attnlab.utils.config import UserError
 
-
 # tiny test models: a second thread gains nothing, and OpenMP waits dominate on a busy machine
 # (a 32x48 ResNet-50 forward: 0.06 s on one thread, 3 s on two)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -36,7 +35,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _activations(seed=0, k=5):
     g = torch.Generator().manual_seed(seed)
-    batches = [torch.sigmoid(3 * torch.randn(3, k, 6, 7, generator=g) + torch.linspace(-3, 3, k).view(1, k, 1, 1)) for _ in range(4)]
+    batches = [
+        torch.sigmoid(3 * torch.randn(3, k, 6, 7, generator=g) + torch.linspace(-3, 3, k).view(1, k, 1, 1))
+        for _ in range(4)
+    ]
     batches[1][:, 0] = 1.0  # a saturated basis: many equal values
     return batches
 
@@ -80,16 +82,29 @@ def test_repo_compat_threshold_is_a_cumulative_mass_not_a_quantile():
 
 
 def test_names_are_lemmatised_like_wordnet_for_common_vg_names():
-    cases = {"men": "man", "trees": "tree", "skies": "sky", "buses": "bus", "glasses": "glasses", "benches": "bench",
-             "cookies": "cookie", "leaves": "leaf", "grass": "grass", "boxes": "box", "shoes": "shoe", "people": "person"}
+    cases = {
+        "men": "man",
+        "trees": "tree",
+        "skies": "sky",
+        "buses": "bus",
+        "glasses": "glasses",
+        "benches": "bench",
+        "cookies": "cookie",
+        "leaves": "leaf",
+        "grass": "grass",
+        "boxes": "box",
+        "shoes": "shoe",
+        "people": "person",
+    }
     assert {w: lemmatize_noun(w) for w in cases} == cases
     assert normalize_object_name(" Tennis Rackets ") == "tennis_racket"
 
 
 def test_concept_masks_cover_boxes_and_keep_small_objects():
     # 40x80 image, 4x8 grid: one cell = 10x10 px
-    ids, masks = concept_masks({3: [Box(0, 0, 20, 10)], 5: [Box(41, 21, 2, 2)], 7: [Box(0, 0, 20, 10), Box(70, 30, 10, 10)]},
-                               (40, 80), (4, 8))
+    ids, masks = concept_masks(
+        {3: [Box(0, 0, 20, 10)], 5: [Box(41, 21, 2, 2)], 7: [Box(0, 0, 20, 10), Box(70, 30, 10, 10)]}, (40, 80), (4, 8)
+    )
     assert ids.tolist() == [3, 5, 7]
     assert masks[0].nonzero().tolist() == [[0, 0], [0, 1]]
     assert masks[1].nonzero().tolist() == [[2, 4]]  # a 2x2 px object still owns its centre cell
@@ -118,11 +133,35 @@ def make_gqa(root: Path, n: int = 6) -> tuple[Path, Path]:
         pixels[20:50, 10:30, 1] = 255
         Image.fromarray(pixels).save(images / f"{2300 + i}.jpg", quality=95)
         objects = {
-            "1": {"name": "sky", "x": SKY.x, "y": SKY.y, "w": SKY.w, "h": SKY.h, "attributes": ["blue", "clear"], "relations": []},
-            "2": {"name": "Men" if i % 2 else "man", "x": MAN.x, "y": MAN.y, "w": MAN.w, "h": MAN.h, "attributes": ["standing"], "relations": []},
+            "1": {
+                "name": "sky",
+                "x": SKY.x,
+                "y": SKY.y,
+                "w": SKY.w,
+                "h": SKY.h,
+                "attributes": ["blue", "clear"],
+                "relations": [],
+            },
+            "2": {
+                "name": "Men" if i % 2 else "man",
+                "x": MAN.x,
+                "y": MAN.y,
+                "w": MAN.w,
+                "h": MAN.h,
+                "attributes": ["standing"],
+                "relations": [],
+            },
         }
         if i < 3:
-            objects["3"] = {"name": "trees", "x": TREE.x, "y": TREE.y, "w": TREE.w, "h": TREE.h, "attributes": [], "relations": []}
+            objects["3"] = {
+                "name": "trees",
+                "x": TREE.x,
+                "y": TREE.y,
+                "w": TREE.w,
+                "h": TREE.h,
+                "attributes": [],
+                "relations": [],
+            }
         graphs[str(2300 + i)] = {"width": 80, "height": 60, "objects": objects}
     path = root / "train_sceneGraphs.json"
     path.write_text(json.dumps(graphs))
@@ -210,7 +249,9 @@ def test_concept_importance_by_hand():
     assert importance.tolist() == pytest.approx([1.5, 0.5 - 1.5, -0.5, 0.0])
     assert count.tolist() == [1, 2, 1, 0]
     assert normalise_by_sign(importance).tolist() == pytest.approx([1.0, -1.0, -0.5, 0.0])
-    totals = category_totals(["face", "sky", "cloud", "zebra"], normalise_by_sign(importance), {"social": ["face"], "sky": ["sky", "cloud"]})
+    totals = category_totals(
+        ["face", "sky", "cloud", "zebra"], normalise_by_sign(importance), {"social": ["face"], "sky": ["sky", "cloud"]}
+    )
     assert totals["social"]["normalised"] == pytest.approx(1.0)
     assert totals["sky"]["total"] == pytest.approx(-1.5) and totals["sky"]["normalised"] == pytest.approx(-1.0)
     assert "other" in totals  # unmapped concepts go to "other"
@@ -231,8 +272,14 @@ def _tiny_checkpoints(tmp_path: Path) -> tuple[Path, Path]:
 
     paths = []
     for phase in (1, 2):
-        overrides = ["model=saliency_dinet", "data.image_size=[30,40]", "model.bases=4", "model.net.width=8",
-                     "model.net.backbone_weights=none", f"model.phase={phase}"]
+        overrides = [
+            "model=saliency_dinet",
+            "data.image_size=[30,40]",
+            "model.bases=4",
+            "model.net.width=8",
+            "model.net.backbone_weights=none",
+            f"model.phase={phase}",
+        ]
         cfg = compose_config("train", overrides)
         stored = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "data")}
         torch.manual_seed(0)  # the same bases in both phases, like a real phase 2
@@ -250,9 +297,15 @@ def test_dissection_and_contributions_through_the_analyze_entry_point(run_cli, t
     graphs, images = make_gqa(tmp_path / "gqa")
     phase1, phase2 = _tiny_checkpoints(tmp_path)
     result = run_cli(
-        "attnlab.analyze", "analysis=dissection", f"ckpt_path={phase1}", f"analysis.scene_graphs={graphs}",
-        f"analysis.image_dir={images}", "analysis.thresholds.source=dissection", "analysis.vocabulary.min_images=1",
-        "analysis.batch_size=4", env={"OMP_NUM_THREADS": "1"},
+        "attnlab.analyze",
+        "analysis=dissection",
+        f"ckpt_path={phase1}",
+        f"analysis.scene_graphs={graphs}",
+        f"analysis.image_dir={images}",
+        "analysis.thresholds.source=dissection",
+        "analysis.vocabulary.min_images=1",
+        "analysis.batch_size=4",
+        env={"OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = sorted((tmp_path / "outputs" / "analyze" / "runs").glob("*/dissection.json"))[-1]
@@ -265,13 +318,22 @@ def test_dissection_and_contributions_through_the_analyze_entry_point(run_cli, t
     assert (run.parent / "thresholds.json").is_file()
     assert "concepts" in result.stdout
 
-    result = run_cli("attnlab.analyze", "analysis=contributions", f"ckpt_path={phase2}", f"analysis.dissection={run}",
-                     "analysis.top_k=2", env={"OMP_NUM_THREADS": "1"})
+    result = run_cli(
+        "attnlab.analyze",
+        "analysis=contributions",
+        f"ckpt_path={phase2}",
+        f"analysis.dissection={run}",
+        "analysis.top_k=2",
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     folder = sorted((tmp_path / "outputs" / "analyze" / "runs").glob("*/contributions.json"))[-1].parent
     contributions = json.loads((folder / "contributions.json").read_text())
     assert {Path(f).name for f in contributions["figures"]} == {"concepts.png", "categories.png"}
-    assert all((folder / name).stat().st_size > 0 for name in ("concepts.png", "categories.png", "contributions.csv", "categories.csv"))
+    assert all(
+        (folder / name).stat().st_size > 0
+        for name in ("concepts.png", "categories.png", "contributions.csv", "categories.csv")
+    )
     weights = torch.linspace(-1, 1, 36).view(4, 9).sum(1)
     assert contributions["basis_weights"] == pytest.approx(weights.tolist(), abs=1e-6)
     assert {r["concept"]: r["category"] for r in contributions["concepts"]}["standing"] == "action"

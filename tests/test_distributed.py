@@ -32,8 +32,11 @@ def _runs(root: Path, task: str = "train") -> list[Path]:
 
 def _scores(metrics: dict, prefix: str) -> dict[str, float]:
     # bootstrap intervals resample records whose order differs between one and two processes
-    return {k: v for k, v in metrics.items() if k.startswith(prefix) and isinstance(v, float)
-            and not k.endswith(("_ci_low", "_ci_high", "_chance"))}
+    return {
+        k: v
+        for k, v in metrics.items()
+        if k.startswith(prefix) and isinstance(v, float) and not k.endswith(("_ci_low", "_ci_high", "_chance"))
+    }
 
 
 def _assert_close(a: dict[str, float], b: dict[str, float]) -> None:
@@ -55,8 +58,16 @@ def _written_once(run: Path) -> None:
 
 
 def test_gating_two_processes_match_one_with_the_same_global_batch(run_cli, tmp_path):
-    sizes = ["debug=tiny", "trainer.limit_train_batches=null", "trainer.limit_val_batches=null",
-             "trainer.limit_test_batches=null", "data.train_size=64", "data.val_size=33", "data.test_size=33", "seed=5"]
+    sizes = [
+        "debug=tiny",
+        "trainer.limit_train_batches=null",
+        "trainer.limit_val_batches=null",
+        "trainer.limit_test_batches=null",
+        "data.train_size=64",
+        "data.val_size=33",
+        "data.test_size=33",
+        "seed=5",
+    ]
     one = run_cli("attnlab.train", *sizes, "data.batch_size=16", *ONE, env={"OMP_NUM_THREADS": "1"})
     assert one.returncode == 0, one.stderr[-3000:]
     two = run_cli("attnlab.train", *sizes, "data.batch_size=8", *DDP, env={"OMP_NUM_THREADS": "1"})
@@ -93,21 +104,40 @@ def test_autoencoder_ddp_test_metrics_equal_one_process_eval_of_the_checkpoint(r
     rng = np.random.default_rng(0)
     for i in range(50):  # split 40/5/5: 5 test images over 2 processes
         Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"img{i:02d}.png")
-    data = ["model=autoencoder", "data=images", f"data.image_dir={folder}", "data.image_size=[16,16]",
-            "data.batch_size=2", "model.net.channels=[4,8]", "trainer.limit_test_batches=null"]
+    data = [
+        "model=autoencoder",
+        "data=images",
+        f"data.image_dir={folder}",
+        "data.image_size=[16,16]",
+        "data.batch_size=2",
+        "model.net.channels=[4,8]",
+        "trainer.limit_test_batches=null",
+    ]
     trained, evaluated = _ddp_then_one_process_eval(
-        run_cli, tmp_path, [*data, "debug=tiny"], [*data, "debug=tiny"], {"OMP_NUM_THREADS": "1"})
+        run_cli, tmp_path, [*data, "debug=tiny"], [*data, "debug=tiny"], {"OMP_NUM_THREADS": "1"}
+    )
     _assert_close(_scores(trained, "test/"), _scores(evaluated, "test/"))
 
 
 def test_dinet_ddp_test_metrics_equal_one_process_eval_of_the_checkpoint(run_cli, tmp_path):
     osie = shared_path("data", "osie_subset")
     env = {"ATTNLAB_OSIE_ROOT": str(osie), "OMP_NUM_THREADS": "1"}
-    net = ["model=saliency_dinet", "data.image_size=[32,48]", "data.batch_size=2", "model.bases=6",
-           "model.net.width=8", "model.net.backbone_weights=none"]
+    net = [
+        "model=saliency_dinet",
+        "data.image_size=[32,48]",
+        "data.batch_size=2",
+        "model.bases=6",
+        "model.net.width=8",
+        "model.net.backbone_weights=none",
+    ]
     # two processes x 1 test batch of 2 images are the first 2 batches of one process
-    train = [*net, "debug=tiny", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-             "trainer.limit_test_batches=1"]
+    train = [
+        *net,
+        "debug=tiny",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+    ]
     evaluate = [*net, "debug=tiny", "trainer.limit_test_batches=2"]
     trained, evaluated = _ddp_then_one_process_eval(run_cli, tmp_path, train, evaluate, env)
     # sAUC takes its negatives from the other images of the batch and AUC-Judd draws its tie-breaking

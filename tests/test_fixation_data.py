@@ -8,14 +8,21 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from PIL import Image
 from scipy.io import loadmat, savemat
 from scipy.ndimage import gaussian_filter
 
-from attnlab.data.fixations import FixationDataset, Scanpath, Stimulus, blur, fixation_map, gaussian_density, sigma_in_pixels
+from attnlab.data.fixations import (
+    FixationDataset,
+    Scanpath,
+    Stimulus,
+    blur,
+    fixation_map,
+    gaussian_density,
+    sigma_in_pixels,
+)
 from attnlab.utils.config import UserError
-
-from conftest import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +66,15 @@ def test_density_equals_scipy_gaussian_filter(osie):
     small_counts, _ = osie.fixation_map(4, size=(60, 80))
     ref = gaussian_filter(small_counts, 2.4, mode="reflect")
     np.testing.assert_allclose(osie.density(4, sigma_deg=1.0, size=(60, 80)), ref / ref.sum(), rtol=1e-9)
-    torch.testing.assert_close(blur(torch.as_tensor(counts), 24.0).numpy(), gaussian_filter(counts, 24.0, mode="reflect"))
+    torch.testing.assert_close(
+        blur(torch.as_tensor(counts), 24.0).numpy(), gaussian_filter(counts, 24.0, mode="reflect")
+    )
 
 
 def test_fixation_map_rules():
-    counts, dropped = fixation_map(np.array([0.0, 799.9, 800.0, -0.1, 10.2, 10.7]), np.array([0, 599.9, 5, 5, 3, 3.9]), (600, 800))
+    counts, dropped = fixation_map(
+        np.array([0.0, 799.9, 800.0, -0.1, 10.2, 10.7]), np.array([0, 599.9, 5, 5, 3, 3.9]), (600, 800)
+    )
     assert dropped == 2  # x = 800 and x = −0.1 are outside
     assert counts[0, 0] == 1 and counts[599, 799] == 1 and counts[3, 10] == 2
     half, _ = fixation_map(np.array([10.2, 799.9]), np.array([3, 599.9]), (600, 800), size=(300, 400))
@@ -91,7 +102,9 @@ def test_filters_and_split(osie):
 def test_osie_datamodule_batches(osie_root):
     from attnlab.data.osie import OSIEDataModule
 
-    dm = OSIEDataModule(root=osie_root, drop_first=True, pixels_per_degree=24, image_size=(48, 64), map_size=(24, 32), batch_size=4)
+    dm = OSIEDataModule(
+        root=osie_root, drop_first=True, pixels_per_degree=24, image_size=(48, 64), map_size=(24, 32), batch_size=4
+    )
     batch = next(iter(dm.val_dataloader()))
     assert batch["image"].shape == (4, 3, 48, 64) and batch["image"].max() <= 1
     assert batch["fixations"].shape == (4, 24, 32) and batch["fixations"].sum() > 0
@@ -105,7 +118,14 @@ def test_mit1003_fixture_with_raw_gaze(tmp_path):
     Image.new("RGB", (200, 100)).save(tmp_path / "ALLSTIMULI" / "i05june05_static_street_boston_p1010764.jpeg")
     rng = np.random.default_rng(0)
     # 48 samples (200 ms) at (50, 40), a 2-sample saccade, 60 samples (250 ms) at (150, 60), a blink
-    gaze = np.concatenate([[50, 40] + rng.normal(0, 0.2, (48, 2)), [[90, 50], [130, 55]], [150, 60] + rng.normal(0, 0.2, (60, 2)), np.full((5, 2), -1.0)])
+    gaze = np.concatenate(
+        [
+            [50, 40] + rng.normal(0, 0.2, (48, 2)),
+            [[90, 50], [130, 55]],
+            [150, 60] + rng.normal(0, 0.2, (60, 2)),
+            np.full((5, 2), -1.0),
+        ]
+    )
     for subject in ("CNG", "ajs"):
         (tmp_path / "DATA" / subject).mkdir(parents=True)
         name = "i05june05_static_street_boston_p1010764"
@@ -164,11 +184,19 @@ def test_folder_format_round_trip(tmp_path, fmt):
     (tmp_path / "images").mkdir()
     for name in ("a", "b"):
         Image.new("RGB", (40, 30)).save(tmp_path / "images" / f"{name}.png")
-    paths = [("a", "s1", [1, 2, 3], [4, 5, 6], [100, 200, 300]), ("a", "s2", [7, 8], [9, 10], [50, 60]), ("b", "s1", [11], [12], [70])]
+    paths = [
+        ("a", "s1", [1, 2, 3], [4, 5, 6], [100, 200, 300]),
+        ("a", "s2", [7, 8], [9, 10], [50, 60]),
+        ("b", "s1", [11], [12], [70]),
+    ]
     if fmt == "json":
-        (tmp_path / "scanpaths.json").write_text(json.dumps([dict(stimulus=f"{s}.png", subject=u, x=x, y=y, duration=d) for s, u, x, y, d in paths]))
+        (tmp_path / "scanpaths.json").write_text(
+            json.dumps([dict(stimulus=f"{s}.png", subject=u, x=x, y=y, duration=d) for s, u, x, y, d in paths])
+        )
     else:
-        rows = ["stimulus,subject,x,y,duration"] + [f"{s},{u},{x[k]},{y[k]},{d[k]}" for s, u, x, y, d in paths for k in range(len(x))]
+        rows = ["stimulus,subject,x,y,duration"] + [
+            f"{s},{u},{x[k]},{y[k]},{d[k]}" for s, u, x, y, d in paths for k in range(len(x))
+        ]
         (tmp_path / "scanpaths.csv").write_text("\n".join(rows) + "\n")
     data = load_folder(tmp_path)
     assert data.ids == ["a", "b"] and data.subjects == ["s1", "s2"]

@@ -10,6 +10,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import ONE_THREAD, shared_path
+from fixtures.coco_synthetic import write_synthetic_coco
 
 from attnlab.data import coco_cache
 from attnlab.data.coco_objects import (
@@ -19,7 +21,6 @@ from attnlab.data.coco_objects import (
     load_metadata,
     select_objects,
 )
-from fixtures.coco_synthetic import write_synthetic_coco
 from attnlab.models.gating.evaluation import (
     GlimpseMetrics,
     attention_iou,
@@ -28,7 +29,6 @@ from attnlab.models.gating.evaluation import (
     object_mask,
 )
 from attnlab.utils.config import UserError
-from conftest import ONE_THREAD, shared_path
 
 SAMPLE = ("data", "coco_format_sample")
 
@@ -41,8 +41,13 @@ def rect(x0, y0, x1, y1):
 
 
 def ann(i, poly, area=None, crowd=0, category=1):
-    return {"id": i, "category_id": category, "segmentation": poly, "iscrowd": crowd,
-            **({"area": area} if area is not None else {})}
+    return {
+        "id": i,
+        "category_id": category,
+        "segmentation": poly,
+        "iscrowd": crowd,
+        **({"area": area} if area is not None else {}),
+    }
 
 
 # --- selection -----------------------------------------------------------------------------------
@@ -68,9 +73,13 @@ def reference_selection(anns, h, w, min_area, max_overlap, n=2):
 
 def test_selection_keeps_two_largest_noncrowd_objects():
     h = w = 100
-    anns = [ann(1, rect(0, 0, 30, 30), 900), ann(2, rect(60, 60, 100, 100), 1600),
-            ann(3, rect(40, 0, 100, 50), 3000, crowd=1), ann(4, rect(0, 70, 5, 75), 25),
-            ann(5, rect(35, 35, 55, 55), 400)]
+    anns = [
+        ann(1, rect(0, 0, 30, 30), 900),
+        ann(2, rect(60, 60, 100, 100), 1600),
+        ann(3, rect(40, 0, 100, 50), 3000, crowd=1),
+        ann(4, rect(0, 70, 5, 75), 25),
+        ann(5, rect(35, 35, 55, 55), 400),
+    ]
     kept = select_objects(anns, h, w, min_area=0.05, max_overlap=0.01)
     assert [a["id"] for a, _ in kept] == [2, 1]  # crowd and small ones ignored, largest first
 
@@ -89,8 +98,9 @@ def test_selection_stops_at_overlap():
 def test_selection_matches_dense_reference_on_generated_data(tmp_path):
     from pycocotools.coco import COCO
 
-    path = write_synthetic_coco(tmp_path, num_images=40, instances_per_image=6, image_size=(80, 60),
-                                write_images=False, seed=3)
+    path = write_synthetic_coco(
+        tmp_path, num_images=40, instances_per_image=6, image_size=(80, 60), write_images=False, seed=3
+    )
     coco = COCO(str(path))
     selected = 0
     for image_id, info in coco.imgs.items():
@@ -115,8 +125,8 @@ def test_real_sample_items_targets_and_labels(tmp_path, caplog):
     assert dm.class_names == sorted(dm.class_names) and "person" in dm.class_names
     assert "_background_" not in dm.class_names
     assert sum(len(dm.datasets[s]) for s in ("train", "val", "test")) == 3
-    from pycocotools import mask as mu
     from PIL import Image
+    from pycocotools import mask as mu
 
     for split in ("train", "val", "test"):
         ds = dm.datasets[split]
@@ -131,7 +141,7 @@ def test_real_sample_items_targets_and_labels(tmp_path, caplog):
             side = max(m.shape)
             sq = np.zeros((side, side), np.uint8)
             top, left = (side - m.shape[0]) // 2, (side - m.shape[1]) // 2
-            sq[top:top + m.shape[0], left:left + m.shape[1]] = m * 255
+            sq[top : top + m.shape[0], left : left + m.shape[1]] = m * 255
             expected = np.asarray(Image.fromarray(sq).resize((100, 100), Image.BILINEAR)) > 127
             found = object_mask(x[None], targets[k][None], 0.3)[0].numpy()
             inter, union = (found & expected).sum(), (found | expected).sum()
@@ -166,8 +176,9 @@ def coco_root(tmp_path):
 
 
 def make_dm(root, tmp_path, **kw):
-    return COCOObjectsDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), batch_size=4,
-                                 min_area=0.03, max_overlap=0.05, **kw)
+    return COCOObjectsDataModule(
+        root=str(root), cache_dir=str(tmp_path / "cache"), batch_size=4, min_area=0.03, max_overlap=0.05, **kw
+    )
 
 
 def test_generated_dataset_supercategories_splits_and_loader(coco_root, tmp_path):
@@ -202,15 +213,16 @@ def test_fixed_class_order_excludes_other_labels(coco_root, tmp_path, caplog):
 
 def test_coco2017_layout_uses_val2017_as_test(tmp_path):
     root = tmp_path / "coco2017"
-    write_synthetic_coco(root, 20, 4, annotation_file="annotations/instances_train2017.json", image_dir="train2017",
-                         seed=2)
-    write_synthetic_coco(root, 8, 4, annotation_file="annotations/instances_val2017.json", image_dir="val2017",
-                         seed=3)
+    write_synthetic_coco(
+        root, 20, 4, annotation_file="annotations/instances_train2017.json", image_dir="train2017", seed=2
+    )
+    write_synthetic_coco(root, 8, 4, annotation_file="annotations/instances_val2017.json", image_dir="val2017", seed=3)
     dm = make_dm(root, tmp_path)
     dm.setup("fit")
     assert dm.datasets["test"].image_dir == root / "val2017"
     assert len(dm.datasets["train"]) + len(dm.datasets["val"]) == len(
-        build_metadata(root / "annotations/instances_train2017.json", 0.03, 0.05)["images"])
+        build_metadata(root / "annotations/instances_train2017.json", 0.03, 0.05)["images"]
+    )
     assert dm.datasets["test"][0][0].shape == (3, 100, 100)
 
 
@@ -262,8 +274,9 @@ def test_metadata_cache_reused_rebuilt_and_atomic(coco_root, tmp_path, monkeypat
     data["annotations"] = [a for a in data["annotations"] if a["id"] != keep_id]
     ann_file.write_text(json.dumps(data))
     rebuilt = load_metadata(ann_file, cache, 0.03, 0.05)
-    assert first["images"][0]["id"] not in [it["id"] for it in rebuilt["images"]] or \
-        keep_id not in [o["id"] for it in rebuilt["images"] for o in it["objects"]]
+    assert first["images"][0]["id"] not in [it["id"] for it in rebuilt["images"]] or keep_id not in [
+        o["id"] for it in rebuilt["images"] for o in it["objects"]
+    ]
 
     # interrupted while writing: the old cache stays whole and no temp file is left
     data["annotations"] = data["annotations"][:-1]
@@ -382,8 +395,11 @@ def test_attention_iou_and_glimpse_metrics_accumulate():
     from types import SimpleNamespace
 
     def results(logits, target, gate, target_image):
-        return [SimpleNamespace(output=SimpleNamespace(logits=logits, gates=[gate]), target_class=target,
-                                target_image=target_image)]
+        return [
+            SimpleNamespace(
+                output=SimpleNamespace(logits=logits, gates=[gate]), target_class=target, target_image=target_image
+            )
+        ]
 
     s = 0.2
     x = torch.rand(6, 1, 4, 4) + 0.1

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import ONE_THREAD, shared_path
 
 from attnlab.data.coco_objects import COCOObjectsDataModule
 from attnlab.models.gating.intervals import bootstrap_intervals, chance_levels, scores
-from conftest import ONE_THREAD, shared_path
 
 TINY = ("data", "coco_tiny")
 PAPER_COCO = ("data", "gating_paper_checkpoints", "paper_coco_model.pt")
@@ -46,8 +46,14 @@ def test_selection_report_accounts_for_every_photo(tmp_path, min_area):
         few = sum(n < 2 for n in large.values())
         d = report["dropped"]
         assert d["too_few_over_min_area"] + d["crowd"] + d["no_annotations"] == few
-        assert report["kept_images"] + d["overlap"] + d["unreadable_segmentation"] + d["corrupt_image"] \
-            + d["labels_outside_classes"] == len(size) - few
+        assert (
+            report["kept_images"]
+            + d["overlap"]
+            + d["unreadable_segmentation"]
+            + d["corrupt_image"]
+            + d["labels_outside_classes"]
+            == len(size) - few
+        )
     assert len(dm.datasets["test"]) == dm.stats["selection"]["test_file"]["kept_images"]
     assert dm.stats["splits"]["train"] + dm.stats["splits"]["val"] == dm.stats["selection"]["train_file"]["kept_images"]
 
@@ -143,9 +149,17 @@ def read_records(path):
 def test_eval_paper_coco_checkpoint_on_real_photos(run_cli, tmp_path):
     """A few photos: metrics.json has intervals that an independent bootstrap reproduces from the
     per-image records, the records reproduce the scores, and the figures and selection report exist."""
-    proc = run_cli("attnlab.eval", "model=gating_coco", f"ckpt_path={shared_path(*PAPER_COCO)}",
-                   f"data.root={shared_path(*TINY)}", "debug=tiny", "data.batch_size=4",
-                   "model.bootstrap_samples=200", "model.bootstrap_seed=3", env=ONE_THREAD)
+    proc = run_cli(
+        "attnlab.eval",
+        "model=gating_coco",
+        f"ckpt_path={shared_path(*PAPER_COCO)}",
+        f"data.root={shared_path(*TINY)}",
+        "debug=tiny",
+        "data.batch_size=4",
+        "model.bootstrap_samples=200",
+        "model.bootstrap_seed=3",
+        env=ONE_THREAD,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "95% CI" in proc.stdout and "chance" in proc.stdout
     run = next((tmp_path / "outputs" / "eval").rglob("metrics.json")).parent

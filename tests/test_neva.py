@@ -194,7 +194,9 @@ def test_jitter_moves_stuck_samples_by_at_most_half_a_step():
     x = torch.rand(4, 3, 16, 16)
     fov = RecordingFoveation(0.1)
     cfg = SearchConfig(length=1, steps=5, lr=0.2, random_restarts=False)
-    path = search_scanpath(lambda im: im.sum((1, 2, 3)) * 0, x, torch.zeros_like(x), cfg, fov, torch.Generator().manual_seed(0))
+    path = search_scanpath(
+        lambda im: im.sum((1, 2, 3)) * 0, x, torch.zeros_like(x), cfg, fov, torch.Generator().manual_seed(0)
+    )
     seen = torch.stack(fov.seen)  # steps × B × 2; zero gradient → only the jitter moves p
     moves = (seen[1:] - seen[:-1]).abs()
     assert (moves <= 0.1 + 1e-6).all() and (moves > 0).any()
@@ -206,7 +208,9 @@ def test_random_restarts_jump_anywhere_in_the_image():
     x = torch.rand(8, 3, 16, 16)
     fov = RecordingFoveation(0.1)
     cfg = SearchConfig(length=1, steps=4, lr=0.05, random_restarts=True)
-    search_scanpath(lambda im: im.sum((1, 2, 3)) * 0, x, torch.zeros_like(x), cfg, fov, torch.Generator().manual_seed(0))
+    search_scanpath(
+        lambda im: im.sum((1, 2, 3)) * 0, x, torch.zeros_like(x), cfg, fov, torch.Generator().manual_seed(0)
+    )
     seen = torch.stack(fov.seen)
     assert seen[1:].abs().max() > 0.5  # far beyond what jitter (0.025) or a step (0.05) could reach
     low, high = position_bounds(16, 16)
@@ -264,8 +268,13 @@ class TinyClassifier(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
-                                       torch.nn.Flatten(), torch.nn.Linear(32, 5))
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, 2, 1),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Linear(32, 5),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -273,8 +282,14 @@ class TinyClassifier(torch.nn.Module):
 
 def tiny_module(**kwargs) -> NevaModule:
     search = SearchConfig(length=kwargs.pop("length", 2), steps=3)
-    return NevaModule(ClassifierTask(TinyClassifier(), target=kwargs.pop("target", "prediction")), search,
-                      image_size=(32, 32), blur_kernel=5, blur_sigma=2.0, **kwargs)
+    return NevaModule(
+        ClassifierTask(TinyClassifier(), target=kwargs.pop("target", "prediction")),
+        search,
+        image_size=(32, 32),
+        blur_kernel=5,
+        blur_sigma=2.0,
+        **kwargs,
+    )
 
 
 def test_predict_step_under_inference_mode_returns_pixels_on_the_original_images():

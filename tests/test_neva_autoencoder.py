@@ -28,8 +28,15 @@ def test_train_autoencoder_then_reconstruction_scanpaths(run_cli, tmp_path):
     folder = tmp_path / "imgs"
     make_images(folder)
     result = run_cli(
-        "attnlab.train", "model=autoencoder", "data=images", f"data.image_dir={folder}", "data.image_size=[32,32]",
-        "data.batch_size=4", "debug=tiny", "logger=csv", "model.net.channels=[8,16]",
+        "attnlab.train",
+        "model=autoencoder",
+        "data=images",
+        f"data.image_dir={folder}",
+        "data.image_size=[32,32]",
+        "data.batch_size=4",
+        "debug=tiny",
+        "logger=csv",
+        "model.net.channels=[8,16]",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = next((tmp_path / "outputs" / "train" / "runs").iterdir())
@@ -43,10 +50,19 @@ def test_train_autoencoder_then_reconstruction_scanpaths(run_cli, tmp_path):
 
     from attnlab.scanpaths import generate
 
-    cfg = compose_config("scanpaths", [
-        "model=neva_reconstruction", f"model.task.checkpoint={ckpt}", "model.image_size=[32,32]",
-        "model.search.length=2", "model.search.steps=3", f"data.image_dir={folder}", "max_images=2", "overlays=false",
-    ])
+    cfg = compose_config(
+        "scanpaths",
+        [
+            "model=neva_reconstruction",
+            f"model.task.checkpoint={ckpt}",
+            "model.image_size=[32,32]",
+            "model.search.length=2",
+            "model.search.steps=3",
+            f"data.image_dir={folder}",
+            "max_images=2",
+            "overlays=false",
+        ],
+    )
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "neva")
     summary = generate(cfg)

@@ -13,10 +13,9 @@ from pathlib import Path
 import hydra
 import numpy as np
 import pytest
+from conftest import shared_path
 from omegaconf import open_dict
 from PIL import Image
-
-from conftest import shared_path
 
 from attnlab.utils.cli import compose_config
 from attnlab.utils.config import ConfigError, validate
@@ -86,14 +85,29 @@ def check_written_scanpaths_are_benchmark_sources(tmp_path, out, root, records, 
 
     for rec in records:
         (one,) = read_scanpaths(out / "scanpaths" / f"{rec['name']}.json")[rec["name"]]
-        assert one.x.tolist() == [f["x"] for f in rec["fixations"]] and one.y.tolist() == [f["y"] for f in rec["fixations"]]
+        assert one.x.tolist() == [f["x"] for f in rec["fixations"]] and one.y.tolist() == [
+            f["y"] for f in rec["fixations"]
+        ]
     table = read_scanpaths(out / "scanpaths.csv")
     assert set(table) == {r["name"] for r in records}
     for rec in records:
-        assert np.allclose(table[rec["name"]][0].x, [f["x"] for f in rec["fixations"]], atol=0.005)  # written to 2 decimals
-    cfg = compose_config("benchmark", [
-        "data=osie", f"data.root={root}", f"attention=[{out / 'benchmark_sources' / 'NeVA.json'}]", "split=all",
-        "max_images=2", f"seed={seed}", "figure_images=0", "progress=false", f"paths.output_dir={tmp_path / 'again'}"])
+        assert np.allclose(
+            table[rec["name"]][0].x, [f["x"] for f in rec["fixations"]], atol=0.005
+        )  # written to 2 decimals
+    cfg = compose_config(
+        "benchmark",
+        [
+            "data=osie",
+            f"data.root={root}",
+            f"attention=[{out / 'benchmark_sources' / 'NeVA.json'}]",
+            "split=all",
+            "max_images=2",
+            f"seed={seed}",
+            "figure_images=0",
+            "progress=false",
+            f"paths.output_dir={tmp_path / 'again'}",
+        ],
+    )
     (tmp_path / "again").mkdir()
     again = run_benchmark(cfg)
     for got, expected in zip(again["per_image"]["NeVA"], bench["per_image"]["NeVA"]):
@@ -108,7 +122,14 @@ def test_scanpaths_on_an_image_folder_from_the_command_line(run_cli, tmp_path):
     rng = np.random.default_rng(0)
     for name, size in [("wide", (40, 90)), ("tall", (70, 30))]:
         Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{name}.png")
-    result = run_cli("attnlab.scanpaths", "data=images", f"data.image_dir={folder}", "overlays=false", "model.search.start=random", *FAST)
+    result = run_cli(
+        "attnlab.scanpaths",
+        "data=images",
+        f"data.image_dir={folder}",
+        "overlays=false",
+        "model.search.start=random",
+        *FAST,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = run_folder(tmp_path)
     wide = json.loads((out / "scanpaths" / "wide.json").read_text())

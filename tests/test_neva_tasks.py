@@ -24,7 +24,9 @@ TINY_CLIP = {
 
 
 def run(task, size=32, batch=2, length=2, steps=3, **kwargs):
-    module = NevaModule(task, SearchConfig(length=length, steps=steps), image_size=(size, size), blur_kernel=5, blur_sigma=3.0, **kwargs)
+    module = NevaModule(
+        task, SearchConfig(length=length, steps=steps), image_size=(size, size), blur_kernel=5, blur_sigma=3.0, **kwargs
+    )
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         return module.predict_step({"image": images}, 0), module, images
@@ -55,7 +57,9 @@ def test_classifier_adapter_with_a_fixed_label():
 
 def test_channels_last_and_bf16_flags_run():
     torch.manual_seed(0)
-    out, _, _ = run(ClassifierTask(efficientnet_lite0()), size=64, batch=1, length=1, channels_last=True, precision="bf16")
+    out, _, _ = run(
+        ClassifierTask(efficientnet_lite0()), size=64, batch=1, length=1, channels_last=True, precision="bf16"
+    )
     assert torch.isfinite(out["best_loss"]).all() and out["best_loss"].dtype == torch.float32
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ONE_THREAD, shared_path
 
 from attnlab.models.gating import GatingNet, run_glimpses
 from attnlab.models.gating.paper import (
@@ -17,7 +18,6 @@ from attnlab.models.gating.paper import (
     paper_key,
 )
 from attnlab.utils.config import UserError
-from conftest import ONE_THREAD, shared_path
 
 CKPT_DIR = ("data", "gating_paper_checkpoints")
 
@@ -48,7 +48,9 @@ def reference_step(sd: dict, x: torch.Tensor, gates: list, s: float, mode: str) 
     for i in range(n, 0, -1):
         size = convs[i - 1].shape[-2:]
         kw = {} if mode == "nearest" else {"align_corners": False}
-        z = torch.cat([F.interpolate(top, size=size, mode=mode, **kw), F.interpolate(pools[i - 1], size=size, mode=mode, **kw)], 1)
+        z = torch.cat(
+            [F.interpolate(top, size=size, mode=mode, **kw), F.interpolate(pools[i - 1], size=size, mode=mode, **kw)], 1
+        )
         top = torch.tanh(F.conv_transpose2d(z, sd[f"conv{i}_t.weight"], sd[f"conv{i}_t.bias"]))
         new[i - 1] = top
     return logits, u0, new
@@ -99,8 +101,9 @@ def test_paper_mnist_glimpse_accuracy():
     from attnlab.data.multimnist import MultiMNISTDataModule
 
     net = load_paper_checkpoint(shared_path(*CKPT_DIR, "paper_mnist_model.pt"), "mnist")
-    dm = MultiMNISTDataModule(num_objects=2, strength=0.2, noise=0.3, val_size=1, test_size=256, seed=100,
-                              batch_size=128)
+    dm = MultiMNISTDataModule(
+        num_objects=2, strength=0.2, noise=0.3, val_size=1, test_size=256, seed=100, batch_size=128
+    )
     dm.setup("test")
     correct = total = 0
     with torch.no_grad():
@@ -132,8 +135,15 @@ def test_wrong_variant_or_file_is_a_clear_error(tmp_path):
 
 def test_eval_accepts_the_raw_paper_file(run_cli, tmp_path):
     ckpt = shared_path(*CKPT_DIR, "paper_mnist_model.pt")
-    proc = run_cli("attnlab.eval", "model=gating_mnist", f"ckpt_path={ckpt}", "data.test_size=64", "data.val_size=1",
-                   "data.batch_size=64", env=ONE_THREAD)
+    proc = run_cli(
+        "attnlab.eval",
+        "model=gating_mnist",
+        f"ckpt_path={ckpt}",
+        "data.test_size=64",
+        "data.val_size=1",
+        "data.batch_size=64",
+        env=ONE_THREAD,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics_file = next((tmp_path / "outputs" / "eval").rglob("metrics.json"))
     metrics = json.loads(metrics_file.read_text())

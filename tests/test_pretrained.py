@@ -8,9 +8,8 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import shared_path
+from PIL import Image
 
 from attnlab.models.pretrained import (
     efficientnet_lite0,

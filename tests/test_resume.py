@@ -19,8 +19,17 @@ import torch
 from attnlab.utils.checkpoint_io import newest_checkpoint
 
 # 6 training batches an epoch, 3 epochs, a checkpoint after each; 33 test images (not a batch multiple)
-RUN = ["debug=tiny", "trainer.limit_train_batches=null", "trainer.max_epochs=3", "data.train_size=96",
-       "data.val_size=32", "data.test_size=33", "data.batch_size=16", "trainer.limit_test_batches=null", "seed=11"]
+RUN = [
+    "debug=tiny",
+    "trainer.limit_train_batches=null",
+    "trainer.max_epochs=3",
+    "data.train_size=96",
+    "data.val_size=32",
+    "data.test_size=33",
+    "data.batch_size=16",
+    "trainer.limit_test_batches=null",
+    "seed=11",
+]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -43,13 +52,24 @@ def test_killed_run_resumes_in_its_folder_to_the_metrics_of_an_uninterrupted_run
     """``resume=<run>``, or the job's own command again in its run folder (a requeued SLURM job)."""
     whole_root, killed_root = tmp_path / "whole", tmp_path / "killed"
     whole_root.mkdir(), killed_root.mkdir()
-    whole = subprocess.run([sys.executable, "-m", "attnlab.train", *RUN], cwd=whole_root, env=_env(whole_root),
-                           capture_output=True, text=True, timeout=300)
+    whole = subprocess.run(
+        [sys.executable, "-m", "attnlab.train", *RUN],
+        cwd=whole_root,
+        env=_env(whole_root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert whole.returncode == 0, whole.stderr[-3000:]
     expected = json.loads((_runs(whole_root)[0] / "metrics.json").read_text())
 
-    proc = subprocess.Popen([sys.executable, "-m", "attnlab.train", *RUN], cwd=killed_root, env=_env(killed_root),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attnlab.train", *RUN],
+        cwd=killed_root,
+        env=_env(killed_root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
@@ -71,8 +91,14 @@ def test_killed_run_resumes_in_its_folder_to_the_metrics_of_an_uninterrupted_run
     print(f"killed with the newest checkpoint at epoch {killed_at}; val/acc uninterrupted {expected['val/acc']}")
 
     again = [f"resume={run}"] if how == "resume" else [*RUN, f"hydra.run.dir={run}"]
-    resumed = subprocess.run([sys.executable, "-m", "attnlab.train", *again], cwd=killed_root,
-                             env=_env(killed_root), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "attnlab.train", *again],
+        cwd=killed_root,
+        env=_env(killed_root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _runs(killed_root) == [run], "continued in its own folder"
     # continued, not started again (which would give the same numbers too)
@@ -82,18 +108,29 @@ def test_killed_run_resumes_in_its_folder_to_the_metrics_of_an_uninterrupted_run
     # same seed, same batches in the same order, same random draws: the same numbers, exactly
     assert _comparable(got) == _comparable(expected)
     # one log, as the uninterrupted run's: the rows before the checkpoint kept, none after it twice
-    logs = [sorted(tuple(sorted((k, v) for k, v in row.items() if v)) for row in csv.DictReader(p.open()))
-            for p in (run / "csv" / "metrics.csv", _runs(whole_root)[0] / "csv" / "metrics.csv")]
+    logs = [
+        sorted(tuple(sorted((k, v) for k, v in row.items() if v)) for row in csv.DictReader(p.open()))
+        for p in (run / "csv" / "metrics.csv", _runs(whole_root)[0] / "csv" / "metrics.csv")
+    ]
     assert logs[0] == logs[1]
-    last = [torch.load(r / "checkpoints" / "latest.ckpt", map_location="cpu", weights_only=False)
-            for r in (run, _runs(whole_root)[0])]
+    last = [
+        torch.load(r / "checkpoints" / "latest.ckpt", map_location="cpu", weights_only=False)
+        for r in (run, _runs(whole_root)[0])
+    ]
     assert last[0]["epoch"] == last[1]["epoch"] and last[0]["global_step"] == last[1]["global_step"]
     assert all(torch.equal(w, last[1]["state_dict"][k]) for k, w in last[0]["state_dict"].items())
 
 
 def test_resume_with_another_config_is_one_line_naming_the_keys(run_cli, tmp_path):
-    first = run_cli("attnlab.train", "debug=tiny", "data.train_size=32", "data.val_size=16", "data.test_size=16",
-                    "data.batch_size=16", "test=false")
+    first = run_cli(
+        "attnlab.train",
+        "debug=tiny",
+        "data.train_size=32",
+        "data.val_size=16",
+        "data.test_size=16",
+        "data.batch_size=16",
+        "test=false",
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     (run,) = _runs(tmp_path)
     result = run_cli("attnlab.train", f"resume={run}", "model.lr=0.5", "data.train_size=48")

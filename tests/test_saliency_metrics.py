@@ -10,14 +10,13 @@ import pytest
 import torch
 
 pysaliency = pytest.importorskip("pysaliency")
+from conftest import shared_path  # noqa: E402
 from pysaliency.saliency_map_models import handle_stimulus  # noqa: E402
 
 from attnlab.baselines import CentreBias  # noqa: E402
 from attnlab.data.fixations import fixation_map, gaussian_density  # noqa: E402
 from attnlab.metrics import saliency as S  # noqa: E402
 from attnlab.metrics.maps import InvalidMapError, mean_over_images  # noqa: E402
-
-from conftest import shared_path  # noqa: E402
 
 
 class ArrayModel(pysaliency.SaliencyMapModel):
@@ -87,7 +86,14 @@ def osie_case():
         f = data.fixations(i)
         xs.append(f.x)
         ys.append(f.y)
-    return Case(preds, xs, ys, data.stimuli[0].size, 24.0, CentreBias.fit(load_osie(root).subset(range(5, 60))).map(data.stimuli[0].size))
+    return Case(
+        preds,
+        xs,
+        ys,
+        data.stimuli[0].size,
+        24.0,
+        CentreBias.fit(load_osie(root).subset(range(5, 60))).map(data.stimuli[0].size),
+    )
 
 
 @pytest.fixture(scope="module", params=["random", "osie"])
@@ -108,13 +114,24 @@ def test_auc_judd_jitter_matches_pysaliency_within_sampling_error():
     c = random_case(3)
     quantised = np.round(c.preds * 4) / 4  # values in {0, .25, .5, .75, 1}: many ties
     model = ArrayModel(c.stimuli, quantised)
-    ref = np.stack([RandomNoiseSaliencyMapModel(model, random_seed=s).AUC_per_image(c.stimuli, c.fixations, nonfixations="unfixated", thresholds="fixations") for s in range(30)])
+    ref = np.stack(
+        [
+            RandomNoiseSaliencyMapModel(model, random_seed=s).AUC_per_image(
+                c.stimuli, c.fixations, nonfixations="unfixated", thresholds="fixations"
+            )
+            for s in range(30)
+        ]
+    )
     ours = np.stack([S.auc_judd(c.t(quantised), c.t(c.fix), seed=s).numpy() for s in range(30)])
     assert ours.std(0).min() > 0  # ties really are broken at random
     sem = np.sqrt(ours.var(0) / len(ours) + ref.var(0) / len(ref))
     assert np.all(np.abs(ours.mean(0) - ref.mean(0)) < 4 * sem)
     # without ties the jitter changes nothing beyond 1e-5
-    np.testing.assert_allclose(S.auc_judd(c.t(c.preds), c.t(c.fix)).numpy(), S.auc_judd(c.t(c.preds), c.t(c.fix), jitter=False).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        S.auc_judd(c.t(c.preds), c.t(c.fix)).numpy(),
+        S.auc_judd(c.t(c.preds), c.t(c.fix), jitter=False).numpy(),
+        atol=1e-5,
+    )
 
 
 def test_shuffled_auc_equals_pysaliency(case):
@@ -136,9 +153,17 @@ DENSITY_RTOL = 1e-6
 
 def test_cc_kld_sim_equal_pysaliency(case):
     p, q = case.preds, case.dens
-    np.testing.assert_allclose(S.cc(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.CC(a, b) for a, b in zip(p, q)], rtol=1e-9)
-    np.testing.assert_allclose(S.kld(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.MIT_KLDiv(a, b) for a, b in zip(p, q)], rtol=DENSITY_RTOL)
-    np.testing.assert_allclose(S.sim(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.SIM(a, b) for a, b in zip(p, q)], rtol=DENSITY_RTOL)
+    np.testing.assert_allclose(
+        S.cc(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.CC(a, b) for a, b in zip(p, q)], rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        S.kld(case.t(p), case.t(q)).numpy(),
+        [pysaliency.metrics.MIT_KLDiv(a, b) for a, b in zip(p, q)],
+        rtol=DENSITY_RTOL,
+    )
+    np.testing.assert_allclose(
+        S.sim(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.SIM(a, b) for a, b in zip(p, q)], rtol=DENSITY_RTOL
+    )
 
 
 def test_kld_sim_of_offset_maps_keep_their_digits(case):
@@ -146,14 +171,22 @@ def test_kld_sim_of_offset_maps_keep_their_digits(case):
     KLD magnifies any error near the minimum, where the density is ~0."""
     for offset in (-50.0, 1e3):
         p, q = case.preds + offset, case.dens
-        np.testing.assert_allclose(S.kld(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.MIT_KLDiv(a, b) for a, b in zip(p, q)], rtol=DENSITY_RTOL)
-        np.testing.assert_allclose(S.sim(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.SIM(a, b) for a, b in zip(p, q)], rtol=DENSITY_RTOL)
+        np.testing.assert_allclose(
+            S.kld(case.t(p), case.t(q)).numpy(),
+            [pysaliency.metrics.MIT_KLDiv(a, b) for a, b in zip(p, q)],
+            rtol=DENSITY_RTOL,
+        )
+        np.testing.assert_allclose(
+            S.sim(case.t(p), case.t(q)).numpy(), [pysaliency.metrics.SIM(a, b) for a, b in zip(p, q)], rtol=DENSITY_RTOL
+        )
 
 
 def test_sim_mit_variant_is_pysaliency_on_minmax_maps(case):
     mm = lambda m: (m - m.min()) / (m.max() - m.min())  # noqa: E731
     ref = [pysaliency.metrics.SIM(mm(a), mm(b)) for a, b in zip(case.preds, case.dens)]
-    np.testing.assert_allclose(S.sim(case.t(case.preds), case.t(case.dens), variant="mit").numpy(), ref, rtol=DENSITY_RTOL)
+    np.testing.assert_allclose(
+        S.sim(case.t(case.preds), case.t(case.dens), variant="mit").numpy(), ref, rtol=DENSITY_RTOL
+    )
 
 
 def test_information_gain_equals_pysaliency_with_centre_bias_baseline(case):
@@ -174,7 +207,9 @@ def test_mit_variants_follow_the_matlab_definitions():
         s, th = p.ravel(), np.sort(p[binary])[::-1]
         tp = np.r_[0, np.arange(1, len(th) + 1) / len(th), 1]
         fp = np.r_[0, [((s >= t).sum() - i) / (s.size - len(th)) for i, t in enumerate(th, 1)], 1]
-        assert S.auc_judd(c.t(p), c.t(f), jitter=False, variant="mit").item() == pytest.approx(np.trapezoid(tp, fp), rel=1e-9)
+        assert S.auc_judd(c.t(p), c.t(f), jitter=False, variant="mit").item() == pytest.approx(
+            np.trapezoid(tp, fp), rel=1e-9
+        )
 
 
 def borji_reference(p, f, rng, splits=100, step=0.1):
@@ -211,7 +246,11 @@ def test_random_negative_aucs_agree_with_matlab_within_sampling_error(variant):
             for _ in range(100):
                 cur = rng.permutation(oth)[:k]
                 th = np.arange(0, max(sth.max(), cur.max()) + 1e-12, 0.1)[::-1]
-                split_aucs.append(np.trapezoid(np.r_[0, [(sth >= t).mean() for t in th], 1], np.r_[0, [(cur >= t).mean() for t in th], 1]))
+                split_aucs.append(
+                    np.trapezoid(
+                        np.r_[0, [(sth >= t).mean() for t in th], 1], np.r_[0, [(cur >= t).mean() for t in th], 1]
+                    )
+                )
             refs.append(np.array(split_aucs))
     for value, ref in zip(ours, refs):
         # two independent means of 100 splits differ by N(0, 2σ²/100)
@@ -278,7 +317,9 @@ def test_nan_in_a_map_names_the_image():
 
 def test_predictions_of_another_size_are_resized_bilinearly():
     c = random_case(7, size=(30, 40))
-    small = torch.nn.functional.interpolate(c.t(c.preds)[:, None], size=(15, 20), mode="bilinear", align_corners=False, antialias=True)[:, 0]
+    small = torch.nn.functional.interpolate(
+        c.t(c.preds)[:, None], size=(15, 20), mode="bilinear", align_corners=False, antialias=True
+    )[:, 0]
     back = torch.nn.functional.interpolate(small[:, None], size=(30, 40), mode="bilinear", align_corners=False)[:, 0]
     torch.testing.assert_close(S.cc(small, c.t(c.dens)), S.cc(back, c.t(c.dens)))
 
@@ -298,12 +339,16 @@ def test_torchmetrics_wrappers_average_over_images_across_batches():
     fix = c.t(c.fix).clone()
     fix[5] = 0  # skipped, not counted as a zero
     for part in (slice(0, 4), slice(4, 6)):
-        collection.update(c.t(c.preds[part]).float(), fixations=fix[part], density=c.t(c.dens[part]), baseline=c.t(c.baseline))
+        collection.update(
+            c.t(c.preds[part]).float(), fixations=fix[part], density=c.t(c.dens[part]), baseline=c.t(c.baseline)
+        )
     out = collection.compute()
     expected_nss = S.nss(c.t(c.preds), fix)[:5].mean()
     assert out["val/nss"].item() == pytest.approx(expected_nss.item(), rel=1e-5)
     assert out["val/cc"].item() == pytest.approx(S.cc(c.t(c.preds), c.t(c.dens)).mean().item(), rel=1e-5)
-    assert out["val/ig"].item() == pytest.approx(S.information_gain(c.t(c.preds), fix, c.t(c.baseline))[:5].mean().item(), rel=1e-5)
+    assert out["val/ig"].item() == pytest.approx(
+        S.information_gain(c.t(c.preds), fix, c.t(c.baseline))[:5].mean().item(), rel=1e-5
+    )
     assert set(out) == {"val/auc_judd", "val/sauc", "val/nss", "val/cc", "val/kld", "val/sim", "val/ig"}
     with pytest.raises(ValueError, match="density"):
         saliency_metric_collection().update(c.t(c.preds), fixations=fix)
@@ -317,8 +362,14 @@ def test_all_metrics_at_once_equal_the_single_functions(jitter):
     p, f, q, b = c.t(c.preds), c.t(c.fix), c.t(c.dens), c.t(c.baseline)
     together = S.saliency_metrics(p, f, q, b, nonfix, metrics=S.ALL_METRICS, seed=3, jitter=jitter)
     single = {
-        "AUC_Judd": S.auc_judd(p, f, seed=3, jitter=jitter), "AUC_Borji": S.auc_borji(p, f, seed=3), "sAUC": S.auc_shuffled(p, f, nonfix),
-        "NSS": S.nss(p, f), "CC": S.cc(p, q), "KLD": S.kld(p, q), "SIM": S.sim(p, q), "IG": S.information_gain(p, f, b),
+        "AUC_Judd": S.auc_judd(p, f, seed=3, jitter=jitter),
+        "AUC_Borji": S.auc_borji(p, f, seed=3),
+        "sAUC": S.auc_shuffled(p, f, nonfix),
+        "NSS": S.nss(p, f),
+        "CC": S.cc(p, q),
+        "KLD": S.kld(p, q),
+        "SIM": S.sim(p, q),
+        "IG": S.information_gain(p, f, b),
     }
     assert set(together) == set(single)
     for name in single:
@@ -345,7 +396,9 @@ def test_pixel_counts_of_auc_judd_and_sauc_are_exact_on_ties_plateaus_and_tiny_r
     placed, expected_below, expected_equal = [], [], []
     for j, v in enumerate(maps):
         v = torch.as_tensor(v)
-        positions = torch.as_tensor(rng.choice(v.numel(), 60 - 5 * j, replace=False))  # maps with different threshold counts
+        positions = torch.as_tensor(
+            rng.choice(v.numel(), 60 - 5 * j, replace=False)
+        )  # maps with different threshold counts
         lo, hi = float(v.min()), float(v.max())
         keys = OrderKeys(v, positions, lo, hi, RowBuffers())
         assert 0 <= int(keys.keys.min()) and int(keys.keys.max()) <= keys.bins
@@ -375,7 +428,9 @@ def test_sparse_fixations_and_thread_count_give_the_same_values():
     sparse_nonfix = negatives.sparse_counts(range(5))
     torch.testing.assert_close(sparse_nonfix.to_dense(), dense_nonfix)
     support_nonfix = negatives.support_counts(range(5))
-    assert support_nonfix.shape == (5, *c.size) and support_nonfix.counts.shape[1] == np.count_nonzero(c.fix.sum(0))  # stored: pixels fixated in any image
+    assert support_nonfix.shape == (5, *c.size) and support_nonfix.counts.shape[1] == np.count_nonzero(
+        c.fix.sum(0)
+    )  # stored: pixels fixated in any image
     sparse_fix = sparse_fixation_maps(xy, [c.size] * 5)
     torch.testing.assert_close(sparse_fix.to_dense(), c.t(c.fix))
     p, q, b = c.t(c.preds), c.t(c.dens), c.t(c.baseline)
@@ -391,7 +446,12 @@ def test_sparse_fixations_and_thread_count_give_the_same_values():
         torch.testing.assert_close(sparse[name], dense[name], rtol=0, atol=0, msg=name)
         torch.testing.assert_close(compact[name], dense[name], rtol=0, atol=0, msg=name)
     for variant in ("pysaliency", "mit"):
-        torch.testing.assert_close(S.auc_shuffled(p, sparse_fix, support_nonfix, variant=variant), S.auc_shuffled(p, sparse_fix, dense_nonfix, variant=variant), rtol=0, atol=0)
+        torch.testing.assert_close(
+            S.auc_shuffled(p, sparse_fix, support_nonfix, variant=variant),
+            S.auc_shuffled(p, sparse_fix, dense_nonfix, variant=variant),
+            rtol=0,
+            atol=0,
+        )
 
 
 def test_maps_are_shared_among_threads_once_each_and_an_error_stops_them():

@@ -3,7 +3,6 @@ backbone weights, loss vs. the metrics, learning-rate schedules."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch import nn
@@ -131,7 +130,10 @@ def test_dilated_resnet_matches_the_reference_layout_and_loads_torchvision_weigh
     # undilated: the torchvision network itself (ImageNet-normalised input inside the backbone)
     plain = build_backbone("resnet50", (4,), 32, str(path)).eval()
     x = torch.rand(1, 3, 64, 96)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
     trunk = nn.Sequential(*list(reference.eval().children())[:-2])
     with torch.no_grad():
         torch.testing.assert_close(plain(x)[0], trunk((x - mean) / std))
@@ -190,7 +192,9 @@ def test_loss_parts_agree_with_the_metrics():
 def test_learning_rate_schedules():
     assert [lr_factor(e, "step", 2, 0.1) for e in range(5)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
     # the reference: lr_E = 1e-4 * 0.1^(E(E+1)/4) for epochs E = 1, 2, 3 ...
-    assert [1e-4 * lr_factor(e, "repo_compounding") for e in range(3)] == pytest.approx([3.162e-5, 3.162e-6, 1e-7], rel=1e-3)
+    assert [1e-4 * lr_factor(e, "repo_compounding") for e in range(3)] == pytest.approx(
+        [3.162e-5, 3.162e-6, 1e-7], rel=1e-3
+    )
     with pytest.raises(UserError, match="lr_schedule"):
         lr_factor(0, "cosine")
 

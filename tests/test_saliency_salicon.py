@@ -15,7 +15,6 @@ from attnlab.data.salicon import SALICONMapsDataModule, read_salicon_fixations
 from attnlab.models.saliency import SALICONNet, SaliencyModule, TranSalNet
 from attnlab.utils.config import UserError
 
-
 # tiny test models: a second thread gains nothing, and OpenMP waits dominate on a busy machine
 # (a 32x48 ResNet-50 forward: 0.06 s on one thread, 3 s on two)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -30,14 +29,19 @@ def make_salicon(root: Path, n_train: int = 4, n_val: int = 2, size=(48, 64)) ->
             (root / sub / split).mkdir(parents=True, exist_ok=True)
         for i in range(n):
             stem = f"COCO_{split}2014_{i:012d}"
-            Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(root / "images" / split / f"{stem}.jpg")
+            Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(
+                root / "images" / split / f"{stem}.jpg"
+            )
             Image.fromarray(rng.integers(0, 255, size, dtype=np.uint8)).save(root / "maps" / split / f"{stem}.png")
             subjects = []
             for s in range(2):
                 fix = np.stack([rng.integers(1, size[1] + 1, 3), rng.integers(1, size[0] + 1, 3)], 1).astype(float)
                 subjects.append((fix * 1.0, np.zeros(3), fix))
             gaze = np.array(subjects, dtype=[("location", "O"), ("timestamp", "O"), ("fixations", "O")])
-            savemat(root / "fixations" / split / f"{stem}.mat", {"image": stem, "resolution": np.array([size]), "gaze": gaze.reshape(1, -1)})
+            savemat(
+                root / "fixations" / split / f"{stem}.mat",
+                {"image": stem, "resolution": np.array([size]), "gaze": gaze.reshape(1, -1)},
+            )
             written[(split, stem)] = np.concatenate([s[2] for s in subjects])
     return written
 
@@ -75,24 +79,46 @@ def test_reference_fixation_maps_are_read_too(tmp_path):
         read_salicon_fixations(tmp_path / "b.mat", (6, 8))
 
 
-@pytest.mark.parametrize("make_net", [
-    lambda phase: SALICONNet(backbone_weights="none", embed_dim=8, bases=6, phase=phase),
-    lambda phase: TranSalNet(backbone_weights="none", input_size=(32, 48), dims=(16, 16, 8), heads=(2, 2, 2),
-                             decoder_dim=8, feature_dim=8, bases=6, phase=phase),
-], ids=["salicon", "transalnet"])
+@pytest.mark.parametrize(
+    "make_net",
+    [
+        lambda phase: SALICONNet(backbone_weights="none", embed_dim=8, bases=6, phase=phase),
+        lambda phase: TranSalNet(
+            backbone_weights="none",
+            input_size=(32, 48),
+            dims=(16, 16, 8),
+            heads=(2, 2, 2),
+            decoder_dim=8,
+            feature_dim=8,
+            bases=6,
+            phase=phase,
+        ),
+    ],
+    ids=["salicon", "transalnet"],
+)
 def test_salicon_and_transalnet_train_both_phases(make_net, tmp_path):
     make_salicon(tmp_path / "salicon")
     dm = SALICONMapsDataModule(str(tmp_path / "salicon"), val_fraction=0.25, image_size=(32, 48), batch_size=2)
     adam = lambda params: torch.optim.Adam(params, lr=1e-3)
-    trainer_args = dict(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0)
+    trainer_args = dict(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+    )
     L.seed_everything(0)
     phase1 = SaliencyModule(make_net(1), adam, bases=6)
     before = {k: v.clone() for k, v in phase1.state_dict().items()}
     trainer = L.Trainer(**trainer_args)
     trainer.fit(phase1, datamodule=dm)
     assert torch.isfinite(trainer.callback_metrics["val/cc"])
-    assert not torch.equal(before["net.bases.weight"], phase1.state_dict()["net.bases.weight"])  # phase 1 trains the bases
+    assert not torch.equal(
+        before["net.bases.weight"], phase1.state_dict()["net.bases.weight"]
+    )  # phase 1 trains the bases
     ckpt = tmp_path / "phase1.ckpt"
     trainer.save_checkpoint(ckpt)
 

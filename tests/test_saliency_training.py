@@ -10,16 +10,22 @@ import pytest
 import torch
 from conftest import shared_path
 
-
 # tiny test models: a second thread gains nothing, and OpenMP waits dominate on a busy machine
 # (a 32x48 ResNet-50 forward: 0.06 s on one thread, 3 s on two)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = [
-    "debug=tiny", "data.image_size=[32,48]", "data.batch_size=2", "model.bases=6", "model.net.width=8",
-    "model.net.backbone_weights=none", "callbacks.rich_progress_bar=null", "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+    "debug=tiny",
+    "data.image_size=[32,48]",
+    "data.batch_size=2",
+    "model.bases=6",
+    "model.net.width=8",
+    "model.net.backbone_weights=none",
+    "callbacks.rich_progress_bar=null",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
 ]
 
 
@@ -40,10 +46,22 @@ def test_dinet_phase1_then_phase2_through_the_train_entry_point(run_cli, tmp_pat
     assert first.returncode == 0, first.stderr[-3000:]
     out = _latest_metrics(tmp_path)
     # validation and test numbers, raw and with the centre-bias prior multiplied in
-    for key in ("val/cc", "test/cc", "test/nss", "test/kld", "test/sim", "test/auc_judd", "test/sauc", "test/cb_cc", "test/cb_nss"):
+    for key in (
+        "val/cc",
+        "test/cc",
+        "test/nss",
+        "test/kld",
+        "test/sim",
+        "test/auc_judd",
+        "test/sauc",
+        "test/cb_cc",
+        "test/cb_nss",
+    ):
         assert key in out and np.isfinite(out[key]), key
     ckpt1 = Path(out["best_checkpoint"])
-    second = run_cli("attnlab.train", "model=saliency_dinet", *TINY, "model.phase=2", f"model.init_from={ckpt1}", env=env)
+    second = run_cli(
+        "attnlab.train", "model=saliency_dinet", *TINY, "model.phase=2", f"model.init_from={ckpt1}", env=env
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     ckpt2 = Path(_latest_metrics(tmp_path)["best_checkpoint"])
     assert ckpt2 != ckpt1
@@ -66,7 +84,8 @@ def test_dinet_phase1_then_phase2_through_the_train_entry_point(run_cli, tmp_pat
 
 
 def test_phase2_with_a_missing_checkpoint_is_a_one_line_error(run_cli, tmp_path):
-    result = run_cli("attnlab.train", "model=saliency_dinet", "model.phase=2", f"model.init_from={tmp_path / 'nope.ckpt'}")
+    result = run_cli(
+        "attnlab.train", "model=saliency_dinet", "model.phase=2", f"model.init_from={tmp_path / 'nope.ckpt'}"
+    )
     assert result.returncode == 2
     assert "model.init_from" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-

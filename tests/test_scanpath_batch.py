@@ -6,12 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from attnlab.data.fixations import Scanpath
 from attnlab.metrics import scanpath as SP
 from attnlab.metrics import scanpath_batch as B
-
-from conftest import shared_path
 
 SIZE = (600, 800)
 
@@ -34,7 +33,12 @@ def assert_pairs_equal(pairs, sizes, clusters):
         ref = reference(p, h, sizes[k], clusters[k])
         for name, v in ref.items():
             got = fast[name][k]
-            assert (math.isnan(v) and math.isnan(got)) or got == pytest.approx(v, rel=1e-9, abs=1e-12), (name, k, got, v)
+            assert (math.isnan(v) and math.isnan(got)) or got == pytest.approx(v, rel=1e-9, abs=1e-12), (
+                name,
+                k,
+                got,
+                v,
+            )
 
 
 def random_scanpath(rng, n, durations=True, size=SIZE):

@@ -30,7 +30,11 @@ def test_multimatch_equals_multimatch_gaze():
     for trial in range(120):
         a, b = random_path(rng, rng.integers(3, 14)), random_path(rng, rng.integers(3, 14))
         simplify = trial % 2 == 1
-        t = dict(TDir=float(rng.uniform(0, 90)), TDur=float(rng.uniform(50, 500)), TAmp=float(rng.uniform(0, 300))) if simplify else {}
+        t = (
+            dict(TDir=float(rng.uniform(0, 90)), TDur=float(rng.uniform(50, 500)), TAmp=float(rng.uniform(0, 300)))
+            if simplify
+            else {}
+        )
         rec = lambda s: np.rec.fromarrays(s.T, names=["start_x", "start_y", "duration"])  # noqa: E731
         try:
             ref = mg.docomparison(rec(a), rec(b), screensize=[800, 600], grouping=simplify, **t)
@@ -54,7 +58,9 @@ def test_edit_distance_equals_nltk_damerau():
     rng = np.random.default_rng(1)
     for _ in range(300):
         a, b = rng.integers(0, 5, rng.integers(0, 9)).tolist(), rng.integers(0, 5, rng.integers(0, 9)).tolist()
-        ref = nltk_metrics.edit_distance("".join(chr(97 + c) for c in a), "".join(chr(97 + c) for c in b), transpositions=True)
+        ref = nltk_metrics.edit_distance(
+            "".join(chr(97 + c) for c in a), "".join(chr(97 + c) for c in b), transpositions=True
+        )
         assert M.damerau_levenshtein(a, b) == ref
 
 
@@ -118,7 +124,11 @@ def test_dtw_equals_minimum_over_all_alignments():
         d = math.dist(a[i], b[j])
         if i == 0 and j == 0:
             return d
-        prev = [best(i - 1, j) if i else math.inf, best(i, j - 1) if j else math.inf, best(i - 1, j - 1) if i and j else math.inf]
+        prev = [
+            best(i - 1, j) if i else math.inf,
+            best(i, j - 1) if j else math.inf,
+            best(i - 1, j - 1) if i and j else math.inf,
+        ]
         return d + min(prev)
 
     assert M.dtw(a, b) == pytest.approx(best(4, 3))
@@ -133,7 +143,13 @@ def test_time_delay_embedding():
     expected = []
     for i in range(len(pred) - k + 1):
         window = pred[i : i + k]
-        expected.append(min(np.linalg.norm([math.dist(p, q) for p, q in zip(window, human[j : j + k])]) for j in range(len(human) - k + 1)) / k)
+        expected.append(
+            min(
+                np.linalg.norm([math.dist(p, q) for p, q in zip(window, human[j : j + k])])
+                for j in range(len(human) - k + 1)
+            )
+            / k
+        )
     assert M.time_delay_embedding(pred, human, k) == pytest.approx(np.mean(expected))
     assert M.time_delay_embedding(pred, human, k, mode="hausdorff") == pytest.approx(np.max(expected))
     assert M.time_delay_embedding(pred, pred, k) == 0.0

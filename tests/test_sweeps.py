@@ -15,8 +15,15 @@ import optuna
 
 from attnlab.utils.cli import compose_config
 
-TINY = ["debug=tiny", "data.val_size=16", "data.test_size=16", "data.batch_size=16", "data.train_size=32",
-        "test=false", "callbacks.rich_progress_bar=null"]
+TINY = [
+    "debug=tiny",
+    "data.val_size=16",
+    "data.test_size=16",
+    "data.batch_size=16",
+    "data.train_size=32",
+    "test=false",
+    "callbacks.rich_progress_bar=null",
+]
 
 
 def _sweeps(root: Path) -> list[Path]:
@@ -28,8 +35,15 @@ def _jobs(sweep: Path) -> list[Path]:
 
 
 def test_two_job_multirun_through_submitit_local(run_cli, tmp_path):
-    result = run_cli("attnlab.train", "-m", "hydra/launcher=local", "model.lr=1e-3,1e-4", *TINY,
-                     env={"OMP_NUM_THREADS": "1"}, timeout=400)
+    result = run_cli(
+        "attnlab.train",
+        "-m",
+        "hydra/launcher=local",
+        "model.lr=1e-3,1e-4",
+        *TINY,
+        env={"OMP_NUM_THREADS": "1"},
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = _sweeps(tmp_path)
     jobs = _jobs(sweep)
@@ -43,8 +57,11 @@ def test_two_job_multirun_through_submitit_local(run_cli, tmp_path):
 
 
 def test_slurm_launcher_holds_the_resources_and_the_requeue_signal():
-    cfg = compose_config("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                   "hydra.launcher.gpus_per_node=4"], return_hydra_config=True)
+    cfg = compose_config(
+        "train",
+        ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4"],
+        return_hydra_config=True,
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 4, 4)
@@ -55,11 +72,18 @@ def test_slurm_launcher_holds_the_resources_and_the_requeue_signal():
     from submitit.slurm.slurm import _make_sbatch_string
 
     header = _make_sbatch_string(
-        command="python -m attnlab.train", folder="/tmp/x/%j", job_name="train", partition=launcher.partition,
-        gpus_per_node=launcher.gpus_per_node, ntasks_per_node=launcher.tasks_per_node,
-        cpus_per_task=launcher.cpus_per_task, mem=f"{launcher.mem_gb}GB", time=launcher.timeout_min,
+        command="python -m attnlab.train",
+        folder="/tmp/x/%j",
+        job_name="train",
+        partition=launcher.partition,
+        gpus_per_node=launcher.gpus_per_node,
+        ntasks_per_node=launcher.tasks_per_node,
+        cpus_per_task=launcher.cpus_per_task,
+        mem=f"{launcher.mem_gb}GB",
+        time=launcher.timeout_min,
         signal_delay_s=launcher.signal_delay_s,
-        additional_parameters=dict(launcher.additional_parameters))
+        additional_parameters=dict(launcher.additional_parameters),
+    )
     assert "#SBATCH --signal=USR1@120" in header and "USR2" not in header
     assert "#SBATCH --requeue" in header and "#SBATCH --gpus-per-node=4" in header
     assert "#SBATCH --ntasks-per-node=4" in header and "#SBATCH --partition=gpu" in header
@@ -67,8 +91,16 @@ def test_slurm_launcher_holds_the_resources_and_the_requeue_signal():
 
 def test_killed_optuna_sweep_continues_with_the_trials_already_done(tmp_path):
     db = tmp_path / "study.db"
-    command = [sys.executable, "-m", "attnlab.train", "hparams_search=gating_mnist_optuna", "hydra.sweeper.n_trials=3",
-               f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=killed", *TINY]
+    command = [
+        sys.executable,
+        "-m",
+        "attnlab.train",
+        "hparams_search=gating_mnist_optuna",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage=sqlite:///{db}",
+        "hydra.sweeper.study_name=killed",
+        *TINY,
+    ]
     env = os.environ.copy()
     env.update({"ATTNLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"})
     env.pop("HYDRA_FULL_ERROR", None)

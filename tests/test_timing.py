@@ -12,7 +12,9 @@ from timing import measure, measure_interleaved  # noqa: E402
 
 def test_interleaved_rounds_alternate_the_functions():
     calls = []
-    timed = measure_interleaved({"fast": (lambda: calls.append("f"), 3), "slow": (lambda: calls.append("s"), 1)}, rounds=2, warmup=1)
+    timed = measure_interleaved(
+        {"fast": (lambda: calls.append("f"), 3), "slow": (lambda: calls.append("s"), 1)}, rounds=2, warmup=1
+    )
     assert calls == ["f", "s"] + ["f", "f", "f", "s"] * 2  # one warm-up each, then the rounds
     assert len(timed["fast"].seconds) == 6 and len(timed["slow"].seconds) == 2
     assert timed["fast"].peak_python_mib is not None and not tracemalloc.is_tracing()  # traced in the warm-up only

@@ -6,14 +6,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-TINY = ["debug=tiny", "data.val_size=32", "data.test_size=32", "data.batch_size=16", "data.train_size=48",
-        "callbacks.rich_progress_bar=null"]
+TINY = [
+    "debug=tiny",
+    "data.val_size=32",
+    "data.test_size=32",
+    "data.batch_size=16",
+    "data.train_size=48",
+    "callbacks.rich_progress_bar=null",
+]
 
 
 def test_offline_wandb_run_holds_config_metrics_figures_and_best_checkpoint(run_cli, tmp_path):
     # no key, and any attempt to reach a server goes to a closed port
-    env = {"WANDB_MODE": "", "WANDB_API_KEY": "", "HOME": str(tmp_path), "WANDB_BASE_URL": "http://127.0.0.1:9",
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "OMP_NUM_THREADS": "1"}
+    env = {
+        "WANDB_MODE": "",
+        "WANDB_API_KEY": "",
+        "HOME": str(tmp_path),
+        "WANDB_BASE_URL": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "OMP_NUM_THREADS": "1",
+    }
     result = run_cli("attnlab.train", "logger=wandb", *TINY, "model.lr=0.00123", env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = sorted((tmp_path / "outputs" / "train" / "runs").glob("*"))

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from timing import measure, measure_interleaved
 
 RATIO_IMAGES = 8
@@ -45,8 +44,18 @@ def _config(out: Path, *extra: str):
     from attnlab.utils.cli import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="benchmark", overrides=[
-            "data=osie", f"data.root={_root()}", "split=all", f"attention=[{','.join(SOURCES)}]", "progress=false", f"paths.output_dir={out}", *extra])
+        return compose(
+            config_name="benchmark",
+            overrides=[
+                "data=osie",
+                f"data.root={_root()}",
+                "split=all",
+                f"attention=[{','.join(SOURCES)}]",
+                "progress=false",
+                f"paths.output_dir={out}",
+                *extra,
+            ],
+        )
 
 
 # --- the plain way: pysaliency, multimatch_gaze, per-pair reference loops ---------------------
@@ -82,12 +91,16 @@ def _pysaliency_maps(preds, fix_xy, negatives_xy, densities, baseline, stimulus)
             fix = pysaliency.Fixations.create_without_history(x, y, np.zeros(len(x), dtype=int))
             nx, ny = negatives_xy[b]
             neg = pysaliency.Fixations.create_without_history(nx, ny, np.zeros(len(nx), dtype=int))
-            out["AUC_Judd"].append(model.AUC_per_image(stimulus, fix, nonfixations="unfixated", thresholds="fixations")[0])
+            out["AUC_Judd"].append(
+                model.AUC_per_image(stimulus, fix, nonfixations="unfixated", thresholds="fixations")[0]
+            )
             out["sAUC"].append(model.AUC_per_image(stimulus, fix, nonfixations=neg)[0])
             # pysaliency gives −1 for a constant map (0/0 → its own fallback); attnlab defines NSS = 0
             # there (metrics/saliency.py, degenerate inputs): the defined value, not compared
             out["NSS"].append(0.0 if p.min() == p.max() else float(np.mean(model.NSSs(stimulus, fix))))
-            ig = pysaliency.models.SaliencyMapNormalizingModel(model).information_gains(stimulus, fix, baseline_model=base)
+            ig = pysaliency.models.SaliencyMapNormalizingModel(model).information_gains(
+                stimulus, fix, baseline_model=base
+            )
             out["IG"].append(float(np.mean(ig)))
         if densities is not None:
             out["CC"].append(pysaliency.metrics.CC(p, densities[b]))
@@ -103,17 +116,30 @@ def _plain_pairs(preds, humans, size, clusters, exclude_self):
     from attnlab.metrics import scanpath as SP
 
     h, w = size
-    rec = lambda s: np.rec.fromarrays([s.x, s.y, s.duration if s.duration is not None else np.ones(len(s))], names=["start_x", "start_y", "duration"])  # noqa: E731
+    rec = lambda s: np.rec.fromarrays(
+        [s.x, s.y, s.duration if s.duration is not None else np.ones(len(s))], names=["start_x", "start_y", "duration"]
+    )  # noqa: E731
     rows = []
     for k, p in enumerate(preds):
         for j, q in enumerate(humans):
             if exclude_self and j == k:
                 continue
             mm = mg.docomparison(rec(p), rec(q), screensize=[w, h]) if len(p) >= 3 and len(q) >= 3 else [math.nan] * 5
-            rows.append([SP.string_edit_similarity(p, q, size), SP.scanmatch(p, q, size), *mm, SP.dtw(p, q, size),
-                         SP.scaled_time_delay_embedding(p, q, size), SP.sequence_score(p, q, clusters) if clusters is not None else math.nan])
+            rows.append(
+                [
+                    SP.string_edit_similarity(p, q, size),
+                    SP.scanmatch(p, q, size),
+                    *mm,
+                    SP.dtw(p, q, size),
+                    SP.scaled_time_delay_embedding(p, q, size),
+                    SP.sequence_score(p, q, clusters) if clusters is not None else math.nan,
+                ]
+            )
     values = np.array(rows, dtype=float).reshape(-1, len(SCANPATH_METRICS))
-    return {m: float(np.nanmean(values[:, c])) if np.isfinite(values[:, c]).any() else math.nan for c, m in enumerate(SCANPATH_METRICS)}
+    return {
+        m: float(np.nanmean(values[:, c])) if np.isfinite(values[:, c]).any() else math.nan
+        for c, m in enumerate(SCANPATH_METRICS)
+    }
 
 
 def _plain_scores(sources, ctx, indices, negatives):
@@ -176,7 +202,9 @@ def _context(images: int):
     dm.setup("test")
     data = dm.dataset.subset(range(images))
     ctx = BenchmarkContext(data, dm.splits["train"], dm.sigma_px, 0, data.filtered(drop_first=True).scanpaths)
-    negatives = ShuffledNegatives([(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli])
+    negatives = ShuffledNegatives(
+        [(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli]
+    )
     return ctx, [resolve_source(s, ctx) for s in SOURCES], negatives
 
 
@@ -189,7 +217,9 @@ def benchmark_osie(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _config(Path(tmp))
         images = {}
-        full = measure("run_benchmark", lambda: images.update(n=run.run_benchmark(cfg)["images"]), repeats=args.repeats, warmup=0)
+        full = measure(
+            "run_benchmark", lambda: images.update(n=run.run_benchmark(cfg)["images"]), repeats=args.repeats, warmup=0
+        )
     print("full runs:", json.dumps(full.to_dict()), flush=True)  # kept even if the comparison fails
     return {
         "images": images["n"],
@@ -218,8 +248,11 @@ def benchmark_osie_ratio(args) -> dict:
                 rows[name].extend(r)
         fast_rows.update(rows)
 
-    timed = measure_interleaved({"fast": (fast, 1), "plain": (lambda: plain_rows.update(_plain_scores(sources, ctx, indices, negatives)), 1)},
-                                rounds=args.repeats, warmup=1)
+    timed = measure_interleaved(
+        {"fast": (fast, 1), "plain": (lambda: plain_rows.update(_plain_scores(sources, ctx, indices, negatives)), 1)},
+        rounds=args.repeats,
+        warmup=1,
+    )
     worst_abs, worst_rel, compared, unequal = 0.0, 0.0, 0, []
     for name, rows in plain_rows.items():
         for ref, got in zip(rows, fast_rows[name]):

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import torch
+from timing import measure
 
 from attnlab.models.gating import GatingNet, run_glimpses
-from timing import measure
 
 # the synthetic COCO generator is a test fixture (tests/fixtures), not part of the installed package
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
@@ -39,7 +39,9 @@ def gating_mnist_train(args, batch: int = 64) -> dict:
         loss.backward()
         opt.step()
 
-    m = measure("gating_mnist_train", lambda: run_glimpses(net, x, targets, labels, 2, on_glimpse=step), repeats=args.repeats)
+    m = measure(
+        "gating_mnist_train", lambda: run_glimpses(net, x, targets, labels, 2, on_glimpse=step), repeats=args.repeats
+    )
     return m.to_dict() | {"batch": batch, "images_per_s": m.per_second(batch)}
 
 
@@ -74,24 +76,49 @@ def gating_coco_metadata(args, images: int = 5000, instances: int = 40_000) -> d
     import tempfile
     from pathlib import Path
 
-    from attnlab.data.coco_objects import build_metadata, load_metadata
     from fixtures.coco_synthetic import write_synthetic_coco  # tests/fixtures (on sys.path above)
 
+    from attnlab.data.coco_objects import build_metadata, load_metadata
+
     with tempfile.TemporaryDirectory() as tmp:
-        ann = write_synthetic_coco(tmp, images, instances // images, image_size=(640, 480), write_images=False,
-                                   annotation_file="annotations/instances_train2017.json", seed=0)
+        ann = write_synthetic_coco(
+            tmp,
+            images,
+            instances // images,
+            image_size=(640, 480),
+            write_images=False,
+            annotation_file="annotations/instances_train2017.json",
+            seed=0,
+        )
         meta = build_metadata(ann, 0.05, 0.01)
-        build = measure("gating_coco_metadata_build", lambda: build_metadata(ann, 0.05, 0.01),
-                        repeats=max(1, min(args.repeats, 3)), warmup=0)
+        build = measure(
+            "gating_coco_metadata_build",
+            lambda: build_metadata(ann, 0.05, 0.01),
+            repeats=max(1, min(args.repeats, 3)),
+            warmup=0,
+        )
         counter = iter(range(10**6))
-        cold = measure("gating_coco_metadata_cold",
-                       lambda: load_metadata(ann, Path(tmp) / f"cache{next(counter)}", 0.05, 0.01), repeats=1, warmup=0)
-        warm = measure("gating_coco_metadata_warm", lambda: load_metadata(ann, Path(tmp) / "cache0", 0.05, 0.01),
-                       repeats=max(1, min(args.repeats, 3)), warmup=0)
+        cold = measure(
+            "gating_coco_metadata_cold",
+            lambda: load_metadata(ann, Path(tmp) / f"cache{next(counter)}", 0.05, 0.01),
+            repeats=1,
+            warmup=0,
+        )
+        warm = measure(
+            "gating_coco_metadata_warm",
+            lambda: load_metadata(ann, Path(tmp) / "cache0", 0.05, 0.01),
+            repeats=max(1, min(args.repeats, 3)),
+            warmup=0,
+        )
         size_mb = ann.stat().st_size / 2**20
     return build.to_dict() | {
-        "images": images, "instances": instances, "annotation_mib": size_mb, "selected_images": len(meta["images"]),
-        "cold_with_cache_write_s": cold.median_s, "warm_from_cache_s": warm.median_s, "target_s": 60.0,
+        "images": images,
+        "instances": instances,
+        "annotation_mib": size_mb,
+        "selected_images": len(meta["images"]),
+        "cold_with_cache_write_s": cold.median_s,
+        "warm_from_cache_s": warm.median_s,
+        "target_s": 60.0,
         "meets_target": build.median_s < 60.0,
     }
 
@@ -116,8 +143,9 @@ def gating_coco_train(args, batch: int = 32) -> dict:
         loss.backward()
         opt.step()
 
-    m = measure("gating_coco_train", lambda: run_glimpses(net, x, targets, labels, 2, on_glimpse=step),
-                repeats=args.repeats)
+    m = measure(
+        "gating_coco_train", lambda: run_glimpses(net, x, targets, labels, 2, on_glimpse=step), repeats=args.repeats
+    )
     return m.to_dict() | {"batch": batch, "images_per_s": m.per_second(batch)}
 
 
@@ -125,8 +153,9 @@ def gating_coco_data(args, items: int = 64) -> dict:
     """COCO objects items/s (decode a 640×480 JPEG, pad, resize input and both targets) in one process."""
     import tempfile
 
-    from attnlab.data.coco_objects import COCOObjectsDataModule
     from fixtures.coco_synthetic import write_synthetic_coco  # tests/fixtures (on sys.path above)
+
+    from attnlab.data.coco_objects import COCOObjectsDataModule
 
     with tempfile.TemporaryDirectory() as tmp:
         write_synthetic_coco(tmp, 200, 4, image_size=(640, 480), seed=0)

@@ -16,11 +16,11 @@ import os
 
 import numpy as np
 import torch
+from timing import measure, measure_interleaved
 
 from attnlab.baselines import CentreBias
 from attnlab.data.fixations import gaussian_density, sparse_fixation_maps
 from attnlab.metrics import saliency as S
-from timing import measure, measure_interleaved
 
 N_MAPS = 100
 SIZE = (600, 800)
@@ -65,7 +65,13 @@ def _pysaliency(preds, xy, dens, baseline) -> dict[str, np.ndarray]:
     import pysaliency
     from pysaliency.saliency_map_models import handle_stimulus
 
-    stimuli = pysaliency.Stimuli([np.full((*SIZE, 3), i % 251, dtype=np.uint8) + np.eye(1, SIZE[1], i % SIZE[1], dtype=np.uint8)[..., None] * (i // 251 + 1) for i in range(len(preds))])
+    stimuli = pysaliency.Stimuli(
+        [
+            np.full((*SIZE, 3), i % 251, dtype=np.uint8)
+            + np.eye(1, SIZE[1], i % SIZE[1], dtype=np.uint8)[..., None] * (i // 251 + 1)
+            for i in range(len(preds))
+        ]
+    )
     ids = [s.stimulus_id for s in stimuli.stimulus_objects]
 
     class Maps(pysaliency.SaliencyMapModel):
@@ -80,16 +86,22 @@ def _pysaliency(preds, xy, dens, baseline) -> dict[str, np.ndarray]:
             return self.maps[ids.index(handle_stimulus(stimulus).stimulus_id)]
 
     ns = np.concatenate([np.full(len(x), i) for i, (x, _) in enumerate(xy)])
-    fixations = pysaliency.Fixations.create_without_history(np.concatenate([x for x, _ in xy]), np.concatenate([y for _, y in xy]), ns)
+    fixations = pysaliency.Fixations.create_without_history(
+        np.concatenate([x for x, _ in xy]), np.concatenate([y for _, y in xy]), ns
+    )
     model = Maps(list(preds))
 
     def run():
         per_image = lambda v: np.array([v[ns == i].mean() for i in range(len(preds))])  # noqa: E731
         ig = pysaliency.models.SaliencyMapNormalizingModel(model).information_gains(
-            stimuli, fixations, baseline_model=pysaliency.models.SaliencyMapNormalizingModel(Maps([baseline] * len(preds)))
+            stimuli,
+            fixations,
+            baseline_model=pysaliency.models.SaliencyMapNormalizingModel(Maps([baseline] * len(preds))),
         )
         return {
-            "AUC_Judd": np.array(model.AUC_per_image(stimuli, fixations, nonfixations="unfixated", thresholds="fixations")),
+            "AUC_Judd": np.array(
+                model.AUC_per_image(stimuli, fixations, nonfixations="unfixated", thresholds="fixations")
+            ),
             "sAUC": np.array(model.AUC_per_image(stimuli, fixations, nonfixations="shuffled")),
             "NSS": per_image(model.NSSs(stimuli, fixations)),
             "CC": np.array([pysaliency.metrics.CC(p, q) for p, q in zip(preds, dens)]),
@@ -104,7 +116,12 @@ def _pysaliency(preds, xy, dens, baseline) -> dict[str, np.ndarray]:
 def saliency_metrics(args) -> dict:
     preds, xy, dens, baseline, source = _inputs()
     device = torch.device(args.device)
-    full = measure("attnlab_full_set", lambda: _ours(preds, xy, dens, baseline, device, extra=True), repeats=max(1, args.repeats // 2), warmup=1)
+    full = measure(
+        "attnlab_full_set",
+        lambda: _ours(preds, xy, dens, baseline, device, extra=True),
+        repeats=max(1, args.repeats // 2),
+        warmup=1,
+    )
     run_reference = _pysaliency(preds, xy, dens, baseline)
     ours_values, reference_values = {}, {}  # kept from the calls (all calls give the same values)
     # alternate the two sides: one pysaliency call takes as long as ~20 of ours, so timed back to
@@ -119,7 +136,12 @@ def saliency_metrics(args) -> dict:
     )
     ours, reference = timed["attnlab"], timed["pysaliency"]
     diff = {k: float(np.nanmax(np.abs(ours_values[k] - reference_values[k]))) for k in reference_values}
-    rel = {k: float(np.nanmax(np.abs(ours_values[k] - reference_values[k]) / np.maximum(np.abs(reference_values[k]), 1e-12))) for k in reference_values}
+    rel = {
+        k: float(
+            np.nanmax(np.abs(ours_values[k] - reference_values[k]) / np.maximum(np.abs(reference_values[k]), 1e-12))
+        )
+        for k in reference_values
+    }
     return {
         "maps": N_MAPS,
         "size": list(SIZE),

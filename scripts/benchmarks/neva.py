@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from timing import measure
 
 SHARED = Path(os.environ.get("ATTNLAB_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
@@ -59,8 +58,16 @@ def _module(s: dict, device: str, channels_last: bool = True, precision: str = "
 
     task = ClassifierTask(efficientnet_lite0())
     search = SearchConfig(length=s["length"], steps=s["steps"], lr=0.1, sigma_fovea=0.15, forgetting=0.1)
-    module = NevaModule(task, search, image_size=(s["size"], s["size"]), blur_kernel=5, blur_sigma=5.0,
-                        precision=precision, channels_last=channels_last, compile=compile)
+    module = NevaModule(
+        task,
+        search,
+        image_size=(s["size"], s["size"]),
+        blur_kernel=5,
+        blur_sigma=5.0,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+    )
     return module.to(device).eval()
 
 
@@ -93,7 +100,10 @@ def _interleaved(fns: dict, repeats: int, warmup=None) -> dict:
     for _ in range(repeats):
         for name, fn in fns.items():
             seconds[name] += measure(name, fn, repeats=1, warmup=0).seconds
-    return {name: {"seconds": s, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s)} for name, s in seconds.items()}
+    return {
+        name: {"seconds": s, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s)}
+        for name, s in seconds.items()
+    }
 
 
 def bench_search(args) -> dict:
@@ -136,12 +146,19 @@ def bench_search(args) -> dict:
             mark[0] = time.perf_counter()
 
         module.scanpaths(images, generator=torch.Generator().manual_seed(0), on_fixation=on_fixation)
-        totals.append(sum(chunks["search"][-s["length"]:]))
+        totals.append(sum(chunks["search"][-s["length"] :]))
     search, bare, same = (np.array(chunks[k]) for k in ("search", "bare", "same"))
     summary = lambda a: {"median_s": float(np.median(a)), "min_s": float(a.min()), "max_s": float(a.max())}  # noqa: E731
     return {
-        "settings": s | {"passes": s["length"] * steps, "images": source, "channels_last": True, "precision": "fp32",
-                         "threads": torch.get_num_threads(), "searches": len(totals)},
+        "settings": s
+        | {
+            "passes": s["length"] * steps,
+            "images": source,
+            "channels_last": True,
+            "precision": "fp32",
+            "threads": torch.get_num_threads(),
+            "searches": len(totals),
+        },
         "search_total_s": totals,
         "images_per_s": s["batch"] / float(np.median(totals)),
         "per_fixation": {"search": summary(search), "bare_S_passes": summary(bare), "same_model_work": summary(same)},
@@ -171,6 +188,7 @@ def bench_flags(args) -> dict:
     def runner(name):
         def run():
             paths[name] = module_paths(modules[name])
+
         return run
 
     def module_paths(m):

@@ -1,8 +1,8 @@
 """Factorised saliency models: dissection IoU speed, and forward/backward throughput of each model.
 
-    python scripts/bench.py --only saliency_dissection_iou saliency_dissection_iou_1thread
-    python scripts/bench.py --only saliency_train_step_dinet saliency_train_step_salicon saliency_train_step_transalnet
-    python scripts/bench.py --only saliency_lite0_output_stride
+python scripts/bench.py --only saliency_dissection_iou saliency_dissection_iou_1thread
+python scripts/bench.py --only saliency_train_step_dinet saliency_train_step_salicon saliency_train_step_transalnet
+python scripts/bench.py --only saliency_lite0_output_stride
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import warnings
 from typing import Any
 
 import torch
-
 from timing import measure
 
 
@@ -54,7 +53,9 @@ def dissection_iou(args) -> dict[str, Any]:
         acc = IoUAccumulator(K, C, device)
         buffer = torch.empty(p_dev.numel(), device=device)
         for s in range(0, N, batch):
-            acc.update(threshold_maps(p_dev, tau, buffer), ids[s : s + batch].to(device), masks[s : s + batch].to(device))
+            acc.update(
+                threshold_maps(p_dev, tau, buffer), ids[s : s + batch].to(device), masks[s : s + batch].to(device)
+            )
         return acc
 
     threads = torch.get_num_threads()
@@ -62,8 +63,12 @@ def dissection_iou(args) -> dict[str, Any]:
         torch.set_num_threads(int(args.threads))
     try:
         fast = measure("dissection_iou_batched", batched, repeats=max(1, min(args.repeats, 3)), warmup=1)
-        slow = measure("dissection_iou_loop", lambda: iou_python_loop(on[:loop_images], ids[:loop_images], masks[:loop_images], C),
-                       repeats=1, warmup=0)
+        slow = measure(
+            "dissection_iou_loop",
+            lambda: iou_python_loop(on[:loop_images], ids[:loop_images], masks[:loop_images], C),
+            repeats=1,
+            warmup=0,
+        )
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)
@@ -73,10 +78,19 @@ def dissection_iou(args) -> dict[str, Any]:
     total, _ = iou_python_loop(on[:loop_images], ids[:loop_images], masks[:loop_images], C)
     loop_full = slow.median_s * N / loop_images
     return {
-        "torch_threads": used, "bases": K, "concepts": C, "images": N, "grid": list(grid), "concepts_per_image": per_image,
-        "batched_s": fast.median_s, "batched_iqr_s": fast.iqr_s, "batched_images_per_s": N / fast.median_s,
-        "loop_images_timed": loop_images, "loop_s_on_timed_images": slow.median_s,
-        "loop_s_scaled_to_all_images": loop_full, "speedup": loop_full / fast.median_s,
+        "torch_threads": used,
+        "bases": K,
+        "concepts": C,
+        "images": N,
+        "grid": list(grid),
+        "concepts_per_image": per_image,
+        "batched_s": fast.median_s,
+        "batched_iqr_s": fast.iqr_s,
+        "batched_images_per_s": N / fast.median_s,
+        "loop_images_timed": loop_images,
+        "loop_s_on_timed_images": slow.median_s,
+        "loop_s_scaled_to_all_images": loop_full,
+        "speedup": loop_full / fast.median_s,
         "max_abs_difference": float((check.iou_sum.cpu() - total).abs().max()),
         "peak_rss_mib": fast.peak_rss_mib,
     }
@@ -115,11 +129,19 @@ def _train_step_benchmark(model: str, overrides: dict[str, Any]):
         train = measure(f"{model}_train_step", step, repeats=repeats, warmup=1)
         infer = measure(f"{model}_forward", forward, repeats=repeats, warmup=1)
         return {
-            "model": model, "image_size": list(size), "batch": batch, "bases": net.num_bases,
-            "backbone": overrides.get("backbone", "resnet50"), "parameters": sum(p.numel() for p in net.parameters()),
-            "train_step_s": train.median_s, "train_step_iqr_s": train.iqr_s, "train_images_per_s": batch / train.median_s,
-            "forward_s": infer.median_s, "forward_images_per_s": batch / infer.median_s,
-            "peak_rss_mib": train.peak_rss_mib, "peak_cuda_mib": train.peak_cuda_mib,
+            "model": model,
+            "image_size": list(size),
+            "batch": batch,
+            "bases": net.num_bases,
+            "backbone": overrides.get("backbone", "resnet50"),
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "train_step_s": train.median_s,
+            "train_step_iqr_s": train.iqr_s,
+            "train_images_per_s": batch / train.median_s,
+            "forward_s": infer.median_s,
+            "forward_images_per_s": batch / infer.median_s,
+            "peak_rss_mib": train.peak_rss_mib,
+            "peak_cuda_mib": train.peak_cuda_mib,
         }
 
     return run
@@ -159,7 +181,16 @@ BENCHMARKS = {
     "saliency_train_step_salicon": _train_step_benchmark("salicon", {"backbone_weights": "none"}),
     "saliency_train_step_transalnet": _train_step_benchmark("transalnet", {"backbone_weights": "none"}),
     "saliency_train_step_dinet_lite0": _train_step_benchmark(
-        "dinet", {"backbone": "efficientnet_lite0", "backbone_weights": "auto", "output_stride": 16, "width": 128,
-                  "bases": 256, "image_size": (192, 256), "batch": 6}),
+        "dinet",
+        {
+            "backbone": "efficientnet_lite0",
+            "backbone_weights": "auto",
+            "output_stride": 16,
+            "width": 128,
+            "bases": 256,
+            "image_size": (192, 256),
+            "batch": 6,
+        },
+    ),
     "saliency_lite0_output_stride": lite0_output_stride,
 }

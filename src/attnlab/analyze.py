@@ -45,8 +45,10 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
         checkpoint = read_checkpoint(cfg.ckpt_path)
         module = load_model(cfg, checkpoint, cfg.ckpt_path).eval()
         if not (hasattr(module, "net") and hasattr(module, "glimpses")):
-            raise UserError(f"analysis={analysis.name} needs a checkpoint of a gating model (model=gating_mnist or gating_coco); "
-                            f"ckpt_path={cfg.ckpt_path} holds {type(module).__module__}.{type(module).__name__}")
+            raise UserError(
+                f"analysis={analysis.name} needs a checkpoint of a gating model (model=gating_mnist or gating_coco); "
+                f"ckpt_path={cfg.ckpt_path} holds {type(module).__module__}.{type(module).__name__}"
+            )
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
         results = analysis.run(module=module, datamodule=datamodule, out_dir=out_dir, device=_device(cfg.device))
         results["ckpt_path"] = str(cfg.ckpt_path)

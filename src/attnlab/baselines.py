@@ -64,7 +64,9 @@ class CentreBias:
         m = np.exp(-0.5 * (q - q.min()))
         return m / m.sum()
 
-    def sample_scanpath(self, n: int, size: tuple[int, int], rng: np.random.Generator, duration: float | None = None) -> Scanpath:
+    def sample_scanpath(
+        self, n: int, size: tuple[int, int], rng: np.random.Generator, duration: float | None = None
+    ) -> Scanpath:
         """``n`` fixations drawn from the Gaussian (clipped to the image), in pixels of ``size``."""
         h, w = size
         xy = rng.multivariate_normal(self.mean, self.cov, size=n)
@@ -81,20 +83,27 @@ def uniform_map(size: tuple[int, int]) -> np.ndarray:
     return np.full((h, w), 1.0 / (h * w))
 
 
-def uniform_scanpath(n: int, size: tuple[int, int], rng: np.random.Generator, duration: float | None = None) -> Scanpath:
+def uniform_scanpath(
+    n: int, size: tuple[int, int], rng: np.random.Generator, duration: float | None = None
+) -> Scanpath:
     h, w = size
-    return Scanpath(rng.uniform(0, w, n), rng.uniform(0, h, n), None if duration is None else np.full(n, duration), subject="uniform")
+    return Scanpath(
+        rng.uniform(0, w, n),
+        rng.uniform(0, h, n),
+        None if duration is None else np.full(n, duration),
+        subject="uniform",
+    )
 
 
-def leave_one_out_density(data: FixationDataset, i: int, subject: str, sigma_px: float, size: tuple[int, int] | None = None) -> np.ndarray:
+def leave_one_out_density(
+    data: FixationDataset, i: int, subject: str, sigma_px: float, size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Density of every subject but ``subject`` on image i (NaN map if no one else looked)."""
     others = {p.subject for p in data.scanpaths[i] if p.subject != subject}
     return data.density(i, sigma_px=sigma_px, size=size, subjects=others)
 
 
-def leave_one_subject_out(
-    scanpaths: Sequence[Scanpath], metric: Callable[..., float], **kwargs
-) -> float:
+def leave_one_subject_out(scanpaths: Sequence[Scanpath], metric: Callable[..., float], **kwargs) -> float:
     """Mean over subjects of the metric between their scanpath and each other subject's (NaN skipped)."""
     values = []
     for k, held_out in enumerate(scanpaths):

@@ -26,7 +26,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test metrics of ``cfg.ckpt_path`` on ``cfg.data``'s test split."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
-        raise UserError("eval needs ckpt_path=PATH (a checkpoint written by attnlab.train, e.g. <run folder>/checkpoints/last.ckpt)")
+        raise UserError(
+            "eval needs ckpt_path=PATH (a checkpoint written by attnlab.train, e.g. <run folder>/checkpoints/last.ckpt)"
+        )
     checkpoint = read_checkpoint(cfg.ckpt_path)
     model = load_model(cfg, checkpoint, cfg.ckpt_path)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")

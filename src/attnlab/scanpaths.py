@@ -32,7 +32,14 @@ from attnlab.utils.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["generate", "ScanpathWriter", "score_with_benchmark", "benchmark_scanpaths", "write_benchmark_sources", "mean_fixation_duration"]
+__all__ = [
+    "generate",
+    "ScanpathWriter",
+    "score_with_benchmark",
+    "benchmark_scanpaths",
+    "write_benchmark_sources",
+    "mean_fixation_duration",
+]
 
 
 class ScanpathWriter(BasePredictionWriter):
@@ -45,8 +52,14 @@ class ScanpathWriter(BasePredictionWriter):
         meta: extra JSON fields for every image (the model and search settings).
     """
 
-    def __init__(self, out_dir: str | Path, overlays: bool = True, humans: dict[str, list[np.ndarray]] | None = None,
-                 overlay_humans: int = 1, meta: dict | None = None) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        overlays: bool = True,
+        humans: dict[str, list[np.ndarray]] | None = None,
+        overlay_humans: int = 1,
+        meta: dict | None = None,
+    ) -> None:
         super().__init__(write_interval="batch")
         self.out_dir = Path(out_dir)
         self.overlays = overlays
@@ -124,7 +137,11 @@ def benchmark_scanpaths(records: list[dict], model_name: str, centre: bool) -> d
     def scanpath(name: str, xy: np.ndarray, subject: str) -> Scanpath:
         return Scanpath(xy[:, 0], xy[:, 1], None, subject=subject, stimulus=name)
 
-    out = {model_name: [scanpath(r["name"], np.array([[f["x"], f["y"]] for f in r["fixations"]]), model_name) for r in records]}
+    out = {
+        model_name: [
+            scanpath(r["name"], np.array([[f["x"], f["y"]] for f in r["fixations"]]), model_name) for r in records
+        ]
+    }
     if centre:
         out["centre"] = [
             scanpath(r["name"], np.tile([[r["width"] / 2, r["height"] / 2]], (len(r["fixations"]), 1)), "centre")
@@ -133,7 +150,9 @@ def benchmark_scanpaths(records: list[dict], model_name: str, centre: bool) -> d
     return out
 
 
-def write_benchmark_sources(records: list[dict], folder: Path, model_name: str, centre: bool, duration: float | None = None) -> list[Path]:
+def write_benchmark_sources(
+    records: list[dict], folder: Path, model_name: str, centre: bool, duration: float | None = None
+) -> list[Path]:
     """The scored scanpaths as files ``<folder>/<source>.json`` for the user, in the format
     ``python -m attnlab.benchmark attention=<file>`` reads (scoring a file gives the same table).
     ``duration`` (ms): written as every fixation's duration, as the benchmark assigns it."""
@@ -143,7 +162,9 @@ def write_benchmark_sources(records: list[dict], folder: Path, model_name: str, 
     files = []
     for name, paths in benchmark_scanpaths(records, model_name, centre).items():
         if duration is not None:
-            paths = [Scanpath(p.x, p.y, np.full(len(p), duration), subject=p.subject, stimulus=p.stimulus) for p in paths]
+            paths = [
+                Scanpath(p.x, p.y, np.full(len(p), duration), subject=p.subject, stimulus=p.stimulus) for p in paths
+            ]
         files.append(write_scanpaths(folder / f"{name}.json", paths))
     return files
 
@@ -156,26 +177,33 @@ def score_with_benchmark(cfg: DictConfig, records: list[dict], train) -> dict[st
     out_dir = Path(cfg.paths.output_dir)
     scoring = cfg.scoring
     groups = benchmark_scanpaths(records, str(scoring.model_name), bool(scoring.centre_baseline))
-    write_benchmark_sources(records, out_dir / "benchmark_sources", str(scoring.model_name),
-                            bool(scoring.centre_baseline), mean_fixation_duration(train))
+    write_benchmark_sources(
+        records,
+        out_dir / "benchmark_sources",
+        str(scoring.model_name),
+        bool(scoring.centre_baseline),
+        mean_fixation_duration(train),
+    )
     sources = []
     for name, paths in groups.items():
         by_image: dict[str, list] = {}
         for p in paths:
             by_image.setdefault(p.stimulus, []).append(p)
         sources.append(ScanpathSource(by_image, name))
-    bench_cfg = OmegaConf.create({
-        "data": OmegaConf.to_container(cfg.data, resolve=True),
-        "paths": {"output_dir": str(out_dir)},
-        "seed": int(cfg.seed),
-        "attention": list(scoring.baselines),
-        "split": str(cfg.split),
-        "max_images": cfg.get("max_images"),
-        "sigma_px": scoring.get("sigma_px"),
-        "scanpath_drop_first": bool(scoring.drop_first_human),
-        "figure_images": int(scoring.figure_images),
-        "progress": True,
-    })
+    bench_cfg = OmegaConf.create(
+        {
+            "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "paths": {"output_dir": str(out_dir)},
+            "seed": int(cfg.seed),
+            "attention": list(scoring.baselines),
+            "split": str(cfg.split),
+            "max_images": cfg.get("max_images"),
+            "sigma_px": scoring.get("sigma_px"),
+            "scanpath_drop_first": bool(scoring.drop_first_human),
+            "figure_images": int(scoring.figure_images),
+            "progress": True,
+        }
+    )
     return run_benchmark(bench_cfg, sources)
 
 
@@ -224,25 +252,42 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
     if not hasattr(model, "image_size") or not hasattr(model, "predict_step"):
-        raise UserError(f"model={cfg.model.get('_target_')} does not produce scanpaths; use model=neva_classifier, neva_reconstruction or neva_clip")
+        raise UserError(
+            f"model={cfg.model.get('_target_')} does not produce scanpaths; use model=neva_classifier, "
+            "neva_reconstruction or neva_clip"
+        )
     batch_size = int(cfg.get("batch_size") or cfg.data.get("batch_size", 8))
-    loader, fixation_data, train = _prediction_inputs(datamodule, cfg.split, tuple(model.image_size), batch_size, cfg.get("max_images"))
+    loader, fixation_data, train = _prediction_inputs(
+        datamodule, cfg.split, tuple(model.image_size), batch_size, cfg.get("max_images")
+    )
     humans: dict[str, list[np.ndarray]] = {}
     if fixation_data is not None:
         for stimulus, paths in zip(fixation_data.stimuli, fixation_data.scanpaths):
             humans[stimulus.id] = [p.xy for p in paths]
     meta = {"model": OmegaConf.to_container(cfg.model.search, resolve=True) if "search" in cfg.model else {}}
-    meta["model"] = {"task": cfg.model.task.get("_target_", "")} | {k: v for k, v in meta["model"].items() if k != "_target_"}
-    writer = ScanpathWriter(out_dir, overlays=bool(cfg.overlays), humans=humans, overlay_humans=int(cfg.overlay_humans), meta=meta)
+    meta["model"] = {"task": cfg.model.task.get("_target_", "")} | {
+        k: v for k, v in meta["model"].items() if k != "_target_"
+    }
+    writer = ScanpathWriter(
+        out_dir, overlays=bool(cfg.overlays), humans=humans, overlay_humans=int(cfg.overlay_humans), meta=meta
+    )
     trainer = instantiate_trainer(cfg, extra_callbacks=[writer])
     trainer.predict(model, dataloaders=loader, return_predictions=False)
 
     records = writer.records
-    rows = [(r["name"], f["fixation"], f"{f['x']:.2f}", f"{f['y']:.2f}", f"{f['best_loss']:.6g}") for r in records for f in r["fixations"]]
+    rows = [
+        (r["name"], f["fixation"], f"{f['x']:.2f}", f"{f['y']:.2f}", f"{f['best_loss']:.6g}")
+        for r in records
+        for f in r["fixations"]
+    ]
     write_csv(out_dir / "scanpaths.csv", ["image", "fixation", "x", "y", "best_loss"], rows)
     summary: dict[str, Any] = {
         "images": len(records),
-        "mean_best_loss_per_fixation": np.mean([[f["best_loss"] for f in r["fixations"]] for r in records], axis=0).tolist() if records else [],
+        "mean_best_loss_per_fixation": np.mean(
+            [[f["best_loss"] for f in r["fixations"]] for r in records], axis=0
+        ).tolist()
+        if records
+        else [],
         "output_dir": str(out_dir),
     }
     if fixation_data is not None and cfg.scoring.enabled and records:

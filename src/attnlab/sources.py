@@ -27,7 +27,16 @@ import numpy as np
 
 from attnlab.data.fixations import FixationDataset, Scanpath
 
-__all__ = ["AttentionSource", "BenchmarkContext", "SourceFactory", "SOURCES", "ENTRY_POINT_GROUP", "register_source", "lookup_source", "source_names"]
+__all__ = [
+    "AttentionSource",
+    "BenchmarkContext",
+    "SourceFactory",
+    "SOURCES",
+    "ENTRY_POINT_GROUP",
+    "register_source",
+    "lookup_source",
+    "source_names",
+]
 
 ENTRY_POINT_GROUP = "attnlab.sources"
 

@@ -47,7 +47,9 @@ def basis_weights(checkpoint: dict[str, Any], source: str = "checkpoint") -> Ten
     state = checkpoint.get("state_dict", checkpoint)
     weight = state.get("net.basis_head.weight")
     if weight is None:
-        raise UserError(f"{source} has no net.basis_head.weight: contributions need a phase-2 checkpoint (model.phase=2)")
+        raise UserError(
+            f"{source} has no net.basis_head.weight: contributions need a phase-2 checkpoint (model.phase=2)"
+        )
     return weight.detach().double().sum(dim=(0, 2, 3)).cpu()
 
 
@@ -100,7 +102,9 @@ def _key(name: str) -> str:
     return str(name).strip().lower().replace("_", " ")
 
 
-def category_totals(names: Sequence[str], normalised: Tensor, categories: dict[str, Sequence[str]]) -> dict[str, dict[str, float]]:
+def category_totals(
+    names: Sequence[str], normalised: Tensor, categories: dict[str, Sequence[str]]
+) -> dict[str, dict[str, float]]:
     """Per category: the raw sum of normalised importances and that total normalised by sign."""
     lookup = category_of(categories)
     totals: dict[str, float] = {cat: 0.0 for cat in (categories or {})}
@@ -190,17 +194,28 @@ class ContributionAnalysis:
             raise UserError("analysis=contributions needs ckpt_path=<phase-2 checkpoint>")
         path = Path(str(self.dissection)).expanduser()
         if not path.is_file():
-            raise UserError(f"dissection results not found: {path}; run analysis=dissection first and pass analysis.dissection=<its dissection.json>")
+            raise UserError(
+                f"dissection results not found: {path}; run analysis=dissection first and pass "
+                "analysis.dissection=<its dissection.json>"
+            )
         dissection = json.loads(path.read_text())
         key = {"image_mean": "iou_image_mean", "dataset": "iou_dataset"}[self.iou]
         names = [c["name"] for c in dissection["concepts"]]
-        iou = torch.tensor([[float("nan") if v is None else v for v in row] for row in dissection[key]], dtype=torch.float64)
+        iou = torch.tensor(
+            [[float("nan") if v is None else v for v in row] for row in dissection[key]], dtype=torch.float64
+        )
         weights = basis_weights(read_checkpoint(self.checkpoint), str(self.checkpoint))
         importance, count = concept_importance(iou, weights, self.top_k)
         normalised = normalise_by_sign(importance)
         lookup = category_of(self.categories)
         rows = [
-            {"concept": n, "category": lookup.get(_key(n), OTHER), "importance": float(v), "normalised": float(z), "bases": int(b)}
+            {
+                "concept": n,
+                "category": lookup.get(_key(n), OTHER),
+                "importance": float(v),
+                "normalised": float(z),
+                "bases": int(b),
+            }
             for n, v, z, b in zip(names, importance.tolist(), normalised.tolist(), count.tolist())
         ]
         rows.sort(key=lambda r: -r["importance"])
@@ -211,7 +226,11 @@ class ContributionAnalysis:
         palette = _palette(list(dict.fromkeys([*self.categories, OTHER])))
         title = Path(str(self.checkpoint)).name
         figures = [
-            str(plot_concepts(positives + negatives, out_dir / "concepts.png", f"concept contributions ({title})", palette)),
+            str(
+                plot_concepts(
+                    positives + negatives, out_dir / "concepts.png", f"concept contributions ({title})", palette
+                )
+            ),
             str(plot_categories(totals, out_dir / "categories.png", f"category contributions ({title})", palette)),
         ]
         _write_csv(out_dir / "contributions.csv", rows)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Iterable, Optional, Sequence
 
 import torch
@@ -31,7 +31,16 @@ from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveInt, S
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DissectionAnalysis", "IoUAccumulator", "threshold_maps", "iou_python_loop", "dissect", "run_dissection", "top_concepts", "THRESHOLD_SOURCES"]
+__all__ = [
+    "DissectionAnalysis",
+    "IoUAccumulator",
+    "threshold_maps",
+    "iou_python_loop",
+    "dissect",
+    "run_dissection",
+    "top_concepts",
+    "THRESHOLD_SOURCES",
+]
 
 THRESHOLD_SOURCES = ("val", "dissection", "file", "fixed")
 
@@ -179,7 +188,9 @@ def dissect(
         for batch in track(loader, description="dissection", disable=not progress, transient=True):
             p = probabilities(batch["image"].to(device))
             if p.shape[-2:] != batch["masks"].shape[-2:]:
-                raise RuntimeError(f"basis maps are {tuple(p.shape[-2:])} but concept masks {tuple(batch['masks'].shape[-2:])}")
+                raise RuntimeError(
+                    f"basis maps are {tuple(p.shape[-2:])} but concept masks {tuple(batch['masks'].shape[-2:])}"
+                )
             if buffer is None or buffer.numel() < p.numel():
                 buffer = torch.empty(p.numel(), dtype=torch.float32, device=p.device)
             acc.update(threshold_maps(p, thresholds, buffer), batch["concepts"], batch["masks"])
@@ -226,7 +237,9 @@ def _thresholds(
 
         path = Path(str(file or "")).expanduser()
         if not path.is_file():
-            raise UserError(f"thresholds file not found: {path}; set analysis.thresholds.file or another thresholds.source")
+            raise UserError(
+                f"thresholds file not found: {path}; set analysis.thresholds.file or another thresholds.source"
+            )
         values = json.loads(path.read_text())
         values = values.get("values", values) if isinstance(values, dict) else values
         if len(values) != K:
@@ -242,7 +255,9 @@ def _thresholds(
     elif source == "dissection":
         batches = lambda: (b["image"].to(device) for b in dissection_images())
     else:
-        raise UserError(f"analysis.thresholds.source={source!r} is not allowed; choose one of: {', '.join(THRESHOLD_SOURCES)}")
+        raise UserError(
+            f"analysis.thresholds.source={source!r} is not allowed; choose one of: {', '.join(THRESHOLD_SOURCES)}"
+        )
     tau, n = basis_thresholds(model.net.probabilities, batches, K, q=q, bins=bins, refine=refine, progress=progress)
     return tau, info | {"method": "quantile", "q": q, "values_per_basis": n, "exact": refine}
 
@@ -288,7 +303,9 @@ def run_dissection(
     from attnlab.models.saliency.module import load_saliency_model
     from attnlab.utils.io import write_json
 
-    t_opts = {"source": "val", "q": 0.8, "bins": 4096, "refine": True, "file": None, "value": 0.8} | dict(thresholds or {})
+    t_opts = {"source": "val", "q": 0.8, "bins": 4096, "refine": True, "file": None, "value": 0.8} | dict(
+        thresholds or {}
+    )
     v_opts = {"include_attributes": True, "min_images": 1, "max_concepts": None} | dict(vocabulary or {})
     model, cfg = load_saliency_model(checkpoint, device)
     if model.net.bases is None:
@@ -301,12 +318,25 @@ def run_dissection(
     include_attributes = bool(v_opts.pop("include_attributes"))
     vocab = build_vocabulary(graphs, include_attributes=include_attributes, **v_opts)
     images = ConceptMaskDataset(graphs, vocab, image_dir, size, grid, include_attributes, mask_coverage)
-    make_loader = lambda: DataLoader(images, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_concepts)
-    log.info("dissection: %d images, %d concepts, K=%d bases, grid %s", len(images), len(vocab), model.net.num_bases, grid)
+    make_loader = lambda: DataLoader(
+        images, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_concepts
+    )
+    log.info(
+        "dissection: %d images, %d concepts, K=%d bases, grid %s", len(images), len(vocab), model.net.num_bases, grid
+    )
 
     tau, t_info = _thresholds(
-        t_opts["source"], model, cfg, float(t_opts["q"]), int(t_opts["bins"]), bool(t_opts["refine"]),
-        t_opts["file"], float(t_opts["value"]), make_loader, device, progress,
+        t_opts["source"],
+        model,
+        cfg,
+        float(t_opts["q"]),
+        int(t_opts["bins"]),
+        bool(t_opts["refine"]),
+        t_opts["file"],
+        float(t_opts["value"]),
+        make_loader,
+        device,
+        progress,
     )
     acc = dissect(model.net.probabilities, make_loader(), tau, len(vocab), device, progress)
     image_mean, dataset = acc.image_mean().cpu(), acc.dataset().cpu()
@@ -327,7 +357,11 @@ def run_dissection(
         "iou_image_mean": _round(image_mean),
         "iou_dataset": _round(dataset),
         "bases": [
-            {"basis": k, "threshold": round(float(tau[k]), 6), "top": [{"concept": n, "iou": round(v, 6)} for n, v in best[k]]}
+            {
+                "basis": k,
+                "threshold": round(float(tau[k]), 6),
+                "top": [{"concept": n, "iou": round(v, 6)} for n, v in best[k]],
+            }
             for k in range(model.net.num_bases)
         ],
     }
@@ -355,11 +389,16 @@ def _thresholds_ok(v: Any) -> bool:
         return True
     if not isinstance(v, dict) or set(v) - {"source", "q", "bins", "refine", "file", "value"}:
         return False
-    return v.get("source", "val") in THRESHOLD_SOURCES and 0 <= float(v.get("q", 0.8)) <= 1 and int(v.get("bins", 4096)) >= 2
+    return (
+        v.get("source", "val") in THRESHOLD_SOURCES
+        and 0 <= float(v.get("q", 0.8)) <= 1
+        and int(v.get("bins", 4096)) >= 2
+    )
 
 
 ThresholdOptions = Check(
-    _thresholds_ok, "source in val|dissection|file|fixed, q in [0, 1], bins >= 2 (keys: source, q, bins, refine, file, value)"
+    _thresholds_ok,
+    "source in val|dissection|file|fixed, q in [0, 1], bins >= 2 (keys: source, q, bins, refine, file, value)",
 )
 
 
@@ -389,10 +428,19 @@ class DissectionAnalysis:
         if not self.checkpoint:
             raise UserError("analysis=dissection needs ckpt_path=<checkpoint of a saliency model with bases>")
         return run_dissection(
-            self.checkpoint, self.scene_graphs, self.image_dir, str(out_dir),
-            thresholds=self.thresholds, vocabulary=self.vocabulary, mask_coverage=self.mask_coverage,
-            image_size=self.image_size, max_images=self.max_images, batch_size=self.batch_size,
-            num_workers=self.num_workers, top_n=self.top_n, device=_device(self.device),
+            self.checkpoint,
+            self.scene_graphs,
+            self.image_dir,
+            str(out_dir),
+            thresholds=self.thresholds,
+            vocabulary=self.vocabulary,
+            mask_coverage=self.mask_coverage,
+            image_size=self.image_size,
+            max_images=self.max_images,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            top_n=self.top_n,
+            device=_device(self.device),
         )
 
     @staticmethod

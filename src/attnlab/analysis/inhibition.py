@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge
-
 import numpy as np
 import torch
+from annotated_types import Ge
 from scipy import stats
 
 from attnlab.models.gating.evaluation import object_mask
@@ -31,8 +30,9 @@ __all__ = ["InhibitionAnalysis", "gate_means", "summarize_inhibition"]
 
 
 @torch.inference_mode()
-def gate_means(net, loader, glimpses: int, device: str | torch.device = "cpu", max_images: int | None = None,
-               progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def gate_means(
+    net, loader, glimpses: int, device: str | torch.device = "cpu", max_images: int | None = None, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean input gate on (attended) and off (not attended) the attended object.
 
     Returns:
@@ -67,12 +67,17 @@ def gate_means(net, loader, glimpses: int, device: str | torch.device = "cpu", m
 
 def _describe(values: np.ndarray) -> dict[str, float]:
     values = values[np.isfinite(values)]
-    return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-            "median": float(np.median(values)), "n": int(len(values))}
+    return {
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+        "median": float(np.median(values)),
+        "n": int(len(values)),
+    }
 
 
-def summarize_inhibition(attended: np.ndarray, not_attended: np.ndarray,
-                         strength: float | None = None) -> dict[str, Any]:
+def summarize_inhibition(
+    attended: np.ndarray, not_attended: np.ndarray, strength: float | None = None
+) -> dict[str, Any]:
     """Means ± SD per image (glimpse-averaged) and per glimpse, and the paired t-test.
 
     Args:
@@ -96,16 +101,23 @@ def summarize_inhibition(attended: np.ndarray, not_attended: np.ndarray,
         t = stats.ttest_rel(n_img[both], a_img[both])
         diff = n_img[both] - a_img[both]
         out["paired_t_test"] = {
-            "t": float(t.statistic), "p": float(t.pvalue), "df": int(both.sum() - 1),
-            "mean_difference": float(diff.mean()), "cohens_dz": float(diff.mean() / diff.std(ddof=1)),
+            "t": float(t.statistic),
+            "p": float(t.pvalue),
+            "df": int(both.sum() - 1),
+            "mean_difference": float(diff.mean()),
+            "cohens_dz": float(diff.mean() / diff.std(ddof=1)),
         }
     else:
         out["paired_t_test"] = None  # fewer than two images: no test (the reference divided by zero)
     out["fraction_images_attended_lower"] = float((a_img[both] < n_img[both]).mean()) if both.any() else None
     if strength is not None:
         gain_on, gain_off = 1 - strength * a_img[both], 1 - strength * n_img[both]
-        out["gain"] = {"strength": float(strength), "attended": _describe(gain_on), "not_attended": _describe(gain_off),
-                       "ratio": _describe(gain_on / gain_off)}
+        out["gain"] = {
+            "strength": float(strength),
+            "attended": _describe(gain_on),
+            "not_attended": _describe(gain_off),
+            "ratio": _describe(gain_on / gain_off),
+        }
     return out
 
 
@@ -133,22 +145,30 @@ class InhibitionAnalysis:
         attended, not_attended = gate_means(module.net, loader, module.glimpses, device, self.max_images)
         results = summarize_inhibition(attended, not_attended, strength=float(module.net.strength))
         results["split"] = self.split
-        results["figure"] = str(plot_inhibition(
-            np.nanmean(attended, axis=0), np.nanmean(not_attended, axis=0), Path(out_dir) / "inhibition.png",
-            bins=self.bins,
-        ))
+        results["figure"] = str(
+            plot_inhibition(
+                np.nanmean(attended, axis=0),
+                np.nanmean(not_attended, axis=0),
+                Path(out_dir) / "inhibition.png",
+                bins=self.bins,
+            )
+        )
         np.savez_compressed(Path(out_dir) / "inhibition_values.npz", attended=attended, not_attended=not_attended)
         return results
 
     @staticmethod
     def summary(results: dict[str, Any]) -> list[str]:
         a, n, t = results["attended"], results["not_attended"], results["paired_t_test"]
-        lines = [f"input gate, attended:     {a['mean']:.4f} ± {a['sd']:.4f} (n={a['n']})",
-                 f"input gate, not attended: {n['mean']:.4f} ± {n['sd']:.4f}"]
+        lines = [
+            f"input gate, attended:     {a['mean']:.4f} ± {a['sd']:.4f} (n={a['n']})",
+            f"input gate, not attended: {n['mean']:.4f} ± {n['sd']:.4f}",
+        ]
         if t:
             lines.append(f"paired t-test: t={t['t']:.1f}, p={t['p']:.3g}, df={t['df']}")
         gain = results.get("gain")
         if gain:
-            lines.append(f"input gain 1 - s*g (s={gain['strength']:g}): attended {gain['attended']['mean']:.4f}, "
-                         f"not attended {gain['not_attended']['mean']:.4f}, ratio {gain['ratio']['mean']:.4f}")
+            lines.append(
+                f"input gain 1 - s*g (s={gain['strength']:g}): attended {gain['attended']['mean']:.4f}, "
+                f"not attended {gain['not_attended']['mean']:.4f}, ratio {gain['ratio']['mean']:.4f}"
+            )
         return lines

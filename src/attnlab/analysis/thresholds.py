@@ -89,7 +89,9 @@ class StreamingQuantile:
         """Add a batch: B×K×h×w or K×n."""
         v = _channels_first(values.detach(), self.channels)
         idx = self._bin(v) + torch.arange(self.channels, device=v.device)[:, None] * self.bins
-        self.counts += torch.bincount(idx.flatten(), minlength=self.channels * self.bins).view(self.channels, self.bins).cpu()
+        self.counts += (
+            torch.bincount(idx.flatten(), minlength=self.channels * self.bins).view(self.channels, self.bins).cpu()
+        )
 
     def _ranks(self) -> tuple[Tensor, Tensor, Tensor]:
         """0-based ranks below/above the quantile position and the interpolation weight."""
@@ -117,15 +119,25 @@ class StreamingQuantile:
         """Find the bins holding the two order statistics; pass 2 keeps only their values."""
         below, above, frac = self._ranks()
         cum = self.counts.cumsum(1)
-        first = torch.searchsorted(cum, torch.full((self.channels, 1), int(below), dtype=torch.long), right=True).squeeze(1)
-        last = torch.searchsorted(cum, torch.full((self.channels, 1), int(above), dtype=torch.long), right=True).squeeze(1)
-        before = torch.where(first > 0, cum.gather(1, (first - 1).clamp(min=0)[:, None]).squeeze(1), torch.zeros_like(first))
+        first = torch.searchsorted(
+            cum, torch.full((self.channels, 1), int(below), dtype=torch.long), right=True
+        ).squeeze(1)
+        last = torch.searchsorted(
+            cum, torch.full((self.channels, 1), int(above), dtype=torch.long), right=True
+        ).squeeze(1)
+        before = torch.where(
+            first > 0, cum.gather(1, (first - 1).clamp(min=0)[:, None]).squeeze(1), torch.zeros_like(first)
+        )
         self._ranges = (first, last, before, frac)
         held = cum.gather(1, last[:, None]).squeeze(1) - before
         self._skip = held > self.max_refine_values
         if self._skip.any():
-            log.info("%d of %d bases have more than %d values in their quantile bin; they keep the histogram estimate",
-                     int(self._skip.sum()), self.channels, self.max_refine_values)
+            log.info(
+                "%d of %d bases have more than %d values in their quantile bin; they keep the histogram estimate",
+                int(self._skip.sum()),
+                self.channels,
+                self.max_refine_values,
+            )
         self._kept = [[] for _ in range(self.channels)]
 
     def refine(self, values: Tensor) -> None:

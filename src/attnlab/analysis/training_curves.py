@@ -90,8 +90,9 @@ def _varying(runs: list[Run]) -> set[str]:
         for o in run.overrides:
             key, _, value = o.partition("=")
             values.setdefault(key.lstrip("+~"), set()).add(value)
-    keys_everywhere = {k for k in values if all(any(o.partition("=")[0].lstrip("+~") == k for o in r.overrides)
-                                                   for r in runs)}
+    keys_everywhere = {
+        k for k in values if all(any(o.partition("=")[0].lstrip("+~") == k for o in r.overrides) for r in runs)
+    }
     return {k for k, v in values.items() if k not in IGNORED_OVERRIDES and (len(v) > 1 or k not in keys_everywhere)}
 
 
@@ -150,12 +151,15 @@ class TrainingCurveAnalysis:
             train, val = _series(run, train_keys), _series(run, val_keys)
             if train is not None:
                 train = (train[0], smooth(train[1], self.smoothing))
-            record = {"folder": str(run.folder), "group": run.group, "overrides": run.overrides,
-                      "final_train": float(train[1][-1]) if train is not None and len(train[1]) else None,
-                      "final_val": float(val[1][-1]) if val is not None and len(val[1]) else None,
-                      "best_val": float(val[1].max()) if val is not None and len(val[1]) else None,
-                      "last_step": float(max([s[0][-1] for s in (train, val) if s is not None and len(s[0])],
-                                             default=0))}
+            record = {
+                "folder": str(run.folder),
+                "group": run.group,
+                "overrides": run.overrides,
+                "final_train": float(train[1][-1]) if train is not None and len(train[1]) else None,
+                "final_val": float(val[1][-1]) if val is not None and len(val[1]) else None,
+                "best_val": float(val[1].max()) if val is not None and len(val[1]) else None,
+                "last_step": float(max([s[0][-1] for s in (train, val) if s is not None and len(s[0])], default=0)),
+            }
             per_run.append(record)
             g = groups.setdefault(run.group, {"train": [], "val": [], "final_val": [], "final_train": []})
             if train is not None and len(train[0]):
@@ -166,18 +170,21 @@ class TrainingCurveAnalysis:
                 g["final_val"].append(record["final_val"])
         if not any(g["train"] or g["val"] for g in groups.values()):
             raise UserError(f"no run under {self.runs} logged train/{m} or val/{m}")
-        curves = {name: {stage: mean_curve(g[stage]) for stage in ("train", "val") if g[stage]}
-                  for name, g in groups.items()}
+        curves = {
+            name: {stage: mean_curve(g[stage]) for stage in ("train", "val") if g[stage]} for name, g in groups.items()
+        }
         out_dir = Path(out_dir)
         figures = [str(plot_training_curves(curves, m, out_dir / "training_curves.png"))]
         finals = {name: g["final_val"] for name, g in groups.items() if g["final_val"]}
         if finals:
             figures.append(str(plot_final_values(finals, f"final val/{m}", out_dir / "final_val.png")))
         summary = {
-            name: {"runs": len(g["train"]) or len(g["val"]),
-                   "final_val_mean": float(np.mean(g["final_val"])) if g["final_val"] else None,
-                   "final_val_sd": float(np.std(g["final_val"], ddof=1)) if len(g["final_val"]) > 1 else None,
-                   "final_train_mean": float(np.mean(g["final_train"])) if g["final_train"] else None}
+            name: {
+                "runs": len(g["train"]) or len(g["val"]),
+                "final_val_mean": float(np.mean(g["final_val"])) if g["final_val"] else None,
+                "final_val_sd": float(np.std(g["final_val"], ddof=1)) if len(g["final_val"]) > 1 else None,
+                "final_train_mean": float(np.mean(g["final_train"])) if g["final_train"] else None,
+            }
             for name, g in groups.items()
         }
         return {"metric": m, "runs": per_run, "groups": summary, "figures": figures}

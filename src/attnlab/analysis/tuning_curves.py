@@ -31,7 +31,9 @@ from attnlab.models.gating.module import run_glimpses
 from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveInt, UserError
 
 # [start, stop, count] of numpy.linspace
-Grid = Annotated[tuple[float, float, float], Check(lambda v: int(v[2]) >= 1 and float(v[2]) == int(v[2]), "[start, stop, count]")]
+Grid = Annotated[
+    tuple[float, float, float], Check(lambda v: int(v[2]) >= 1 and float(v[2]) == int(v[2]), "[start, stop, count]")
+]
 
 __all__ = ["TuningCurveAnalysis", "bar_stimuli", "gaussian_bar", "place_bar", "tuning_statistics", "unit_statistics"]
 
@@ -64,8 +66,9 @@ def place_bar(bar: np.ndarray, width: int, x: float, y: float) -> np.ndarray:
     return out
 
 
-def bar_stimuli(degrees: float, sigmas: Sequence[float], xs: Sequence[float], ys: Sequence[float],
-                width: int) -> np.ndarray:
+def bar_stimuli(
+    degrees: float, sigmas: Sequence[float], xs: Sequence[float], ys: Sequence[float], width: int
+) -> np.ndarray:
     """All bars of one orientation, len(sigmas)·len(xs)·len(ys) × 28 × width."""
     bars = []
     for sigma in sigmas:
@@ -109,8 +112,16 @@ def _distribution(values: np.ndarray) -> dict[str, float]:
     if len(values) == 0:
         return {"n": 0}
     q = np.percentile(values, [5, 25, 50, 75, 95])
-    return {"n": int(len(values)), "mean": float(values.mean()), "sd": float(values.std()),
-            "p5": float(q[0]), "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]), "p95": float(q[4])}
+    return {
+        "n": int(len(values)),
+        "mean": float(values.mean()),
+        "sd": float(values.std()),
+        "p5": float(q[0]),
+        "q25": float(q[1]),
+        "median": float(q[2]),
+        "q75": float(q[3]),
+        "p95": float(q[4]),
+    }
 
 
 def tuning_statistics(attended: np.ndarray, unattended: np.ndarray, min_modulation: float = 0.1) -> dict[str, Any]:
@@ -138,17 +149,27 @@ def tuning_statistics(attended: np.ndarray, unattended: np.ndarray, min_modulati
 
 
 @torch.inference_mode()
-def tuning_responses(net, distractor: np.ndarray, orientations: np.ndarray, sigmas, xs, ys, glimpses: int = 2,
-                     batch_size: int = 256, device: str | torch.device = "cpu") -> tuple[list[np.ndarray], list[np.ndarray]]:
+def tuning_responses(
+    net,
+    distractor: np.ndarray,
+    orientations: np.ndarray,
+    sigmas,
+    xs,
+    ys,
+    glimpses: int = 2,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Max responses per orientation, attended and unattended, per layer: O×C×H×W arrays."""
     from tqdm import tqdm
 
     height, width = net.input_size
     if net.in_channels != 1 or height != DIGIT:
-        raise UserError(f"tuning curves need a 1-channel MultiMNIST gating net (28×W input); got "
-                        f"{net.in_channels}×{height}×{width}")
+        raise UserError(
+            f"tuning curves need a 1-channel MultiMNIST gating net (28×W input); got {net.in_channels}×{height}×{width}"
+        )
     digit = np.zeros((height, width), dtype=np.float32)
-    digit[:, width - DIGIT:] = distractor
+    digit[:, width - DIGIT :] = distractor
     s = net.strength
     net = net.to(device).eval()
     n_layers = len(net.channels)
@@ -159,7 +180,7 @@ def tuning_responses(net, distractor: np.ndarray, orientations: np.ndarray, sigm
         bars = torch.from_numpy(bar_stimuli(degrees, sigmas, xs, ys, width))
         d = torch.from_numpy(digit).expand_as(bars)
         for start in range(0, len(bars), batch_size):
-            bar, dig = bars[start:start + batch_size].to(device), d[start:start + batch_size].to(device)
+            bar, dig = bars[start : start + batch_size].to(device), d[start : start + batch_size].to(device)
             x = (bar + dig).unsqueeze(1)
             targets = torch.stack([(1 - s) * x + s * bar.unsqueeze(1), (1 - s) * x + s * dig.unsqueeze(1)], dim=1)
             labels = torch.zeros(len(x), 2, dtype=torch.long, device=device)
@@ -217,13 +238,15 @@ class TuningCurveAnalysis:
         if digits is None or not hasattr(digits, "digits"):
             raise UserError("tuning curves need MultiMNIST data (data=multimnist) for the distractor digit")
         if not 0 <= self.distractor_index < len(digits.digits):
-            raise UserError(f"analysis.distractor_index={self.distractor_index} is outside the "
-                            f"{len(digits.digits)} training digits")
+            raise UserError(
+                f"analysis.distractor_index={self.distractor_index} is outside the {len(digits.digits)} training digits"
+            )
         distractor = digits.digits.images[self.distractor_index].numpy()
         orientations = self._grid(self.orientations)
         sigmas, xs, ys = self._grid(self.sigmas), self._grid(self.xs), self._grid(self.ys)
-        att, unatt = tuning_responses(net, distractor, orientations, sigmas, xs, ys, module.glimpses,
-                                      self.batch_size, device)
+        att, unatt = tuning_responses(
+            net, distractor, orientations, sigmas, xs, ys, module.glimpses, self.batch_size, device
+        )
         out_dir = Path(out_dir)
         results: dict[str, Any] = {
             "stimuli_per_orientation": int(len(sigmas) * len(xs) * len(ys)),
@@ -241,17 +264,25 @@ class TuningCurveAnalysis:
                 if not (0 <= row < h and 0 <= col < w):
                     raise UserError(f"analysis.units[{layer}]=({row}, {col}) is outside {name}'s {h}×{w} map")
                 ca, cu = a[:, :, row, col], u[:, :, row, col]
-                layer_results["plotted_unit"] = {"position": [row, col],
-                                                 **tuning_statistics(ca, cu, self.min_modulation)}
+                layer_results["plotted_unit"] = {
+                    "position": [row, col],
+                    **tuning_statistics(ca, cu, self.min_modulation),
+                }
                 if self.unit_plots:
                     plot_unit_curves(orientations, ca, cu, out_dir / "tuning_curves" / name)
             results["layers"][name] = layer_results
-        np.savez_compressed(out_dir / "tuning_curves.npz", orientations=orientations,
-                            **{f"conv{i + 1}_attended": a for i, a in enumerate(att)},
-                            **{f"conv{i + 1}_unattended": u for i, u in enumerate(unatt)})
-        stats_per_layer = {f"conv{i + 1}": unit_statistics(a.reshape(len(orientations), -1),
-                                                           u.reshape(len(orientations), -1), self.min_modulation)
-                           for i, (a, u) in enumerate(zip(att, unatt))}
+        np.savez_compressed(
+            out_dir / "tuning_curves.npz",
+            orientations=orientations,
+            **{f"conv{i + 1}_attended": a for i, a in enumerate(att)},
+            **{f"conv{i + 1}_unattended": u for i, u in enumerate(unatt)},
+        )
+        stats_per_layer = {
+            f"conv{i + 1}": unit_statistics(
+                a.reshape(len(orientations), -1), u.reshape(len(orientations), -1), self.min_modulation
+            )
+            for i, (a, u) in enumerate(zip(att, unatt))
+        }
         results["figure"] = str(plot_tuning_summary(stats_per_layer, out_dir / "tuning_summary.png"))
         return results
 

@@ -24,7 +24,6 @@ from attnlab.benchmark.scoring import INTER_OBSERVER_SPLITS, LOWER_IS_BETTER, SA
 from attnlab.benchmark.sources import MapFolderSource, ScanpathFileSource, ScanpathSource, centre_bias, resolve_source
 from attnlab.sources import SOURCES, AttentionSource, BenchmarkContext, register_source
 
-
 __all__ = [
     "AttentionSource",
     "BenchmarkContext",

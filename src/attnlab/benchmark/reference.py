@@ -14,6 +14,13 @@ from typing import Optional
 import numpy as np
 import torch
 
+from attnlab.benchmark.scoring import (
+    DISTRIBUTION_METRICS,
+    INTER_OBSERVER_SPLITS,
+    LOCATION_METRICS,
+    SCANPATH_METRICS,
+    split_halves,
+)
 from attnlab.benchmark.sources import centre_bias
 from attnlab.data.fixations import Scanpath
 from attnlab.metrics import saliency as S
@@ -23,8 +30,6 @@ from attnlab.sources import AttentionSource, BenchmarkContext
 from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
-
-from attnlab.benchmark.scoring import DISTRIBUTION_METRICS, INTER_OBSERVER_SPLITS, LOCATION_METRICS, SCANPATH_METRICS, split_halves
 
 __all__ = ["ImageTargets", "reference_targets", "score_image_reference"]
 
@@ -74,13 +79,24 @@ def _map_metrics(
     values = {}
     if fixations is not None:  # one call: each map validated once, intermediates shared
         names = LOCATION_METRICS + (DISTRIBUTION_METRICS if density is not None else ())
-        values |= S.saliency_metrics(pred, fixations, density, tg.baseline, tg.nonfixations.expand(b, -1, -1), metrics=names, seed=seed, jitter=False)
+        values |= S.saliency_metrics(
+            pred,
+            fixations,
+            density,
+            tg.baseline,
+            tg.nonfixations.expand(b, -1, -1),
+            metrics=names,
+            seed=seed,
+            jitter=False,
+        )
     elif density is not None:
         values |= {"CC": S.cc(pred, density), "KLD": S.kld(pred, density), "SIM": S.sim(pred, density)}
     return {k: S.mean_over_images(v)[0] for k, v in values.items()}
 
 
-def _scanpath_metrics(preds: list[Scanpath], humans: list[Scanpath], size, clusters, exclude_self: bool) -> dict[str, float]:
+def _scanpath_metrics(
+    preds: list[Scanpath], humans: list[Scanpath], size, clusters, exclude_self: bool
+) -> dict[str, float]:
     """Every scanpath metric of each predicted scanpath against each human one (mean)."""
     pairs = [(p, h) for k, p in enumerate(preds) for j, h in enumerate(humans) if not (exclude_self and j == k)]
     if not pairs:
@@ -98,10 +114,15 @@ def _scanpath_metrics(preds: list[Scanpath], humans: list[Scanpath], size, clust
                 "SS": SP.sequence_score(p, h, clusters) if clusters is not None else float("nan"),
             }
         )
-    return {k: float(np.nanmean([r[k] for r in rows])) if any(r[k] == r[k] for r in rows) else float("nan") for k in SCANPATH_METRICS}
+    return {
+        k: float(np.nanmean([r[k] for r in rows])) if any(r[k] == r[k] for r in rows) else float("nan")
+        for k in SCANPATH_METRICS
+    }
 
 
-def score_image_reference(source: AttentionSource, ctx: BenchmarkContext, i: int, tg: ImageTargets) -> tuple[dict[str, float], Optional[np.ndarray]]:
+def score_image_reference(
+    source: AttentionSource, ctx: BenchmarkContext, i: int, tg: ImageTargets
+) -> tuple[dict[str, float], Optional[np.ndarray]]:
     sid = ctx.data.stimuli[i].id
     row: dict[str, float] = {}
     shown = None
@@ -109,7 +130,9 @@ def score_image_reference(source: AttentionSource, ctx: BenchmarkContext, i: int
         if source.leave_one_out:
             if len(tg.subjects) >= 2:
                 # fixation-based metrics: the other subjects' density against each left-out subject
-                loo = np.stack([ctx.data.density(i, sigma_px=ctx.sigma_px, subjects=set(tg.subjects) - {s}) for s in tg.subjects])
+                loo = np.stack(
+                    [ctx.data.density(i, sigma_px=ctx.sigma_px, subjects=set(tg.subjects) - {s}) for s in tg.subjects]
+                )
                 row |= _map_metrics(torch.as_tensor(loo), tg.subject_fixations, None, tg, ctx.seed)
                 # distribution metrics: one half of the subjects' density against the other half's
                 halves = split_halves(tg.subjects, INTER_OBSERVER_SPLITS, np.random.default_rng([ctx.seed, i]))
@@ -129,7 +152,7 @@ def score_image_reference(source: AttentionSource, ctx: BenchmarkContext, i: int
             if paths:
                 row |= _scanpath_metrics(list(paths), ctx.human_scanpaths[i], tg.size, tg.clusters, exclude_self=False)
     except InvalidMapError as ex:
-        raise UserError(f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values") from ex
+        raise UserError(
+            f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values"
+        ) from ex
     return row, shown
-
-

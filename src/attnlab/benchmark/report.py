@@ -15,7 +15,9 @@ __all__ = ["summary_table", "markdown", "write_reports", "write_figure"]
 
 def summary_table(per_image: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, dict[str, float]], list[str]]:
     """({source: {metric: mean over images, NaN skipped}}, the metric columns any source has)."""
-    columns = [m for m in SALIENCY_METRICS + SCANPATH_METRICS if any(m in r for rows in per_image.values() for r in rows)]
+    columns = [
+        m for m in SALIENCY_METRICS + SCANPATH_METRICS if any(m in r for rows in per_image.values() for r in rows)
+    ]
     table = {}
     for name, rows in per_image.items():
         table[name] = {}
@@ -41,7 +43,9 @@ def write_reports(out: Path, result: dict[str, Any], columns: list[str]) -> str:
     table = result["metrics"]
     text = markdown(table, columns)
     write_text(out / "benchmark.md", text + "\n")
-    write_csv(out / "benchmark.csv", ["source", *columns], [[name, *[row[c] for c in columns]] for name, row in table.items()])
+    write_csv(
+        out / "benchmark.csv", ["source", *columns], [[name, *[row[c] for c in columns]] for name, row in table.items()]
+    )
     write_json(out / "benchmark.json", result)
     return text
 

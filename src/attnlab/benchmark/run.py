@@ -50,7 +50,9 @@ def score_images(sources, ctx, indices, negatives, keep, processes: int = 1):
     scores chunks in forked worker processes."""
     global _SHARED
     size = max(1, min(CHUNK, -(-len(indices) // max(1, processes))))  # few images: one chunk per process
-    jobs = [(indices[k : k + size], [i for i in indices[k : k + size] if i in keep]) for k in range(0, len(indices), size)]
+    jobs = [
+        (indices[k : k + size], [i for i in indices[k : k + size] if i in keep]) for k in range(0, len(indices), size)
+    ]
     for size in {ctx.data.stimuli[i].size for i in indices}:  # build the shared caches once, before forking
         negatives.support_counts(indices[:1], size)
     _SHARED = (sources, ctx, negatives)
@@ -82,7 +84,9 @@ def source_list(attention: Any, required: bool = True) -> list[str]:
         items = str(attention).split(",")
     items = [a.strip() for a in items if a and a.strip()]
     if not items and required:
-        raise UserError("attention= is empty; name at least one source, e.g. attention=centre_bias,uniform,inter_observer")
+        raise UserError(
+            "attention= is empty; name at least one source, e.g. attention=centre_bias,uniform,inter_observer"
+        )
     return items
 
 
@@ -111,13 +115,24 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> d
     if train.num_fixations < 3:
         train = dm.dataset
     sigma_px = float(cfg.sigma_px) if cfg.get("sigma_px") else dm.sigma_px
-    humans = data.filtered(drop_first=bool(cfg.scanpath_drop_first)).scanpaths if cfg.scanpath_drop_first else data.scanpaths
+    humans = (
+        data.filtered(drop_first=bool(cfg.scanpath_drop_first)).scanpaths if cfg.scanpath_drop_first else data.scanpaths
+    )
     ctx = BenchmarkContext(data, train, sigma_px, int(cfg.seed), humans)
     centre_bias(ctx)  # fitted once, here, before any worker needs it
     sources = list(sources) + [resolve_source(s, ctx) for s in source_list(cfg.attention, required=not sources)]
-    log.info("benchmark: %d %s images of %s, sigma %.1f px, sources %s", len(data), split, dm.dataset.name, sigma_px, [s.name for s in sources])
+    log.info(
+        "benchmark: %d %s images of %s, sigma %.1f px, sources %s",
+        len(data),
+        split,
+        dm.dataset.name,
+        sigma_px,
+        [s.name for s in sources],
+    )
 
-    negatives = S.ShuffledNegatives([(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli])
+    negatives = S.ShuffledNegatives(
+        [(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli]
+    )
     scored = [i for i in range(len(data)) if data.fixations(i).x.size]
     skipped = len(data) - len(scored)
     keep = scored[: int(cfg.figure_images)]
@@ -131,7 +146,15 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> d
             bar.update(count)
     if skipped:
         log.warning("%d images without fixations were skipped", skipped)
-    figure_rows = [(data.stimuli[i].id, data.load_image(i) if data.stimuli[i].path else None, shown[i]["density"], shown[i]["maps"]) for i in keep]
+    figure_rows = [
+        (
+            data.stimuli[i].id,
+            data.load_image(i) if data.stimuli[i].path else None,
+            shown[i]["density"],
+            shown[i]["maps"],
+        )
+        for i in keep
+    ]
 
     table, columns = report.summary_table(per_image)
     out = Path(cfg.paths.output_dir)

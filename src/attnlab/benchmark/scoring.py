@@ -52,7 +52,18 @@ __all__ = [
 ]
 
 SALIENCY_METRICS = ("AUC_Judd", "AUC_Borji", "sAUC", "NSS", "CC", "KLD", "SIM", "IG")
-SCANPATH_METRICS = ("SED", "ScanMatch", "MM_vector", "MM_direction", "MM_length", "MM_position", "MM_duration", "DTW", "TDE", "SS")
+SCANPATH_METRICS = (
+    "SED",
+    "ScanMatch",
+    "MM_vector",
+    "MM_direction",
+    "MM_length",
+    "MM_position",
+    "MM_duration",
+    "DTW",
+    "TDE",
+    "SS",
+)
 LOWER_IS_BETTER = {"KLD", "DTW"}
 INTER_OBSERVER_SPLITS = 5  # random halvings of the subjects for the inter-observer CC/KLD/SIM
 LOCATION_METRICS = ("AUC_Judd", "AUC_Borji", "sAUC", "NSS", "IG")  # scored against fixations
@@ -246,7 +257,9 @@ def _maps_of(source: AttentionSource, chunk: _Chunk) -> list[Optional[np.ndarray
             m = np.asarray(m, dtype=np.float64)
             if not np.isfinite(m).all():
                 sid = chunk.ctx.data.stimuli[tg.index].id
-                raise UserError(f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values")
+                raise UserError(
+                    f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values"
+                )
         out.append(m)
     return out
 
@@ -266,10 +279,14 @@ def _map_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optional[np.nda
         dens = torch.stack([_tensor(tg.density) for tg in tgs])
         nonfix = chunk.negatives.support_counts([tg.index for tg in tgs], size)
         try:
-            values = S.saliency_metrics(pred, fix, dens, chunk.baseline(size), nonfix, metrics=BATCHED, seed=seed, jitter=False)
+            values = S.saliency_metrics(
+                pred, fix, dens, chunk.baseline(size), nonfix, metrics=BATCHED, seed=seed, jitter=False
+            )
         except InvalidMapError as ex:
             sid = chunk.ctx.data.stimuli[tgs[0].index].id
-            raise UserError(f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values") from ex
+            raise UserError(
+                f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values"
+            ) from ex
         for row_k, (k, tg) in enumerate(zip(ks, tgs)):
             one = {name: _mean(v[row_k : row_k + 1]) for name, v in values.items()}
             one["AUC_Borji"] = _mean(S.auc_borji(pred[row_k : row_k + 1], tg.fixation_counts(chunk.ctx), seed=seed))
@@ -286,10 +303,19 @@ def _leave_one_out_rows(chunk: _Chunk, rows: list[dict]) -> None:
         if ctx.sigma_px > 0:
             loo = torch.from_numpy(leave_one_out_densities(tg, ctx.sigma_px))
         else:  # no blur: normalised counts, as the data's own density gives them
-            loo = torch.from_numpy(np.stack([ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=set(tg.subjects) - {s}) for s in tg.subjects]))
+            loo = torch.from_numpy(
+                np.stack(
+                    [
+                        ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=set(tg.subjects) - {s})
+                        for s in tg.subjects
+                    ]
+                )
+            )
         fix = sparse_fixation_maps(tg.subject_points, [tg.size] * len(tg.subjects))
         nonfix = chunk.negatives.support_counts([tg.index] * len(tg.subjects), tg.size)
-        values = S.saliency_metrics(loo, fix, None, chunk.baseline(tg.size), nonfix, metrics=LOCATION_METRICS, seed=ctx.seed, jitter=False)
+        values = S.saliency_metrics(
+            loo, fix, None, chunk.baseline(tg.size), nonfix, metrics=LOCATION_METRICS, seed=ctx.seed, jitter=False
+        )
         rows[k].update({name: _mean(v) for name, v in values.items()})
         halves = split_halves(tg.subjects, INTER_OBSERVER_SPLITS, np.random.default_rng([ctx.seed, tg.index]))
         pred, target = _half_densities(ctx, tg, halves)
@@ -363,8 +389,13 @@ class _Pairs:
                 row[name] = float(np.nanmean(v)) if len(v) and np.isfinite(v).any() else float("nan")
 
 
-def score_chunk(sources: Sequence[AttentionSource], ctx: BenchmarkContext, indices: Sequence[int], negatives: S.ShuffledNegatives,
-                keep_maps: Sequence[int] = ()) -> tuple[dict[str, list[dict]], dict[int, dict]]:
+def score_chunk(
+    sources: Sequence[AttentionSource],
+    ctx: BenchmarkContext,
+    indices: Sequence[int],
+    negatives: S.ShuffledNegatives,
+    keep_maps: Sequence[int] = (),
+) -> tuple[dict[str, list[dict]], dict[int, dict]]:
     """({source name: one row per image of ``indices``}, {image: {"density", "maps"}} for ``keep_maps``).
 
     Images must have fixations. Rows hold every saliency metric of a source with a map and every

@@ -160,12 +160,19 @@ class ScanpathSource(AttentionSource):
     def scanpaths(self, ctx, i):
         paths = self.groups.get(ctx.data.stimuli[i].id)
         if not paths:
-            raise UserError(f"no scanpath for stimulus {ctx.data.stimuli[i].id!r} in the scanpaths of source {self.name}")
+            raise UserError(
+                f"no scanpath for stimulus {ctx.data.stimuli[i].id!r} in the scanpaths of source {self.name}"
+            )
         duration = mean_training_duration(ctx)
         if duration is None:
             return paths
         # models have no timing: give them the baselines' mean duration (see the module docstring)
-        return [p if p.duration is not None else Scanpath(p.x, p.y, np.full(len(p), duration), p.onset, p.subject, p.stimulus) for p in paths]
+        return [
+            p
+            if p.duration is not None
+            else Scanpath(p.x, p.y, np.full(len(p), duration), p.onset, p.subject, p.stimulus)
+            for p in paths
+        ]
 
     def saliency_map(self, ctx, i):
         paths = self.scanpaths(ctx, i)
@@ -195,7 +202,8 @@ def resolve_source(spec: str, ctx: BenchmarkContext) -> AttentionSource:
         if path.suffix.lower() in (".json", ".csv"):
             return ScanpathFileSource(path)
         raise UserError(
-            f"unknown attention source {spec!r}; use one of: {', '.join(source_names())}, a folder of maps, or a .json/.csv scanpath file"
+            f"unknown attention source {spec!r}; use one of: {', '.join(source_names())}, a folder of "
+            "maps, or a .json/.csv scanpath file"
         )
     source = factory(argument or None, ctx)
     source.name = spec

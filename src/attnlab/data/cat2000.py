@@ -47,7 +47,9 @@ def load_cat2000(root: str | Path, strict: bool = False) -> FixationDataset:
     base = root / "trainSet" if (root / "trainSet").is_dir() else root
     stim_dir, loc_dir = base / "Stimuli", base / "FIXATIONLOCS"
     if not stim_dir.is_dir() or not loc_dir.is_dir():
-        raise UserError(f"CAT2000 not found at {root}: expected trainSet/Stimuli/<Category>/ and trainSet/FIXATIONLOCS/<Category>/")
+        raise UserError(
+            f"CAT2000 not found at {root}: expected trainSet/Stimuli/<Category>/ and trainSet/FIXATIONLOCS/<Category>/"
+        )
     stimuli, scanpaths = [], []
     skips = ImageSkips("cat2000", strict)
     for image in sorted(stim_dir.glob("*/*.jpg")):
@@ -65,7 +67,9 @@ def load_cat2000(root: str | Path, strict: bool = False) -> FixationDataset:
     skipped = skips.report()
     if not stimuli:
         raise UserError(f"CAT2000 at {root}: no readable image in Stimuli/ has a FIXATIONLOCS file")
-    return FixationDataset("cat2000", stimuli, scanpaths, None, {"root": str(root), "maps_dir": str(base / "FIXATIONMAPS")} | skipped)
+    return FixationDataset(
+        "cat2000", stimuli, scanpaths, None, {"root": str(root), "maps_dir": str(base / "FIXATIONMAPS")} | skipped
+    )
 
 
 class CAT2000DataModule(FixationDataModule):

@@ -20,7 +20,6 @@ import numpy as np
 
 from attnlab.utils.config import UserError
 
-
 log = logging.getLogger(__name__)
 
 __all__ = ["UnreadableImage", "image_size", "ImageSkips", "finite_scanpath"]

@@ -35,8 +35,13 @@ def _fingerprint(path: Path) -> str:
 
 
 def _params(min_area: float, max_overlap: float, num_objects: int, use_supercategory: bool) -> dict[str, Any]:
-    return {"min_area": float(min_area), "max_overlap": float(max_overlap), "num_objects": int(num_objects),
-            "use_supercategory": bool(use_supercategory), "format": CACHE_FORMAT}
+    return {
+        "min_area": float(min_area),
+        "max_overlap": float(max_overlap),
+        "num_objects": int(num_objects),
+        "use_supercategory": bool(use_supercategory),
+        "format": CACHE_FORMAT,
+    }
 
 
 def cache_path(annotation_file: Path, cache_dir: str | Path, params: dict[str, Any]) -> Path:

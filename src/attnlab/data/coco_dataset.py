@@ -139,8 +139,9 @@ def check_images(items: list[dict], image_dir: Path, strict: bool) -> tuple[list
     """
     missing = [image_dir / it["file_name"] for it in items if not (image_dir / it["file_name"]).is_file()]
     if missing:
-        raise UserError(f"image file not found: {missing[0]} ({len(missing)} of {len(items)} images missing "
-                        f"under {image_dir})")
+        raise UserError(
+            f"image file not found: {missing[0]} ({len(missing)} of {len(items)} images missing under {image_dir})"
+        )
     ok, corrupt = [], []
     for it in items:
         path = image_dir / it["file_name"]

@@ -16,9 +16,8 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Sequence
 
-from annotated_types import Ge, Interval
-
 import numpy as np
+from annotated_types import Ge, Interval
 from torch.utils.data import Dataset
 
 from attnlab.data.base import SplitDataModule
@@ -42,8 +41,10 @@ __all__ = [
 
 SINGLE_FILE = "annotations.json"
 # photos dropped after the selection rule, by the datamodule
-_LATER_DROPS = {"labels_outside_classes": "an object's label is not in data.classes",
-                "corrupt_image": "the image file does not open (data.strict=false skips it)"}
+_LATER_DROPS = {
+    "labels_outside_classes": "an object's label is not in data.classes",
+    "corrupt_image": "the image file does not open (data.strict=false skips it)",
+}
 
 
 def _known_labels(items: list[dict], class_index: dict[str, int], source: Path) -> list[dict]:
@@ -125,22 +126,28 @@ class COCOObjectsDataModule(SplitDataModule):
         if train_ann.is_file():
             test_ann = root / hp.test_annotations if hp.test_annotations else None
             if test_ann is not None and not test_ann.is_file():
-                raise UserError(f"COCO test annotation file not found: {test_ann} (data.test_annotations=null "
-                                "splits the test set off the training file)")
+                raise UserError(
+                    f"COCO test annotation file not found: {test_ann} (data.test_annotations=null "
+                    "splits the test set off the training file)"
+                )
             test_dir = root / hp.test_images if test_ann is not None else None
             return train_ann, root / hp.train_images, test_ann, test_dir
         if (root / SINGLE_FILE).is_file():
             return root / SINGLE_FILE, root, None, None
-        raise UserError(f"COCO annotation file not found: {train_ann} (nor {root / SINGLE_FILE}); "
-                        "set data.root to a COCO 2017 folder or a COCO-format export")
+        raise UserError(
+            f"COCO annotation file not found: {train_ann} (nor {root / SINGLE_FILE}); "
+            "set data.root to a COCO 2017 folder or a COCO-format export"
+        )
 
     def _metadata(self, annotation_file: Path) -> dict:
         hp = self.hparams
-        return load_metadata(annotation_file, hp.cache_dir, hp.min_area, hp.max_overlap, hp.num_objects,
-                             hp.use_supercategory)
+        return load_metadata(
+            annotation_file, hp.cache_dir, hp.min_area, hp.max_overlap, hp.num_objects, hp.use_supercategory
+        )
 
-    def _usable(self, annotation_file: Path, image_dir: Path, class_index: dict[str, int],
-                meta: dict | None = None) -> tuple[list, dict]:
+    def _usable(
+        self, annotation_file: Path, image_dir: Path, class_index: dict[str, int], meta: dict | None = None
+    ) -> tuple[list, dict]:
         """Selected items of one annotation file whose labels are known and whose image opens, and a
         report: images, kept photos/objects/pairs and the dropped photos per reason."""
         hp = self.hparams
@@ -148,16 +155,29 @@ class COCOObjectsDataModule(SplitDataModule):
         known = _known_labels(meta["images"], class_index, annotation_file)
         items, corrupt = check_images(known, image_dir, hp.strict)
         counts = meta["counts"]
-        dropped = dict(counts.get("excluded") or {"unknown (cache from an older version)":
-                                                   counts["excluded_fewer_than_two"]})
+        dropped = dict(
+            counts.get("excluded") or {"unknown (cache from an older version)": counts["excluded_fewer_than_two"]}
+        )
         dropped |= {"labels_outside_classes": len(meta["images"]) - len(known), "corrupt_image": len(corrupt)}
         pairs_per_image = hp.num_objects * (hp.num_objects - 1) // 2
-        report = {"file": str(annotation_file), "images": counts["images"], "kept_images": len(items),
-                  "kept_objects": len(items) * hp.num_objects, "object_pairs": len(items) * pairs_per_image,
-                  "dropped": dropped}
-        log.info("COCO objects %s at min_area=%g, max_overlap=%g: %d of %d photos kept (%d objects); dropped: %s",
-                 annotation_file.name, hp.min_area, hp.max_overlap, len(items), counts["images"],
-                 report["kept_objects"], ", ".join(f"{k} {v}" for k, v in dropped.items()))
+        report = {
+            "file": str(annotation_file),
+            "images": counts["images"],
+            "kept_images": len(items),
+            "kept_objects": len(items) * hp.num_objects,
+            "object_pairs": len(items) * pairs_per_image,
+            "dropped": dropped,
+        }
+        log.info(
+            "COCO objects %s at min_area=%g, max_overlap=%g: %d of %d photos kept (%d objects); dropped: %s",
+            annotation_file.name,
+            hp.min_area,
+            hp.max_overlap,
+            len(items),
+            counts["images"],
+            report["kept_objects"],
+            ", ".join(f"{k} {v}" for k, v in dropped.items()),
+        )
         return items, report
 
     def setup(self, stage: str | None = None) -> None:
@@ -168,8 +188,10 @@ class COCOObjectsDataModule(SplitDataModule):
         meta = self._metadata(train_ann)
         self.class_names = list(hp.classes) if hp.classes else list(meta["classes"])
         if len(self.class_names) > hp.num_classes:
-            raise UserError(f"{train_ann} has {len(self.class_names)} labels but data.num_classes="
-                            f"{hp.num_classes}; set data.num_classes={len(self.class_names)}")
+            raise UserError(
+                f"{train_ann} has {len(self.class_names)} labels but data.num_classes="
+                f"{hp.num_classes}; set data.num_classes={len(self.class_names)}"
+            )
         class_index = {name: i for i, name in enumerate(self.class_names)}
         items, train_report = self._usable(train_ann, train_dir, class_index, meta)
         reports = {"train_file": train_report}
@@ -185,9 +207,11 @@ class COCOObjectsDataModule(SplitDataModule):
             splits["test"] = (test_items, test_dir)
         for name, (split_items, _) in splits.items():
             if not split_items:
-                raise UserError(f"no images left for the {name} split of {train_ann} ({len(items)} usable images "
-                                f"with {hp.num_objects} objects over data.min_area={hp.min_area}); "
-                                "use more images or lower data.min_area")
+                raise UserError(
+                    f"no images left for the {name} split of {train_ann} ({len(items)} usable images "
+                    f"with {hp.num_objects} objects over data.min_area={hp.min_area}); "
+                    "use more images or lower data.min_area"
+                )
         self.datasets = {
             name: COCOObjects(split_items, image_dir, class_index, hp.image_size, hp.strength, hp.strict)
             for name, (split_items, image_dir) in splits.items()
@@ -195,16 +219,26 @@ class COCOObjectsDataModule(SplitDataModule):
         files = list(reports.values())
         # excluded_fewer_than_two: photos the selection rule dropped (any reason), as before the per-reason counts
         self.stats = {
-            "excluded_fewer_than_two": sum(r["images"] - r["kept_images"] - r["dropped"]["labels_outside_classes"]
-                                           - r["dropped"]["corrupt_image"] for r in files),
+            "excluded_fewer_than_two": sum(
+                r["images"] - r["kept_images"] - r["dropped"]["labels_outside_classes"] - r["dropped"]["corrupt_image"]
+                for r in files
+            ),
             "corrupt_images": sum(r["dropped"]["corrupt_image"] for r in files),
-            "selection": {"min_area": float(hp.min_area), "max_overlap": float(hp.max_overlap),
-                          "num_objects": int(hp.num_objects), "reasons": DROP_REASONS | _LATER_DROPS, **reports},
+            "selection": {
+                "min_area": float(hp.min_area),
+                "max_overlap": float(hp.max_overlap),
+                "num_objects": int(hp.num_objects),
+                "reasons": DROP_REASONS | _LATER_DROPS,
+                **reports,
+            },
             "splits": {name: len(ds) for name, ds in self.datasets.items()},
         }
-        log.info("COCO objects splits: train/val/test = %d/%d/%d images, %d labels: %s",
-                 *(len(self.datasets[s]) for s in ("train", "val", "test")), len(self.class_names),
-                 ", ".join(self.class_names))
+        log.info(
+            "COCO objects splits: train/val/test = %d/%d/%d images, %d labels: %s",
+            *(len(self.datasets[s]) for s in ("train", "val", "test")),
+            len(self.class_names),
+            ", ".join(self.class_names),
+        )
 
     def class_weights(self) -> list[float]:
         """Inverse-frequency CE weights from both objects of every training image."""

@@ -172,19 +172,35 @@ def build_metadata(
     for image_id in tqdm(sorted(coco.imgs), desc=f"selecting objects ({path.name})", unit="img", disable=None):
         info = coco.imgs[image_id]
         anns = [a for a in coco.imgToAnns.get(image_id, []) if int(a["category_id"]) in labels]
-        kept, reason = selection_outcome(anns, int(info["height"]), int(info["width"]), min_area, max_overlap,
-                                         num_objects)
+        kept, reason = selection_outcome(
+            anns, int(info["height"]), int(info["width"]), min_area, max_overlap, num_objects
+        )
         if reason is not None:
             reasons[reason] += 1
             continue
         objects = [
-            {"id": a.get("id"), "label": labels[int(a["category_id"])], "area": float(a.get("area") or 0),
-             "rle": rle["counts"].decode("ascii")}
+            {
+                "id": a.get("id"),
+                "label": labels[int(a["category_id"])],
+                "area": float(a.get("area") or 0),
+                "rle": rle["counts"].decode("ascii"),
+            }
             for a, rle in kept
         ]
-        images.append({"id": image_id, "file_name": info["file_name"], "height": int(info["height"]),
-                       "width": int(info["width"]), "objects": objects})
-    counts = {"images": len(coco.imgs), "annotations": len(coco.anns), "selected": len(images),
-              "excluded_fewer_than_two": sum(reasons.values()),
-              "excluded": {reason: reasons.get(reason, 0) for reason in DROP_REASONS}}
+        images.append(
+            {
+                "id": image_id,
+                "file_name": info["file_name"],
+                "height": int(info["height"]),
+                "width": int(info["width"]),
+                "objects": objects,
+            }
+        )
+    counts = {
+        "images": len(coco.imgs),
+        "annotations": len(coco.anns),
+        "selected": len(images),
+        "excluded_fewer_than_two": sum(reasons.values()),
+        "excluded": {reason: reasons.get(reason, 0) for reason in DROP_REASONS},
+    }
     return {"classes": classes, "images": images, "counts": counts}

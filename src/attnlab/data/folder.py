@@ -68,7 +68,14 @@ def read_scanpaths(path: str | Path, drop_not_finite: bool = True) -> dict[str, 
             for k, r in enumerate(records):
                 if isinstance(r.get("fixations"), list):  # per-fixation dicts → per-field lists
                     fix = r["fixations"]
-                    r = dict(r, **{c: [f[c] for f in fix] for c in ("x", "y", "duration", "onset") if fix and all(c in f for f in fix)})
+                    r = dict(
+                        r,
+                        **{
+                            c: [f[c] for f in fix]
+                            for c in ("x", "y", "duration", "onset")
+                            if fix and all(c in f for f in fix)
+                        },
+                    )
                     r.setdefault("x", []), r.setdefault("y", [])
                 stim = _stimulus_key(r.get("stimulus", r.get("name") or r.get("image") or ""))
                 if not stim or "x" not in r or "y" not in r:
@@ -82,15 +89,29 @@ def read_scanpaths(path: str | Path, drop_not_finite: bool = True) -> dict[str, 
             if rows and "stimulus" not in rows[0]:  # `image` names the stimulus, else the file does
                 rows = [dict(r, stimulus=r.get("image", path.stem)) for r in rows]
             if rows and not {"stimulus", "x", "y"} <= set(rows[0]):
-                raise UserError(f"{path}: CSV header must contain stimulus, x, y (and optionally subject, duration, onset); got {list(rows[0])}")
+                raise UserError(
+                    f"{path}: CSV header must contain stimulus, x, y (and optionally subject, duration, "
+                    f"onset); got {list(rows[0])}"
+                )
             current, bucket = None, []
 
             def flush():
                 if bucket:
                     stim, subj = current
-                    col = lambda name: None if name not in bucket[0] or bucket[0][name] in ("", None) else [float(r[name]) for r in bucket]  # noqa: E731
+                    col = lambda name: (
+                        None
+                        if name not in bucket[0] or bucket[0][name] in ("", None)
+                        else [float(r[name]) for r in bucket]
+                    )  # noqa: E731
                     groups.setdefault(stim, []).append(
-                        Scanpath([float(r["x"]) for r in bucket], [float(r["y"]) for r in bucket], col("duration"), col("onset"), subj, stim)
+                        Scanpath(
+                            [float(r["x"]) for r in bucket],
+                            [float(r["y"]) for r in bucket],
+                            col("duration"),
+                            col("onset"),
+                            subj,
+                            stim,
+                        )
                     )
 
             for r in rows:
@@ -103,7 +124,9 @@ def read_scanpaths(path: str | Path, drop_not_finite: bool = True) -> dict[str, 
         else:
             raise UserError(f"scanpath file {path} must end in .json or .csv")
     except (ValueError, TypeError, KeyError, AttributeError) as ex:
-        raise UserError(f"cannot read scanpaths from {path}: {str(ex).splitlines()[0] if str(ex) else type(ex).__name__}") from None
+        raise UserError(
+            f"cannot read scanpaths from {path}: {str(ex).splitlines()[0] if str(ex) else type(ex).__name__}"
+        ) from None
     if drop_not_finite:
         dropped = total = 0
         for stim, paths in groups.items():
@@ -128,7 +151,18 @@ def write_scanpaths(path: str | Path, scanpaths: list[Scanpath]) -> Path:
         return None if a is None else np.asarray(a, dtype=float).tolist()
 
     records = [
-        {k: v for k, v in dict(stimulus=s.stimulus, subject=s.subject, x=plain(s.x), y=plain(s.y), duration=plain(s.duration), onset=plain(s.onset)).items() if v is not None}
+        {
+            k: v
+            for k, v in dict(
+                stimulus=s.stimulus,
+                subject=s.subject,
+                x=plain(s.x),
+                y=plain(s.y),
+                duration=plain(s.duration),
+                onset=plain(s.onset),
+            ).items()
+            if v is not None
+        }
         for s in scanpaths
     ]
     return write_json(path, records)
@@ -161,7 +195,9 @@ def load_folder(root: str | Path, strict: bool = False) -> FixationDataset:
         raise UserError(f"none of the {skips.checked} images in {image_dir} can be read, e.g. {skips.skipped[0]}")
     if not stimuli:
         raise UserError(f"no images (.jpg/.png) in {image_dir}")
-    return FixationDataset(info.get("name", root.name), stimuli, scanpaths, info.get("pixels_per_degree"), {"root": str(root)} | skipped)
+    return FixationDataset(
+        info.get("name", root.name), stimuli, scanpaths, info.get("pixels_per_degree"), {"root": str(root)} | skipped
+    )
 
 
 def _read_info(path: Path) -> dict:
@@ -173,9 +209,11 @@ def _read_info(path: Path) -> dict:
     except ValueError as ex:
         raise UserError(f"cannot read {path}: {ex}") from None
     if not isinstance(info, dict):
-        raise UserError(f"{path} must hold a JSON object such as {{\"name\": \"mine\", \"pixels_per_degree\": 35}}")
+        raise UserError(f'{path} must hold a JSON object such as {{"name": "mine", "pixels_per_degree": 35}}')
     ppd = info.get("pixels_per_degree")
-    if ppd is not None and (isinstance(ppd, bool) or not isinstance(ppd, (int, float)) or not np.isfinite(ppd) or ppd <= 0):
+    if ppd is not None and (
+        isinstance(ppd, bool) or not isinstance(ppd, (int, float)) or not np.isfinite(ppd) or ppd <= 0
+    ):
         raise UserError(f"{path}: pixels_per_degree={ppd!r} is not allowed; expected a number > 0")
     return info
 

@@ -53,13 +53,19 @@ class Scanpath:
         object.__setattr__(self, "x", np.asarray(self.x, dtype=np.float64).reshape(-1))
         object.__setattr__(self, "y", np.asarray(self.y, dtype=np.float64).reshape(-1))
         if len(self.x) != len(self.y):
-            raise UserError(f"scanpath of subject {self.subject!r} on {self.stimulus!r}: {len(self.x)} x values but {len(self.y)} y values")
+            raise UserError(
+                f"scanpath of subject {self.subject!r} on {self.stimulus!r}: {len(self.x)} x values but "
+                f"{len(self.y)} y values"
+            )
         for name in ("duration", "onset"):
             value = getattr(self, name)
             if value is not None:
                 value = np.asarray(value, dtype=np.float64).reshape(-1)
                 if len(value) != len(self.x):
-                    raise UserError(f"scanpath of subject {self.subject!r} on {self.stimulus!r}: {len(value)} {name}s for {len(self.x)} fixations")
+                    raise UserError(
+                        f"scanpath of subject {self.subject!r} on {self.stimulus!r}: {len(value)} "
+                        f"{name}s for {len(self.x)} fixations"
+                    )
                 object.__setattr__(self, name, value)
 
     def __len__(self) -> int:

@@ -45,7 +45,9 @@ def load_image(path: str | Path) -> Image.Image:
         with Image.open(path) as im:
             return im.convert("RGB")
     except Exception as ex:  # truncated or not an image
-        raise UserError(f"cannot read image {path}: {str(ex).splitlines()[0] if str(ex) else type(ex).__name__}") from None
+        raise UserError(
+            f"cannot read image {path}: {str(ex).splitlines()[0] if str(ex) else type(ex).__name__}"
+        ) from None
 
 
 def read_labels(path: str | Path) -> dict[str, int]:
@@ -149,7 +151,9 @@ class ImagesDataModule(L.LightningDataModule):
         files = [f for f in files if skips.size(f) is not None]
         self.skipped = skips.report()["unreadable_images"]
         if not files:
-            raise UserError(f"none of the {skips.checked} images in {hp.image_dir} can be read, e.g. {skips.skipped[0]}")
+            raise UserError(
+                f"none of the {skips.checked} images in {hp.image_dir} can be read, e.g. {skips.skipped[0]}"
+            )
         labels = read_labels(hp.labels_file) if hp.labels_file else None
         self.dataset = ImageFolder(files, hp.image_size, labels)
         n = len(files)

@@ -44,7 +44,13 @@ def detect_fixations(
     """I-VT fixations (x, y, onset ms, duration ms) from N×2 raw gaze samples in image pixels."""
     samples = np.asarray(samples, dtype=np.float64).reshape(-1, 2)
     h, w = image_size
-    valid = np.isfinite(samples).all(1) & (samples[:, 0] >= 0) & (samples[:, 0] < w) & (samples[:, 1] >= 0) & (samples[:, 1] < h)
+    valid = (
+        np.isfinite(samples).all(1)
+        & (samples[:, 0] >= 0)
+        & (samples[:, 0] < w)
+        & (samples[:, 1] >= 0)
+        & (samples[:, 1] < h)
+    )
     speed = np.full(len(samples), np.inf)
     if len(samples) > 1:
         step = np.linalg.norm(np.diff(samples, axis=0), axis=1) * rate_hz / pixels_per_degree  # deg/s
@@ -86,7 +92,9 @@ def _read_subject(path: Path, name: str, size: tuple[int, int], ppd: float, velo
         raise UserError(f"cannot read MIT1003 gaze data {path}: {ex}") from ex
     if "fixations" in mat:  # already extracted
         xy = np.asarray(mat["fixations"], dtype=np.float64).reshape(-1, 2)
-        starts = np.asarray(mat.get("starts", np.full(len(xy), np.nan)), dtype=np.float64).reshape(-1) * 1000.0 / SAMPLE_RATE
+        starts = (
+            np.asarray(mat.get("starts", np.full(len(xy), np.nan)), dtype=np.float64).reshape(-1) * 1000.0 / SAMPLE_RATE
+        )
         durations = np.asarray(mat["durations"], dtype=np.float64).reshape(-1) if "durations" in mat else None
         return xy[:, 0], xy[:, 1], starts if len(starts) == len(xy) else None, durations
     key = name[:63] if name[:63] in mat else next((k for k in mat if not k.startswith("__")), None)
@@ -100,8 +108,13 @@ def _read_subject(path: Path, name: str, size: tuple[int, int], ppd: float, velo
     return x, y, onset, duration
 
 
-def load_mit1003(root: str | Path, pixels_per_degree: float = 35.0, velocity_deg_s: float = 30.0, min_fixation_ms: float = 100.0,
-                 strict: bool = False) -> FixationDataset:
+def load_mit1003(
+    root: str | Path,
+    pixels_per_degree: float = 35.0,
+    velocity_deg_s: float = 30.0,
+    min_fixation_ms: float = 100.0,
+    strict: bool = False,
+) -> FixationDataset:
     root = Path(root).expanduser()
     stim_dir, data_dir = root / "ALLSTIMULI", root / "DATA"
     if not stim_dir.is_dir() or not data_dir.is_dir():
@@ -118,7 +131,9 @@ def load_mit1003(root: str | Path, pixels_per_degree: float = 35.0, velocity_deg
             mat = subject / f"{image.stem}.mat"
             if not mat.is_file():
                 continue
-            x, y, onset, duration = _read_subject(mat, image.stem, size, pixels_per_degree, velocity_deg_s, min_fixation_ms)
+            x, y, onset, duration = _read_subject(
+                mat, image.stem, size, pixels_per_degree, velocity_deg_s, min_fixation_ms
+            )
             if len(x):
                 paths.append(Scanpath(x, y, duration, onset, subject.name, image.stem))
         stimuli.append(Stimulus(image.stem, image, size))

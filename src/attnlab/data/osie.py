@@ -96,11 +96,19 @@ def load_osie(root: str | Path, strict: bool = False) -> FixationDataset:
             x, y = _cell(fix["fix_x"]), _cell(fix["fix_y"])
             if len(x) == 0:
                 continue
-            paths.append(Scanpath(x, y, duration=_cell(fix["fix_duration"]), subject=f"s{k + 1:02d}", stimulus=stimulus.id))
+            paths.append(
+                Scanpath(x, y, duration=_cell(fix["fix_duration"]), subject=f"s{k + 1:02d}", stimulus=stimulus.id)
+            )
         stimuli.append(stimulus)
         scanpaths.append(paths)
     if missing:
-        log.warning("OSIE: %d images listed in %s have no file in %s (skipped), e.g. %s", len(missing), mat_path.name, stimuli_dir, missing[0])
+        log.warning(
+            "OSIE: %d images listed in %s have no file in %s (skipped), e.g. %s",
+            len(missing),
+            mat_path.name,
+            stimuli_dir,
+            missing[0],
+        )
     info = {"root": str(root)} | skips.report()
     if not stimuli and skips.skipped:
         raise UserError(f"OSIE at {root}: none of the {skips.checked} images can be read, e.g. {skips.skipped[0]}")
@@ -114,4 +122,3 @@ class OSIEDataModule(FixationDataModule):
 
     def load(self) -> FixationDataset:
         return load_osie(self.root, self.strict)
-

@@ -23,11 +23,10 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Optional, Sequence
 
-from annotated_types import Interval
-
 import lightning as L
 import numpy as np
 import torch
+from annotated_types import Interval
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.fixation_maps import fixation_map
@@ -89,7 +88,11 @@ def read_salicon_fixations(path: Path, image_size: tuple[int, int]) -> tuple[np.
     if "gaze" in mat:
         xs, ys = [], []
         for subject in np.asarray(mat["gaze"]).reshape(-1):
-            fix = np.asarray(subject["fixations"], dtype=np.float64).reshape(-1, 2) if np.size(subject["fixations"]) else np.zeros((0, 2))
+            fix = (
+                np.asarray(subject["fixations"], dtype=np.float64).reshape(-1, 2)
+                if np.size(subject["fixations"])
+                else np.zeros((0, 2))
+            )
             xs.append(fix[:, 0] - 1)  # MATLAB is 1-based
             ys.append(fix[:, 1] - 1)
         return np.concatenate(xs) if xs else np.zeros(0), np.concatenate(ys) if ys else np.zeros(0), size
@@ -109,7 +112,12 @@ class SALICONMaps(Dataset):
         map_size: (h, w) of density and fixation maps (default ``image_size``).
     """
 
-    def __init__(self, samples: Sequence[tuple[str, Path, Path, Path]], image_size: Sequence[int], map_size: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        samples: Sequence[tuple[str, Path, Path, Path]],
+        image_size: Sequence[int],
+        map_size: Sequence[int] | None = None,
+    ) -> None:
         self.samples = list(samples)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.map_size = tuple(int(s) for s in map_size) if map_size else self.image_size

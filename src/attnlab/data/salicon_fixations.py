@@ -32,7 +32,9 @@ __all__ = ["load_salicon", "read_salicon_fixations", "read_salicon_map", "SALICO
 SALICON_SIZE = (480, 640)
 
 
-def read_salicon_fixations(path: str | Path, fixation_type: str = "fixations") -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+def read_salicon_fixations(
+    path: str | Path, fixation_type: str = "fixations"
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Per subject: (x, y, timestamps or None), zero-based pixels, from one SALICON .mat file."""
     from scipy.io import loadmat
 
@@ -45,7 +47,9 @@ def read_salicon_fixations(path: str | Path, fixation_type: str = "fixations") -
         raise UserError(f"cannot read SALICON fixations from {path}: {ex}") from ex
     out = []
     for subject in gaze:
-        xy = np.asarray(subject[field], dtype=np.float64).reshape(-1, 2) if np.size(subject[field]) else np.zeros((0, 2))
+        xy = (
+            np.asarray(subject[field], dtype=np.float64).reshape(-1, 2) if np.size(subject[field]) else np.zeros((0, 2))
+        )
         ts = None
         if fixation_type == "mouse" and "timestamp" in subject.dtype.names and np.size(subject["timestamp"]):
             ts = np.asarray(subject["timestamp"], dtype=np.float64).reshape(-1)
@@ -64,7 +68,9 @@ def read_salicon_map(path: str | Path) -> np.ndarray:
         return np.asarray(im.convert("L"), dtype=np.float64) / 255.0
 
 
-def load_salicon(root: str | Path, split: str = "train", fixation_type: str = "fixations", strict: bool = False) -> FixationDataset:
+def load_salicon(
+    root: str | Path, split: str = "train", fixation_type: str = "fixations", strict: bool = False
+) -> FixationDataset:
     """One split (train or val: test has no fixations) of SALICON as a FixationDataset."""
     root = Path(root).expanduser()
     if split not in ("train", "val"):
@@ -92,7 +98,13 @@ def load_salicon(root: str | Path, split: str = "train", fixation_type: str = "f
     skipped = skips.report()
     if not stimuli:
         raise UserError(f"SALICON: no .mat files with a readable image in {fix_dir}")
-    return FixationDataset(f"salicon_{split}", stimuli, scanpaths, None, {"root": str(root), "maps_dir": str(root / "maps" / split)} | skipped)
+    return FixationDataset(
+        f"salicon_{split}",
+        stimuli,
+        scanpaths,
+        None,
+        {"root": str(root), "maps_dir": str(root / "maps" / split)} | skipped,
+    )
 
 
 class SALICONDataModule(FixationDataModule):

@@ -101,7 +101,10 @@ def load_scene_graphs(path: str | Path, limit: int | None = None) -> list[SceneG
             ]
             graphs.append(SceneGraph(str(image_id), int(g["height"]), int(g["width"]), objects))
         except (KeyError, TypeError, ValueError) as ex:
-            raise UserError(f"{path}: image {image_id} is not in the GQA layout (needs width, height, objects with name/x/y/w/h): {ex!r}") from ex
+            raise UserError(
+                f"{path}: image {image_id} is not in the GQA layout (needs width, height, objects with "
+                f"name/x/y/w/h): {ex!r}"
+            ) from ex
         if limit is not None and len(graphs) >= limit:
             break
     return graphs
@@ -111,26 +114,93 @@ def load_scene_graphs(path: str | Path, limit: int | None = None) -> list[SceneG
 
 # Irregular plurals frequent in Visual Genome; WordNet's lemmatiser is not available offline.
 _IRREGULAR = {
-    "men": "man", "women": "woman", "people": "person", "children": "child", "feet": "foot",
-    "teeth": "tooth", "mice": "mouse", "geese": "goose", "leaves": "leaf", "knives": "knife",
-    "wives": "wife", "lives": "life", "shelves": "shelf", "wolves": "wolf", "halves": "half",
-    "loaves": "loaf", "calves": "calf", "scarves": "scarf", "hooves": "hoof", "oxen": "ox",
-    "dice": "die", "sheep": "sheep", "deer": "deer", "fish": "fish", "series": "series",
-    "species": "species", "police": "police", "glasses": "glasses", "pants": "pants",
-    "jeans": "jeans", "shorts": "shorts", "trousers": "trousers", "scissors": "scissors",
-    "clothes": "clothes", "stairs": "stairs", "skis": "ski", "buses": "bus", "gas": "gas",
-    "grass": "grass", "glass": "glass", "dress": "dress", "bus": "bus", "cross": "cross",
-    "boss": "boss", "moss": "moss", "mattress": "mattress", "lens": "lens", "news": "news",
-    "tennis": "tennis", "cactus": "cactus", "cacti": "cactus", "octopus": "octopus",
-    "canvas": "canvas", "christmas": "christmas", "dishes": "dish", "bushes": "bush",
-    "benches": "bench", "boxes": "box", "foxes": "fox", "watches": "watch", "sandwiches": "sandwich",
-    "tomatoes": "tomato", "potatoes": "potato", "heroes": "hero",
+    "men": "man",
+    "women": "woman",
+    "people": "person",
+    "children": "child",
+    "feet": "foot",
+    "teeth": "tooth",
+    "mice": "mouse",
+    "geese": "goose",
+    "leaves": "leaf",
+    "knives": "knife",
+    "wives": "wife",
+    "lives": "life",
+    "shelves": "shelf",
+    "wolves": "wolf",
+    "halves": "half",
+    "loaves": "loaf",
+    "calves": "calf",
+    "scarves": "scarf",
+    "hooves": "hoof",
+    "oxen": "ox",
+    "dice": "die",
+    "sheep": "sheep",
+    "deer": "deer",
+    "fish": "fish",
+    "series": "series",
+    "species": "species",
+    "police": "police",
+    "glasses": "glasses",
+    "pants": "pants",
+    "jeans": "jeans",
+    "shorts": "shorts",
+    "trousers": "trousers",
+    "scissors": "scissors",
+    "clothes": "clothes",
+    "stairs": "stairs",
+    "skis": "ski",
+    "buses": "bus",
+    "gas": "gas",
+    "grass": "grass",
+    "glass": "glass",
+    "dress": "dress",
+    "bus": "bus",
+    "cross": "cross",
+    "boss": "boss",
+    "moss": "moss",
+    "mattress": "mattress",
+    "lens": "lens",
+    "news": "news",
+    "tennis": "tennis",
+    "cactus": "cactus",
+    "cacti": "cactus",
+    "octopus": "octopus",
+    "canvas": "canvas",
+    "christmas": "christmas",
+    "dishes": "dish",
+    "bushes": "bush",
+    "benches": "bench",
+    "boxes": "box",
+    "foxes": "fox",
+    "watches": "watch",
+    "sandwiches": "sandwich",
+    "tomatoes": "tomato",
+    "potatoes": "potato",
+    "heroes": "hero",
 }
 _KEEP_S = ("ss", "us", "is", "ous")
 # nouns ending in -ie, whose plural -ies must not become -y
 _IE_NOUNS = {
-    "cookie", "movie", "brownie", "hoodie", "pie", "tie", "zombie", "goalie", "beanie", "smoothie",
-    "veggie", "birdie", "necktie", "bowtie", "rookie", "selfie", "lie", "magpie", "sweetie",
+    "cookie",
+    "movie",
+    "brownie",
+    "hoodie",
+    "pie",
+    "tie",
+    "zombie",
+    "goalie",
+    "beanie",
+    "smoothie",
+    "veggie",
+    "birdie",
+    "necktie",
+    "bowtie",
+    "rookie",
+    "selfie",
+    "lie",
+    "magpie",
+    "sweetie",
 }
 
 
@@ -207,7 +277,9 @@ def _read_names(spec: Any, what: str) -> set[str] | None:
         return {str(s).strip().lower() for s in spec}
     path = Path(str(spec)).expanduser()
     if not path.is_file():
-        raise UserError(f"{what} not found: {path}; give a JSON list of names, a JSON {{name: true}} map, or a list in the config")
+        raise UserError(
+            f"{what} not found: {path}; give a JSON list of names, a JSON {{name: true}} map, or a list in the config"
+        )
     data = json.loads(path.read_text())
     if isinstance(data, dict):
         return {str(k).strip().lower() for k, v in data.items() if v}

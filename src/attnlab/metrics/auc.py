@@ -30,9 +30,31 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from attnlab.metrics.maps import InvalidMapError, RowBuffers, as_batch, as_float32, constant, fixated, flat, flat_nonzero, for_each_row, match_size, minmax, sorted_, value_range
+from attnlab.metrics.maps import (
+    InvalidMapError,
+    RowBuffers,
+    as_batch,
+    as_float32,
+    constant,
+    fixated,
+    flat,
+    flat_nonzero,
+    for_each_row,
+    match_size,
+    minmax,
+    sorted_,
+    value_range,
+)
 
-__all__ = ["auc_judd", "auc_borji", "auc_shuffled", "shuffled_nonfixations", "ShuffledNegatives", "SupportCounts", "roc_auc"]
+__all__ = [
+    "auc_judd",
+    "auc_borji",
+    "auc_shuffled",
+    "shuffled_nonfixations",
+    "ShuffledNegatives",
+    "SupportCounts",
+    "roc_auc",
+]
 
 JITTER = 1e-7
 # Histogram resolution of the exact counts of AUC-Judd and sAUC (see OrderKeys). 2^14 bins: the
@@ -51,7 +73,9 @@ def _inputs(pred: torch.Tensor, fixations: torch.Tensor) -> tuple[torch.Tensor, 
     return flat(p), flat(f)
 
 
-def _padded(values: torch.Tensor, weights: torch.Tensor, fill: float, binary: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _padded(
+    values: torch.Tensor, weights: torch.Tensor, fill: float, binary: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The entries of ``values`` where ``weights`` > 0, per row, left-aligned in a B×K tensor.
 
     Padding has value ``fill`` and weight 0; K is the largest count of a row (at least 1).
@@ -78,7 +102,9 @@ def _trapezoid(fpr: torch.Tensor, tpr: torch.Tensor) -> torch.Tensor:
     return ((x[:, 1:] - x[:, :-1]) * (y[:, 1:] + y[:, :-1]) / 2).sum(1)
 
 
-def _count_at_or_above(thresholds_sorted: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def _count_at_or_above(
+    thresholds_sorted: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """For each (ascending) threshold t_i of each row: total weight of ``values`` ≥ t_i."""
     idx = torch.searchsorted(thresholds_sorted, values, right=True)  # #thresholds ≤ v: v ≥ t_i iff i < idx
     hist = torch.zeros(values.shape[0], thresholds_sorted.shape[1] + 1, dtype=torch.float64, device=values.device)
@@ -117,7 +143,16 @@ class OrderKeys:
     from a float32 copy of v.
     """
 
-    def __init__(self, v: torch.Tensor, positions: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, ordered: tuple[torch.Tensor, float, float] | None = None, bins: int = BINS) -> None:
+    def __init__(
+        self,
+        v: torch.Tensor,
+        positions: torch.Tensor,
+        lo: float,
+        hi: float,
+        buffers: RowBuffers,
+        ordered: tuple[torch.Tensor, float, float] | None = None,
+        bins: int = BINS,
+    ) -> None:
         if ordered is None or not _float32_resolves(ordered[1], ordered[2]):
             ordered = (as_float32(v, buffers, "pixels32"), lo, hi) if _float32_resolves(lo, hi) else (v, lo, hi)
         m, lo, hi = ordered
@@ -127,7 +162,9 @@ class OrderKeys:
         self.keys = _scaled_keys(m, lo, scale, bins, buffers)
         self.thresholds = v.index_select(0, positions)
         self.threshold_keys = self.keys.index_select(0, positions).long()
-        self.in_threshold_bin = buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_().index_fill_(0, self.threshold_keys, True)
+        self.in_threshold_bin = (
+            buffers("in_threshold_bin", v, torch.bool, size=bins + 1).zero_().index_fill_(0, self.threshold_keys, True)
+        )
 
     def pixels_at_or_above(self) -> torch.Tensor:
         """How many of v's values are ≥ each threshold (int64, in the order of ``positions``).
@@ -137,7 +174,9 @@ class OrderKeys:
         a histogram without the threshold keys; the second are compared exactly."""
         v, keys = self.v, self.keys
         histogram = torch.bincount(keys, minlength=self.bins + 1).index_fill_(0, self.threshold_keys, 0)
-        apart_below = torch.cumsum(histogram, 0, out=self.buffers("cumulative", histogram)).index_select(0, self.threshold_keys)
+        apart_below = torch.cumsum(histogram, 0, out=self.buffers("cumulative", histogram)).index_select(
+            0, self.threshold_keys
+        )
         shared = torch.index_select(self.in_threshold_bin, 0, keys, out=self.buffers("shared", v, torch.bool))
         shared_values = sorted_(v.index_select(0, flat_nonzero(shared)))
         return v.numel() - apart_below.add_(torch.searchsorted(shared_values, self.thresholds, right=False))
@@ -153,13 +192,21 @@ class OrderKeys:
         weights = weights.to(torch.float64)
         sample_keys = self.keys.index_select(0, positions)
         # distinct threshold keys ≤ each key (a lookup: no binary search)
-        keys_up_to = torch.cumsum(self.in_threshold_bin, 0, out=self.buffers("keys_up_to", self.in_threshold_bin, torch.int64))
+        keys_up_to = torch.cumsum(
+            self.in_threshold_bin, 0, out=self.buffers("keys_up_to", self.in_threshold_bin, torch.int64)
+        )
         rank = keys_up_to.index_select(0, sample_keys)  # = threshold keys below, for a key that is none
         shared = self.in_threshold_bin.index_select(0, sample_keys)
         apart = torch.bincount(rank, weights.masked_fill(shared, 0), minlength=self.thresholds.numel() + 1)
         close = flat_nonzero(shared)
         threshold_rank = keys_up_to.index_select(0, self.threshold_keys).sub_(1)  # of t's key among the distinct ones
-        return PlacedSamples(self.thresholds, threshold_rank, apart, self.v.index_select(0, positions.index_select(0, close)), weights.index_select(0, close))
+        return PlacedSamples(
+            self.thresholds,
+            threshold_rank,
+            apart,
+            self.v.index_select(0, positions.index_select(0, close)),
+            weights.index_select(0, close),
+        )
 
 
 class PlacedSamples(NamedTuple):
@@ -176,7 +223,9 @@ def samples_below(placed: Sequence[PlacedSamples]) -> tuple[torch.Tensor, torch.
     """For R maps at once: weight of the samples below each threshold, and of those equal to it
     (R×K, the thresholds' order, padded); the samples sharing a key with a threshold are compared
     exactly."""
-    thresholds = torch.nn.utils.rnn.pad_sequence([p.thresholds for p in placed], batch_first=True, padding_value=float("inf"))
+    thresholds = torch.nn.utils.rnn.pad_sequence(
+        [p.thresholds for p in placed], batch_first=True, padding_value=float("inf")
+    )
     ranks = torch.nn.utils.rnn.pad_sequence([p.threshold_rank for p in placed], batch_first=True)
     below = torch.nn.utils.rnn.pad_sequence([p.apart for p in placed], batch_first=True).cumsum(1).gather(1, ranks)
     sizes = torch.tensor([p.close_values.numel() for p in placed], device=below.device)
@@ -192,9 +241,15 @@ def samples_below(placed: Sequence[PlacedSamples]) -> tuple[torch.Tensor, torch.
     # most t_j iff j ≥ #thresholds < v; padding (inf, weight 0) counts nowhere
     ascending, order = thresholds.sort(1)
 
-    def weight_up_to(right: bool) -> torch.Tensor:  # Σ weight of the samples v with #thresholds (≤ or <) v ≤ j, in the thresholds' order
+    def weight_up_to(
+        right: bool,
+    ) -> torch.Tensor:  # Σ weight of the samples v with #thresholds (≤ or <) v ≤ j, in the thresholds' order
         first = torch.searchsorted(ascending, close, right=right)
-        ascending_order = torch.zeros(len(placed), ascending.shape[1] + 1, dtype=torch.float64, device=below.device).scatter_add_(1, first, close_w).cumsum(1)[:, :-1]
+        ascending_order = (
+            torch.zeros(len(placed), ascending.shape[1] + 1, dtype=torch.float64, device=below.device)
+            .scatter_add_(1, first, close_w)
+            .cumsum(1)[:, :-1]
+        )
         return torch.empty_like(below).scatter_(1, order, ascending_order)
 
     lower = weight_up_to(right=True)
@@ -218,7 +273,15 @@ class JuddPass:
         self.thresholds: list[torch.Tensor] = [p.new_zeros(0)] * p.shape[0]
         self.at_or_above: list[torch.Tensor] = [torch.zeros(0, dtype=torch.int64, device=p.device)] * p.shape[0]
 
-    def run_row(self, i: int, v: torch.Tensor, lo: float, hi: float, buffers: RowBuffers, ordered: tuple[torch.Tensor, float, float] | None = None) -> OrderKeys | None:
+    def run_row(
+        self,
+        i: int,
+        v: torch.Tensor,
+        lo: float,
+        hi: float,
+        buffers: RowBuffers,
+        ordered: tuple[torch.Tensor, float, float] | None = None,
+    ) -> OrderKeys | None:
         """Map i (flat, with min ``lo`` and max ``hi``; ``ordered``: a float32 map non-decreasing in
         it, with its min and max, if the caller has one — see :class:`OrderKeys`). Returns the keys
         of the unjittered map at its fixations (for :meth:`ShuffledPass.run_row`), else None."""
@@ -228,7 +291,11 @@ class JuddPass:
         if self.jitter:  # normalise first so that the jitter only ever breaks ties
             generator = torch.Generator(device=v.device).manual_seed(self.seed * 1_000_003 + i)
             noise = torch.rand(v.shape, generator=generator, out=buffers("noise", v), dtype=v.dtype)
-            v = torch.sub(v, lo, out=buffers("jittered", v)).mul_(1.0 / (hi - lo) if hi > lo else 0.0).add_(noise, alpha=JITTER)
+            v = (
+                torch.sub(v, lo, out=buffers("jittered", v))
+                .mul_(1.0 / (hi - lo) if hi > lo else 0.0)
+                .add_(noise, alpha=JITTER)
+            )
             lo, hi, ordered = 0.0, 1.0 + JITTER, None
         if hi == lo:  # a constant map: every pixel is at or above every threshold
             self.thresholds[i] = v.index_select(0, positions)
@@ -279,7 +346,9 @@ def auc_judd(
     return judd.auc(constant(p))
 
 
-def _grid_auc(positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Tensor, neg_w: torch.Tensor, step: float) -> torch.Tensor:
+def _grid_auc(
+    positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Tensor, neg_w: torch.Tensor, step: float
+) -> torch.Tensor:
     """MIT-style AUC on thresholds 0, step, 2·step, ... ≤ 1 for rows of (weighted) samples in [0, 1].
 
     ``positives``: B×K, ``negatives``: B×S×M (S draws); returns B×S AUCs.
@@ -295,7 +364,9 @@ def _grid_auc(positives: torch.Tensor, pos_w: torch.Tensor, negatives: torch.Ten
     return _trapezoid(fpr.flip(1), tpr.flip(1)).reshape(b, s)
 
 
-def auc_borji(pred: torch.Tensor, fixations: torch.Tensor, splits: int = 100, step: float = 0.1, seed: int = 0) -> torch.Tensor:
+def auc_borji(
+    pred: torch.Tensor, fixations: torch.Tensor, splits: int = 100, step: float = 0.1, seed: int = 0
+) -> torch.Tensor:
     """AUC-Borji per image: uniform random negatives, ``splits`` draws, thresholds every ``step``."""
     p, f = _inputs(pred, fixations)
     flat_map = constant(p)
@@ -334,7 +405,9 @@ class ShuffledPass:
     def __init__(self, f: torch.Tensor, nf: torch.Tensor | SupportCounts) -> None:
         self.positives = _per_row(f)
         self.negatives = nf.rows() if isinstance(nf, SupportCounts) else _per_row(nf)
-        self.pairs = [max(p * n, 1e-300) for p, n in zip(_row_totals(f), _row_totals(nf))]  # Σ positive · Σ negative weight
+        self.pairs = [
+            max(p * n, 1e-300) for p, n in zip(_row_totals(f), _row_totals(nf))
+        ]  # Σ positive · Σ negative weight
         self.values: list[float] = [float("nan")] * f.shape[0]
         self.placed: list[PlacedSamples | None] = [None] * f.shape[0]
 
@@ -354,7 +427,9 @@ class ShuffledPass:
         rows = [i for i, placed in enumerate(self.placed) if placed is not None]
         if rows:
             below, equal = samples_below([self.placed[i] for i in rows])
-            pos_w = torch.nn.utils.rnn.pad_sequence([self.positives[i][1].to(torch.float64) for i in rows], batch_first=True)
+            pos_w = torch.nn.utils.rnn.pad_sequence(
+                [self.positives[i][1].to(torch.float64) for i in rows], batch_first=True
+            )
             for i, total in zip(rows, (pos_w * below.add_(equal, alpha=0.5)).sum(1).tolist()):
                 self.values[i] = total / self.pairs[i]
         auc = torch.tensor(self.values, dtype=torch.float64, device=flat_map.device)
@@ -366,7 +441,11 @@ def _row_totals(counts: torch.Tensor | SupportCounts) -> list[float]:
     if isinstance(counts, SupportCounts):
         return counts.counts.sum(1).tolist()
     b, _, w = fixated(counts)
-    return torch.zeros(counts.shape[0], dtype=torch.float64, device=w.device).index_add_(0, b, w.to(torch.float64)).tolist()
+    return (
+        torch.zeros(counts.shape[0], dtype=torch.float64, device=w.device)
+        .index_add_(0, b, w.to(torch.float64))
+        .tolist()
+    )
 
 
 def _per_row(counts: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -376,19 +455,26 @@ def _per_row(counts: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return list(zip(torch.split(n, sizes), torch.split(w, sizes)))
 
 
-def nonfixation_counts(nonfixations: torch.Tensor | SupportCounts, fixations: torch.Tensor) -> torch.Tensor | SupportCounts:
+def nonfixation_counts(
+    nonfixations: torch.Tensor | SupportCounts, fixations: torch.Tensor
+) -> torch.Tensor | SupportCounts:
     """The validated negatives of shuffled AUC (B×N, or :class:`SupportCounts`), the same size as
     the fixation maps."""
     if isinstance(nonfixations, SupportCounts):
         nf = nonfixations
-        suspects = (~torch.isfinite(nf.counts.sum(1))).nonzero().flatten().tolist()  # one reduction per map, as first_invalid
+        suspects = (
+            (~torch.isfinite(nf.counts.sum(1))).nonzero().flatten().tolist()
+        )  # one reduction per map, as first_invalid
         bad = [i for i in suspects if not bool(torch.isfinite(nf.counts[i]).all())]
         if bad:
             raise InvalidMapError("nonfixation map", bad[0])
     else:
         nf = flat(as_batch(nonfixations, "nonfixation map"))
     if (nf.shape[0], math.prod(nf.shape[1:])) != (fixations.shape[0], math.prod(fixations.shape[1:])):
-        raise ValueError(f"nonfixation maps have shape {tuple(nonfixations.shape)}; expected the fixation maps' {tuple(fixations.shape)}")
+        raise ValueError(
+            f"nonfixation maps have shape {tuple(nonfixations.shape)}; expected the fixation maps' "
+            f"{tuple(fixations.shape)}"
+        )
     return nf
 
 
@@ -443,7 +529,9 @@ class ShuffledNegatives:
     The sum over all images is built once per target size, so each image costs one subtraction.
     """
 
-    def __init__(self, fixations_xy: Sequence[tuple[np.ndarray, np.ndarray]], image_sizes: Sequence[tuple[int, int]]) -> None:
+    def __init__(
+        self, fixations_xy: Sequence[tuple[np.ndarray, np.ndarray]], image_sizes: Sequence[tuple[int, int]]
+    ) -> None:
         self.xy = [(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) for x, y in fixations_xy]
         self.sizes = [tuple(s) for s in image_sizes]
         self._pixel_lists: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -477,19 +565,25 @@ class ShuffledNegatives:
         size = tuple(size or self.sizes[index])
         return (self._total(size) - self._scaled(index, size)).astype(np.float64).reshape(size)
 
-    def support_counts(self, indices: Sequence[int], size: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> SupportCounts:
+    def support_counts(
+        self, indices: Sequence[int], size: tuple[int, int] | None = None, device: torch.device | str = "cpu"
+    ) -> SupportCounts:
         """The negatives of images ``indices`` (all at ``size``, default the first image's), stored on
         the pixels fixated in any image: the fastest input of :func:`auc_shuffled` and
         :func:`attnlab.metrics.saliency.saliency_metrics` for many images."""
         size = tuple(size or self.sizes[indices[0]])
-        support, total = np.unique(np.concatenate(self._pixels(size)), return_counts=True)  # sorts the fixations, not H×W pixels
+        support, total = np.unique(
+            np.concatenate(self._pixels(size)), return_counts=True
+        )  # sorts the fixations, not H×W pixels
         counts = np.tile(total.astype(np.float64), (len(indices), 1))  # B × (pixels fixated in any image)
         own = [self._pixels(size)[i] for i in indices]
         rows = np.repeat(np.arange(len(indices)), [len(o) for o in own])
         np.subtract.at(counts, (rows, np.searchsorted(support, np.concatenate(own))), 1)  # minus the image's own
         return SupportCounts(torch.from_numpy(support).to(device), torch.from_numpy(counts).to(device), size)
 
-    def sparse_counts(self, indices: Sequence[int], size: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    def sparse_counts(
+        self, indices: Sequence[int], size: tuple[int, int] | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         """The negatives of images ``indices`` as one sparse B×H×W count tensor (all at ``size``,
         default the first image's): a few thousand pixels each instead of a dense map."""
         return self.support_counts(indices, size, device).to_sparse()
@@ -523,7 +617,9 @@ class SupportCounts:
         batch, position = (self.counts > 0).nonzero(as_tuple=True)  # row-major: sorted, as a coalesced tensor needs
         pixel = self.support[position]
         index = torch.stack([batch, pixel // self.size[1], pixel % self.size[1]])
-        return torch.sparse_coo_tensor(index, self.counts[batch, position], self.shape, is_coalesced=True, check_invariants=False)
+        return torch.sparse_coo_tensor(
+            index, self.counts[batch, position], self.shape, is_coalesced=True, check_invariants=False
+        )
 
 
 def shuffled_nonfixations(

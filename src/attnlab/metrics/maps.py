@@ -40,7 +40,33 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidMapError", "as_batch", "match_size", "minmax", "mean_over_images", "shared_inputs", "reuse", "fixated", "per_row", "row_dots", "row_stats", "single_row_stats", "pair_stats", "row_dot", "store", "binary", "RowBuffers", "free_cpus", "threads_for_free_cpus", "for_each_row", "flat_nonzero", "log_", "sorted_", "as_float32", "DTYPE"]
+__all__ = [
+    "InvalidMapError",
+    "as_batch",
+    "match_size",
+    "minmax",
+    "mean_over_images",
+    "shared_inputs",
+    "reuse",
+    "fixated",
+    "per_row",
+    "row_dots",
+    "row_stats",
+    "single_row_stats",
+    "pair_stats",
+    "row_dot",
+    "store",
+    "binary",
+    "RowBuffers",
+    "free_cpus",
+    "threads_for_free_cpus",
+    "for_each_row",
+    "flat_nonzero",
+    "log_",
+    "sorted_",
+    "as_float32",
+    "DTYPE",
+]
 
 DTYPE = torch.float64
 # MATLAB's eps: the regulariser of the MIT benchmark code (KLdiv.m, IG.m) and pysaliency's MIT_KLDiv
@@ -81,7 +107,10 @@ class InvalidMapError(UserError):
     """A map with NaN or inf values; ``index`` is its position in the batch."""
 
     def __init__(self, what: str, index: int) -> None:
-        super().__init__(f"{what} {index} of the batch contains NaN or inf values; fix the map (metrics never guess a value for them)")
+        super().__init__(
+            f"{what} {index} of the batch contains NaN or inf values; fix the map (metrics never guess a "
+            "value for them)"
+        )
         self.what, self.index = what, index
 
 
@@ -128,7 +157,9 @@ def single_row_stats(r: torch.Tensor) -> torch.Tensor:
     return pair_stats(r)[0]
 
 
-def pair_stats(p: torch.Tensor, q: torch.Tensor | None = None, q32: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def pair_stats(
+    p: torch.Tensor, q: torch.Tensor | None = None, q32: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(min, max, Σ, Σ²) of the flat map ``p``, the same of ``q`` (same size) and Σ p·q, if given.
     ``q32``: a float32 buffer that also receives ``q`` cast to float32 (on CPU, from the chunks in cache).
 
@@ -159,11 +190,20 @@ def pair_stats(p: torch.Tensor, q: torch.Tensor | None = None, q32: torch.Tensor
         if q is not None:
             part.append(float(torch.dot(*chunks)))
             if q32 is not None:  # rounds as torch's copy_ does (to nearest)
-                np.copyto(q32.numpy()[j * STATS_CHUNK : j * STATS_CHUNK + chunks[1].numel()], chunks[1].numpy(), casting="same_kind")
+                np.copyto(
+                    q32.numpy()[j * STATS_CHUNK : j * STATS_CHUNK + chunks[1].numel()],
+                    chunks[1].numpy(),
+                    casting="same_kind",
+                )
         parts.append(part)
     a = np.array(parts)
     # min and max through NumPy (NaN propagates as in aminmax); sums in chunk order (same bits as row_dot)
-    stats = [torch.tensor([a[:, k].min(), a[:, k + 1].max(), sum(a[:, k + 2].tolist()), sum(a[:, k + 3].tolist())], dtype=m.dtype) for k, m in zip((0, 4), maps)]
+    stats = [
+        torch.tensor(
+            [a[:, k].min(), a[:, k + 1].max(), sum(a[:, k + 2].tolist()), sum(a[:, k + 3].tolist())], dtype=m.dtype
+        )
+        for k, m in zip((0, 4), maps)
+    ]
     if q is None:
         return stats[0], None, None
     return stats[0], stats[1], torch.tensor(sum(a[:, 8].tolist()), dtype=p.dtype)
@@ -173,7 +213,9 @@ def row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Σ x·y of two flat maps, in the chunks and order of :func:`pair_stats` (same bits)."""
     if x.device.type != "cpu" or x.numel() == 0:
         return torch.dot(x, y)
-    return torch.tensor(sum(float(torch.dot(a, b)) for a, b in zip(x.split(STATS_CHUNK), y.split(STATS_CHUNK))), dtype=x.dtype)
+    return torch.tensor(
+        sum(float(torch.dot(a, b)) for a, b in zip(x.split(STATS_CHUNK), y.split(STATS_CHUNK))), dtype=x.dtype
+    )
 
 
 def row_sums(x: torch.Tensor) -> torch.Tensor:
@@ -200,7 +242,9 @@ class RowBuffers:
     def __init__(self) -> None:
         self._tensors: dict[str, torch.Tensor] = {}
 
-    def __call__(self, name: str, like: torch.Tensor, dtype: torch.dtype | None = None, size: int | None = None) -> torch.Tensor:
+    def __call__(
+        self, name: str, like: torch.Tensor, dtype: torch.dtype | None = None, size: int | None = None
+    ) -> torch.Tensor:
         """The buffer ``name``: shaped like the flat map ``like`` (or ``size`` long), of ``dtype``."""
         t = self._tensors.get(name)
         if t is None:
@@ -369,7 +413,9 @@ def match_size(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return pred
     shrink = pred.shape[-2] > size[0] or pred.shape[-1] > size[1]
     log.debug("resizing predictions %s -> %s", tuple(pred.shape[-2:]), tuple(size))
-    return F.interpolate(pred.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)[:, 0]
+    return F.interpolate(pred.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)[
+        :, 0
+    ]
 
 
 def flat(x: torch.Tensor) -> torch.Tensor:
@@ -377,7 +423,13 @@ def flat(x: torch.Tensor) -> torch.Tensor:
     if x.is_sparse and x.dim() == 3:
         c = x.coalesce()
         b, r, col = c.indices()
-        return torch.sparse_coo_tensor(torch.stack([b, r * x.shape[2] + col]), c.values(), (x.shape[0], x.shape[1] * x.shape[2]), is_coalesced=True, check_invariants=False)
+        return torch.sparse_coo_tensor(
+            torch.stack([b, r * x.shape[2] + col]),
+            c.values(),
+            (x.shape[0], x.shape[1] * x.shape[2]),
+            is_coalesced=True,
+            check_invariants=False,
+        )
     return x.reshape(x.shape[0], -1)
 
 
@@ -414,7 +466,9 @@ def binary(counts: torch.Tensor) -> torch.Tensor:
     def compute():
         if counts.is_sparse:
             c = counts.coalesce()
-            return torch.sparse_coo_tensor(c.indices(), (c.values() > 0).to(c.dtype), c.shape, is_coalesced=True, check_invariants=False)
+            return torch.sparse_coo_tensor(
+                c.indices(), (c.values() > 0).to(c.dtype), c.shape, is_coalesced=True, check_invariants=False
+            )
         return (counts > 0).to(counts.dtype)
 
     return reuse("binary", counts, compute)

@@ -207,6 +207,8 @@ def multimatch(
         "vector": 1 - float(np.median(cost[i, j])) / (2 * diag),
         "direction": 1 - float(np.median(dtheta)) / math.pi,
         "length": 1 - float(np.median(np.abs(np.asarray(p.rho)[i] - np.asarray(q.rho)[j]))) / diag,
-        "position": 1 - float(np.median(np.hypot(np.asarray(p.x)[i] - np.asarray(q.x)[j], np.asarray(p.y)[i] - np.asarray(q.y)[j]))) / diag,
+        "position": 1
+        - float(np.median(np.hypot(np.asarray(p.x)[i] - np.asarray(q.x)[j], np.asarray(p.y)[i] - np.asarray(q.y)[j])))
+        / diag,
         "duration": 1 - float(np.median(np.abs(dur_a - dur_b) / np.abs(np.maximum(dur_a, dur_b)))),
     }

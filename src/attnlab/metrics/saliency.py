@@ -56,8 +56,40 @@ from typing import Literal
 import numpy as np
 import torch
 
-from attnlab.metrics.auc import JuddPass, ShuffledNegatives, ShuffledPass, SupportCounts, nonfixation_counts, auc_borji, auc_judd, auc_shuffled, shuffled_nonfixations
-from attnlab.metrics.maps import MIT_EPS, RowBuffers, as_batch, binary, constant, fixated, flat, for_each_row, log_, match_size, mean_over_images, minmax, pair_stats, reuse, row_dots, row_stats, row_sums, shared_inputs, threads_for_free_cpus, store, value_range
+from attnlab.metrics.auc import (
+    JuddPass,
+    ShuffledNegatives,
+    ShuffledPass,
+    SupportCounts,
+    auc_borji,
+    auc_judd,
+    auc_shuffled,
+    nonfixation_counts,
+    shuffled_nonfixations,
+)
+from attnlab.metrics.maps import (
+    MIT_EPS,
+    RowBuffers,
+    as_batch,
+    binary,
+    constant,
+    fixated,
+    flat,
+    for_each_row,
+    log_,
+    match_size,
+    mean_over_images,
+    minmax,
+    pair_stats,
+    reuse,
+    row_dots,
+    row_stats,
+    row_sums,
+    shared_inputs,
+    store,
+    threads_for_free_cpus,
+    value_range,
+)
 
 __all__ = [
     "auc_judd",
@@ -113,7 +145,9 @@ def _empty(t: torch.Tensor) -> torch.Tensor:
 def _at_fixations(values: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image: (Σ count · value over fixated pixels, Σ count)."""
     b, n, w = fixated(f)
-    total = torch.zeros(f.shape[0], dtype=values.dtype, device=values.device).index_add_(0, b, w * _values_at_fixations(values, f))
+    total = torch.zeros(f.shape[0], dtype=values.dtype, device=values.device).index_add_(
+        0, b, w * _values_at_fixations(values, f)
+    )
     count = torch.zeros(f.shape[0], dtype=f.dtype, device=f.device).index_add_(0, b, w)
     return total, count
 
@@ -144,7 +178,9 @@ def _moments(p: torch.Tensor, correction: int) -> tuple[torch.Tensor, torch.Tens
     return reuse(f"moments{correction}", p, compute)
 
 
-def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: str, writable: bool = True, copied: bool = False) -> torch.Tensor:
+def _density32(
+    x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: str, writable: bool = True, copied: bool = False
+) -> torch.Tensor:
     """pysaliency's density of the flat map ``x`` (negatives shifted by the minimum, divided by the
     sum; all-zero → uniform) in a float32 buffer, from its (min, max, Σ, Σ²); non-decreasing in
     ``x``. Without ``writable`` a map that already is a density is not divided. The shift is
@@ -163,7 +199,9 @@ def _density32(x: torch.Tensor, stats: list[float], buffers: RowBuffers, name: s
         return torch.sub(x, shift, out=out).div_(total)
     if not copied:
         out.copy_(x)
-    return out if not writable and abs(total - 1) < 1e-13 else out.div_(total)  # ÷ (1 ± 1e-13) changes nothing that matters
+    return (
+        out if not writable and abs(total - 1) < 1e-13 else out.div_(total)
+    )  # ÷ (1 ± 1e-13) changes nothing that matters
 
 
 def _shift_and_total(stats: list[float], n: int) -> tuple[float, float]:
@@ -184,7 +222,11 @@ def _density_at(x: torch.Tensor, b: torch.Tensor, values: torch.Tensor) -> torch
     shift = value_range(x)[0].clamp_max(0)
     total = row_sums(x) - shift * x.shape[1]
     ok = total > 0
-    return torch.where(ok[b], (values - shift[b]) / total.clamp_min(torch.finfo(x.dtype).tiny)[b], torch.full_like(values, 1.0 / x.shape[1]))
+    return torch.where(
+        ok[b],
+        (values - shift[b]) / total.clamp_min(torch.finfo(x.dtype).tiny)[b],
+        torch.full_like(values, 1.0 / x.shape[1]),
+    )
 
 
 def nss(pred: torch.Tensor, fixations: torch.Tensor, variant: Variant = "pysaliency") -> torch.Tensor:
@@ -242,14 +284,28 @@ class DensityPass:
 
     def result(self, ok: torch.Tensor) -> dict[str, torch.Tensor]:
         """{name: B values}, NaN where ``ok`` is False (no human density)."""
-        return {k: torch.where(ok, torch.stack(v).double(), torch.full_like(ok, float("nan"), dtype=torch.float64)) for k, v in self.values.items()}
+        return {
+            k: torch.where(ok, torch.stack(v).double(), torch.full_like(ok, float("nan"), dtype=torch.float64))
+            for k, v in self.values.items()
+        }
 
 
-def _compare_densities(p: torch.Tensor, q: torch.Tensor, ok: torch.Tensor, kld_eps: float | None, with_sim: bool) -> dict[str, torch.Tensor]:
+def _compare_densities(
+    p: torch.Tensor, q: torch.Tensor, ok: torch.Tensor, kld_eps: float | None, with_sim: bool
+) -> dict[str, torch.Tensor]:
     """KLD and/or SIM of B×N maps (see :class:`DensityPass`)."""
     densities = DensityPass(p.shape[0], kld_eps, with_sim, p.device)
     p_stats, q_stats = row_stats(p).tolist(), row_stats(q).tolist()
-    for_each_row(lambda i, buffers: densities.run_row(i, _density32(p[i], p_stats[i], buffers, "p"), _density32(q[i], q_stats[i], buffers, "q", writable=False), buffers), p.shape[0], p.device)
+    for_each_row(
+        lambda i, buffers: densities.run_row(
+            i,
+            _density32(p[i], p_stats[i], buffers, "p"),
+            _density32(q[i], q_stats[i], buffers, "q", writable=False),
+            buffers,
+        ),
+        p.shape[0],
+        p.device,
+    )
     return densities.result(ok)
 
 
@@ -285,7 +341,9 @@ def information_gain(
         p, b, f = minmax(p), minmax(b), binary(f)
     bi, n, w = fixated(f)
     bb = bi if b.shape[0] > 1 else torch.zeros_like(bi)
-    gain = torch.log2(eps + _density_at(p, bi, _values_at_fixations(p, f))) - torch.log2(eps + _density_at(b, bb, b[bb, n]))
+    gain = torch.log2(eps + _density_at(p, bi, _values_at_fixations(p, f))) - torch.log2(
+        eps + _density_at(b, bb, b[bb, n])
+    )
     total = torch.zeros(f.shape[0], dtype=p.dtype, device=p.device).index_add_(0, bi, w * gain)
     count = torch.zeros(f.shape[0], dtype=p.dtype, device=p.device).index_add_(0, bi, w)
     return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(count, float("nan")))
@@ -338,7 +396,15 @@ def saliency_metrics(
     return {name: out[name] for name in ALL_METRICS if name in out}
 
 
-def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: torch.Tensor | None, metrics: tuple[str, ...], seed: int, jitter: bool) -> dict[str, torch.Tensor]:
+def _fused_passes(
+    p: torch.Tensor,
+    f: torch.Tensor,
+    q: torch.Tensor | None,
+    nf: torch.Tensor | None,
+    metrics: tuple[str, ...],
+    seed: int,
+    jitter: bool,
+) -> dict[str, torch.Tensor]:
     """Every whole-map pass of every metric for map i before the next map, so that each map is read
     from memory once and its later passes hit the cache (maps on worker threads: :func:`for_each_row`).
     Fills the shared intermediates (statistics, p·q) and returns AUC-Judd, shuffled AUC, KLD and SIM;
@@ -351,7 +417,11 @@ def _fused_passes(p: torch.Tensor, f: torch.Tensor, q: torch.Tensor | None, nf: 
     rows = pf.shape[0]
     judd = JuddPass(pf, ff, jitter, seed, binary=False) if "AUC_Judd" in metrics else None
     shuffled = ShuffledPass(ff, nf) if nf is not None else None
-    densities = DensityPass(rows, MIT_EPS if "KLD" in metrics else None, "SIM" in metrics, pf.device) if q is not None and ("KLD" in metrics or "SIM" in metrics) else None
+    densities = (
+        DensityPass(rows, MIT_EPS if "KLD" in metrics else None, "SIM" in metrics, pf.device)
+        if q is not None and ("KLD" in metrics or "SIM" in metrics)
+        else None
+    )
     p_stats, q_stats, cross = [None] * rows, [None] * rows, [None] * rows
     unusable = []
 

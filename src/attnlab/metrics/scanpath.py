@@ -124,11 +124,20 @@ def string_edit_similarity(a, b, image_size: tuple[int, int], grid: int | tuple[
     return 1.0 - string_edit_distance(a, b, image_size, grid) / n
 
 
-def needleman_wunsch(a: Sequence[int], b: Sequence[int], substitution: Callable[[np.ndarray, np.ndarray], np.ndarray] | np.ndarray, gap: float = 0.0) -> np.ndarray:
+def needleman_wunsch(
+    a: Sequence[int],
+    b: Sequence[int],
+    substitution: Callable[[np.ndarray, np.ndarray], np.ndarray] | np.ndarray,
+    gap: float = 0.0,
+) -> np.ndarray:
     """The Needleman–Wunsch score matrix F ((n+1)×(m+1)); ``substitution[a_i, b_j]`` scores a pair."""
     a, b = np.asarray(a, dtype=int), np.asarray(b, dtype=int)
     n, m = len(a), len(b)
-    sub = substitution(a[:, None], b[None, :]) if callable(substitution) else np.asarray(substitution)[a[:, None], b[None, :]]
+    sub = (
+        substitution(a[:, None], b[None, :])
+        if callable(substitution)
+        else np.asarray(substitution)[a[:, None], b[None, :]]
+    )
     f = np.zeros((n + 1, m + 1))
     f[:, 0] = gap * np.arange(n + 1)
     f[0, :] = gap * np.arange(m + 1)

@@ -61,7 +61,9 @@ def _pad(seqs: Sequence[np.ndarray], fill, dtype, tail: tuple[int, ...] = ()) ->
 # --- dynamic programmes over a batch ------------------------------------------------------------
 
 
-def needleman_wunsch_batch(a: np.ndarray, la: np.ndarray, b: np.ndarray, lb: np.ndarray, table: np.ndarray, gap: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def needleman_wunsch_batch(
+    a: np.ndarray, la: np.ndarray, b: np.ndarray, lb: np.ndarray, table: np.ndarray, gap: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(F[n, m], max of F over each pair's table) of Needleman–Wunsch for B padded symbol rows.
 
     ``a``: B×N, ``b``: B×M integer symbols (padding: any symbol of ``table``), ``table[u, v]``
@@ -91,7 +93,9 @@ def needleman_wunsch_batch(a: np.ndarray, la: np.ndarray, b: np.ndarray, lb: np.
     return final, best
 
 
-def damerau_levenshtein_batch(a: np.ndarray, la: np.ndarray, b: np.ndarray, lb: np.ndarray, alphabet: int) -> np.ndarray:
+def damerau_levenshtein_batch(
+    a: np.ndarray, la: np.ndarray, b: np.ndarray, lb: np.ndarray, alphabet: int
+) -> np.ndarray:
     """Unrestricted Damerau–Levenshtein distances of B padded pairs of symbols in [0, alphabet).
 
     Padding must be ``alphabet`` in ``a`` and ``alphabet + 1`` in ``b`` (never equal to a symbol).
@@ -115,7 +119,9 @@ def damerau_levenshtein_batch(a: np.ndarray, la: np.ndarray, b: np.ndarray, lb: 
             match = ai == bj
             cost = (~match).astype(np.int64)
             trans = d[rows, i1, j1] + (i - i1 - 1) + 1 + (j - j1 - 1)
-            d[:, i + 1, j + 1] = np.minimum(np.minimum(d[:, i, j] + cost, d[:, i + 1, j] + 1), np.minimum(d[:, i, j + 1] + 1, trans))
+            d[:, i + 1, j + 1] = np.minimum(
+                np.minimum(d[:, i, j] + cost, d[:, i + 1, j] + 1), np.minimum(d[:, i, j + 1] + 1, trans)
+            )
             last_col = np.where(match, j, last_col)
         last_row[rows, ai] = i
     return d[rows, la + 1, lb + 1]
@@ -135,7 +141,9 @@ def _min_plus_table(cost: np.ndarray, start_zero: bool) -> np.ndarray:
         for j in range(1, m + 1):
             if start_zero and i == 1 and j == 1:
                 continue
-            acc[:, i, j] = np.minimum(np.minimum(acc[:, i - 1, j], acc[:, i, j - 1]), acc[:, i - 1, j - 1]) + cost[:, i - 1, j - 1]
+            acc[:, i, j] = (
+                np.minimum(np.minimum(acc[:, i - 1, j], acc[:, i, j - 1]), acc[:, i - 1, j - 1]) + cost[:, i - 1, j - 1]
+            )
     return acc
 
 
@@ -395,7 +403,9 @@ def _estimate_bandwidth(xy: np.ndarray, quantile: float) -> float:
     return float(np.sort(d, axis=1)[:, k - 1].sum() / xy.shape[0])
 
 
-def fit_fixation_clusters_fast(xy: np.ndarray, bandwidth: float | None = None, quantile: float = 0.3, max_iter: int = 300) -> FixationClusters:
+def fit_fixation_clusters_fast(
+    xy: np.ndarray, bandwidth: float | None = None, quantile: float = 0.3, max_iter: int = 300
+) -> FixationClusters:
     """:func:`attnlab.metrics.scanpath.fit_fixation_clusters` with every mean-shift seed climbing at once.
 
     Follows scikit-learn's ``MeanShift`` (seeds = the points, flat kernel of radius ``bandwidth``,

@@ -26,7 +26,18 @@ from torchmetrics import Metric, MetricCollection
 
 from attnlab.metrics import saliency as S
 
-__all__ = ["SaliencyMetric", "AUCJudd", "AUCBorji", "ShuffledAUC", "NSS", "CC", "KLD", "SIM", "InformationGain", "saliency_metric_collection"]
+__all__ = [
+    "SaliencyMetric",
+    "AUCJudd",
+    "AUCBorji",
+    "ShuffledAUC",
+    "NSS",
+    "CC",
+    "KLD",
+    "SIM",
+    "InformationGain",
+    "saliency_metric_collection",
+]
 
 
 class SaliencyMetric(Metric):
@@ -145,7 +156,9 @@ class SIM(SaliencyMetric):
         return S.sim(pred, density, **self.options)
 
 
-def saliency_metric_collection(prefix: str = "", information_gain: bool = False, borji: bool = False) -> MetricCollection:
+def saliency_metric_collection(
+    prefix: str = "", information_gain: bool = False, borji: bool = False
+) -> MetricCollection:
     """AUC-Judd, sAUC, NSS, CC, KLD, SIM (+ IG when a baseline is passed, + AUC-Borji) under ``prefix``."""
     metrics: dict[str, Metric] = {
         "auc_judd": AUCJudd(),

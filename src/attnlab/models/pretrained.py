@@ -51,9 +51,12 @@ _TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head
 # Stage 0 blocks have no expansion conv: timm calls them DepthwiseSeparableConv.
 _DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _INVERTED_RESIDUAL = {
-    "_expand_conv": "conv_pw", "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-    "_project_conv": "conv_pwl", "_bn2": "bn3",
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
 }
 _HEAD_KEYS = ("conv_head.", "bn2.", "classifier.")
 
@@ -122,7 +125,10 @@ def efficientnet_lite0(
 
     kwargs: dict = {"num_classes": num_classes}
     if features_only:
-        kwargs = {"features_only": True, "out_indices": tuple(out_indices) if out_indices is not None else (0, 1, 2, 3, 4)}
+        kwargs = {
+            "features_only": True,
+            "out_indices": tuple(out_indices) if out_indices is not None else (0, 1, 2, 3, 4),
+        }
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, **kwargs)
     if not pretrained:
         return model

@@ -22,9 +22,7 @@ class StoreConfig(L.Callback):
     """Save the resolved model and data config inside every checkpoint, so eval rebuilds the same model."""
 
     def __init__(self, cfg: DictConfig) -> None:
-        self.config = {
-            key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data") if key in cfg
-        }
+        self.config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data") if key in cfg}
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[CONFIG_KEY] = self.config
@@ -68,8 +66,11 @@ def _choice(overrides: list[str], group: str) -> str | None:
 
 def _sub_overrides(overrides: list[str], group: str) -> list[str]:
     """Keys below ``group`` set on the command line (``data.root=...`` gives ``root``)."""
-    return [o.lstrip("+~").split("=", 1)[0][len(group) + 1 :] for o in overrides
-            if "=" in o and o.lstrip("+~").split("=", 1)[0].startswith(group + ".")]
+    return [
+        o.lstrip("+~").split("=", 1)[0][len(group) + 1 :]
+        for o in overrides
+        if "=" in o and o.lstrip("+~").split("=", 1)[0].startswith(group + ".")
+    ]
 
 
 def use_stored_config(cfg: DictConfig, checkpoint: dict, path: Any = None, overrides: list[str] | None = None) -> None:
@@ -89,8 +90,10 @@ def use_stored_config(cfg: DictConfig, checkpoint: dict, path: Any = None, overr
         choice = _choice(overrides, group)
         asked = given.get("_target_") if isinstance(given, DictConfig) else None
         if choice is not None and asked is not None and asked != target:
-            raise UserError(f"ckpt_path={path} was trained with {group} {target}, not {group}={choice} ({asked}); "
-                            f"leave {group}= out (the checkpoint decides) or pass a {choice} checkpoint")
+            raise UserError(
+                f"ckpt_path={path} was trained with {group} {target}, not {group}={choice} ({asked}); "
+                f"leave {group}= out (the checkpoint decides) or pass a {choice} checkpoint"
+            )
         merged = OmegaConf.create(OmegaConf.to_container(mine, resolve=True))
         if isinstance(given, DictConfig) and asked == target:
             for key in _sub_overrides(overrides, group):
@@ -121,13 +124,26 @@ def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.Lightni
         if hasattr(model, "load_checkpoint_state"):  # model-specific formats (e.g. published weights)
             model.load_checkpoint_state(checkpoint)
         elif "state_dict" not in checkpoint:
-            raise UserError(f"ckpt_path={path} has no state_dict: not a Lightning checkpoint of model {cfg.model.get('_target_')}")
+            raise UserError(
+                f"ckpt_path={path} has no state_dict: not a Lightning checkpoint of model {cfg.model.get('_target_')}"
+            )
         else:
             model.load_state_dict(checkpoint["state_dict"])
     except UserError as ex:  # the model's own loader: name the file
-        raise UserError(str(ex) if str(path) in str(ex) else f"ckpt_path={path} does not fit model {cfg.model.get('_target_')}: {ex}") from None
+        raise UserError(
+            str(ex)
+            if str(path) in str(ex)
+            else f"ckpt_path={path} does not fit model {cfg.model.get('_target_')}: {ex}"
+        ) from None
     except (RuntimeError, KeyError, ValueError) as ex:  # weights of another architecture or size
         first = str(ex).strip().splitlines()
-        detail = next((line.strip() for line in first if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line), first[0] if first else type(ex).__name__)
+        detail = next(
+            (
+                line.strip()
+                for line in first
+                if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line
+            ),
+            first[0] if first else type(ex).__name__,
+        )
         raise UserError(f"ckpt_path={path} does not fit model {cfg.model.get('_target_')}: {detail[:200]}") from None
     return model

@@ -12,9 +12,16 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from attnlab.utils.io import atomic_path
 
-__all__ = ["AtomicCheckpointIO", "EpochRandomSampler", "FlushLogs", "RandomState", "continue_csv_logs",
-           "epoch_shuffling", "logged_step", "newest_checkpoint"]
-
+__all__ = [
+    "AtomicCheckpointIO",
+    "EpochRandomSampler",
+    "FlushLogs",
+    "RandomState",
+    "continue_csv_logs",
+    "epoch_shuffling",
+    "logged_step",
+    "newest_checkpoint",
+]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -82,11 +89,13 @@ def newest_checkpoint(run_dir: str | Path) -> Path | None:
     """The most recently written checkpoint of a run folder: ``checkpoints/*.ckpt`` or a SLURM
     requeue's ``hpc_ckpt_*.ckpt`` (Lightning writes those to the run folder itself); None if none."""
     run_dir = Path(run_dir)
-    found = [p for p in (*run_dir.glob("checkpoints/*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt"))
-             if p.is_file() and not p.name.startswith(".")]  # .name.*.tmp.ckpt: a write that was killed
+    found = [
+        p
+        for p in (*run_dir.glob("checkpoints/*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt"))
+        if p.is_file() and not p.name.startswith(".")
+    ]  # .name.*.tmp.ckpt: a write that was killed
     # last.ckpt is written right after the epoch checkpoint of the same step: prefer it on a tie
     return max(found, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), default=None)
-
 
 
 class EpochRandomSampler(torch.utils.data.Sampler[int]):
@@ -127,11 +136,19 @@ def epoch_shuffling(datamodule: L.LightningDataModule) -> None:
             return dl
         seed = dl.generator.initial_seed()
         # the loader keeps a generator of its own for its worker seeds, so the global one is not drawn from
-        return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=EpochRandomSampler(len(dl.dataset), seed),
-                          num_workers=dl.num_workers, collate_fn=dl.collate_fn, pin_memory=dl.pin_memory,
-                          drop_last=dl.drop_last, generator=torch.Generator().manual_seed(seed),
-                          worker_init_fn=dl.worker_init_fn, timeout=dl.timeout,
-                          persistent_workers=dl.persistent_workers if dl.num_workers else False)
+        return DataLoader(
+            dl.dataset,
+            batch_size=dl.batch_size,
+            sampler=EpochRandomSampler(len(dl.dataset), seed),
+            num_workers=dl.num_workers,
+            collate_fn=dl.collate_fn,
+            pin_memory=dl.pin_memory,
+            drop_last=dl.drop_last,
+            generator=torch.Generator().manual_seed(seed),
+            worker_init_fn=dl.worker_init_fn,
+            timeout=dl.timeout,
+            persistent_workers=dl.persistent_workers if dl.num_workers else False,
+        )
 
     datamodule.train_dataloader = train_dataloader
 

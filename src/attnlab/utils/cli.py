@@ -41,9 +41,32 @@ from attnlab.utils.model_data import model_data_mismatch
 __all__ = ["CONFIG_DIR", "CONFIG_PACKAGE", "compose_config", "entry_point", "fail", "first_sweep_values"]
 
 EXIT_USAGE = 2
-_HYDRA_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--experimental-rerun",
-                           "--cfg", "-c", "-p", "--package"}
-_HYDRA_FLAGS = {"-m", "--multirun", "--resolve", "--info", "-i", "--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc"}
+_HYDRA_FLAGS_WITH_VALUE = {
+    "-cn",
+    "--config-name",
+    "-cp",
+    "--config-path",
+    "-cd",
+    "--config-dir",
+    "--experimental-rerun",
+    "--cfg",
+    "-c",
+    "-p",
+    "--package",
+}
+_HYDRA_FLAGS = {
+    "-m",
+    "--multirun",
+    "--resolve",
+    "--info",
+    "-i",
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--version",
+    "--shell-completion",
+    "-sc",
+}
 
 
 def fail(message: str) -> None:
@@ -90,7 +113,9 @@ def _one_line(ex: Exception, overrides: list[str]) -> str:
     full_key = getattr(cause, "full_key", None)
     first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
     if full_key:
-        value = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=")[0] == full_key and "=" in o), None)
+        value = next(
+            (o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=")[0] == full_key and "=" in o), None
+        )
         reason = str(cause).strip().splitlines()[0]
         shown = f"{full_key}={value}" if value is not None else full_key
         return f"invalid config: {shown}: {reason} ({first})"
@@ -104,7 +129,9 @@ def _precheck(config_name: str, overrides: list[str]) -> set[str]:
     try:
         first = first_sweep_values(overrides)
         added = settings_left_at_default(config_name, first)
-        variants = [first] + [first[:k] + [v] + first[k + 1 :] for k, values in sweep_values(overrides, first) for v in values]
+        variants = [first] + [
+            first[:k] + [v] + first[k + 1 :] for k, values in sweep_values(overrides, first) for v in values
+        ]
         for variant in variants:
             _validate_or_fail(compose(config_name, force_added(variant, added)), config_name)
     except UserError as ex:
@@ -175,14 +202,17 @@ def quiet_console() -> None:
         logger.propagate = True
     logging.captureWarnings(True)
     for handler in root.handlers:
-        if not isinstance(handler, logging.FileHandler) and not any(isinstance(f, ConsoleFilter) for f in handler.filters):
+        if not isinstance(handler, logging.FileHandler) and not any(
+            isinstance(f, ConsoleFilter) for f in handler.filters
+        ):
             handler.addFilter(ConsoleFilter())
 
 
 def _log_file_only(message: str, exc_info: bool = False) -> None:
     """Append ``message`` to the run's log file(s) only (the console gets the one-line error)."""
-    record = logging.getLogger("attnlab").makeRecord("attnlab", logging.ERROR, __file__, 0, message, None,
-                                                     sys.exc_info() if exc_info else None)
+    record = logging.getLogger("attnlab").makeRecord(
+        "attnlab", logging.ERROR, __file__, 0, message, None, sys.exc_info() if exc_info else None
+    )
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
@@ -197,8 +227,14 @@ def _discard_if_empty(folder: Path | None, task_name: str) -> bool:
     hyperparameters): a run that failed before any work of its own. Returns whether it was removed."""
     if folder is None or not folder.is_dir():
         return False
-    own = [p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).parts[0] != ".hydra"
-           and p.relative_to(folder) != Path(f"{task_name}.log") and p.name not in _BOOKKEEPING]
+    own = [
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.relative_to(folder).parts[0] != ".hydra"
+        and p.relative_to(folder) != Path(f"{task_name}.log")
+        and p.name not in _BOOKKEEPING
+    ]
     if own:
         return False
     for handler in logging.getLogger().handlers:
@@ -223,7 +259,14 @@ def _find_user_error(ex: BaseException | None) -> UserError | None:
     while ex is not None and id(ex) not in seen:
         if isinstance(ex, UserError):
             return ex
-        if type(ex).__module__.startswith("omegaconf") and type(ex).__name__.endswith(("InterpolationKeyError", "InterpolationResolutionError", "UnsupportedInterpolationType", "MissingMandatoryValue")):
+        if type(ex).__module__.startswith("omegaconf") and type(ex).__name__.endswith(
+            (
+                "InterpolationKeyError",
+                "InterpolationResolutionError",
+                "UnsupportedInterpolationType",
+                "MissingMandatoryValue",
+            )
+        ):
             key = getattr(ex, "full_key", None)
             text = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
             return UserError(f"invalid config: {key + ': ' if key else ''}{text}")
@@ -242,7 +285,9 @@ def _expand_resume(config_name: str) -> None:
     from attnlab.utils.resume import RESUME_KEY, resume_overrides
 
     overrides, multirun, _ = _split_argv(sys.argv[1:])
-    asked = [o for o in overrides if override_key(o) == RESUME_KEY and o.split("=", 1)[1].strip("'\"") not in ("", "null")]
+    asked = [
+        o for o in overrides if override_key(o) == RESUME_KEY and o.split("=", 1)[1].strip("'\"") not in ("", "null")
+    ]
     if not asked:
         return
     if multirun:
@@ -250,14 +295,17 @@ def _expand_resume(config_name: str) -> None:
     flags = [a for a in sys.argv[1:] if a not in overrides]
     run_dir = asked[-1].split("=", 1)[1].strip("'\"")
     try:
-        new = resume_overrides(config_name, run_dir, [o for o in overrides if override_key(o) != RESUME_KEY],
-                               compose_config)
+        new = resume_overrides(
+            config_name, run_dir, [o for o in overrides if override_key(o) != RESUME_KEY], compose_config
+        )
     except UserError as ex:
         fail(str(ex))
     sys.argv = [sys.argv[0], *flags, *new]
 
 
-def entry_point(config_name: str, resumable: bool = False) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+def entry_point(
+    config_name: str, resumable: bool = False
+) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Decorate a task ``f(cfg)`` into a console entry point with clean errors.
 
     ``resumable``: ``resume=<run folder>`` reruns that folder's job in it with its stored overrides
@@ -292,10 +340,14 @@ def entry_point(config_name: str, resumable: bool = False) -> Callable[[Callable
                 if user_error is None:
                     raise
                 fail(str(user_error).strip().splitlines()[0] if str(user_error).strip() else type(user_error).__name__)
-            print(f"attnlab {config_name}: done in {time.perf_counter() - start:.1f} s; results in {folder}", flush=True)
+            print(
+                f"attnlab {config_name}: done in {time.perf_counter() - start:.1f} s; results in {folder}", flush=True
+            )
             return result
 
-        hydra_task = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name=config_name)(guarded)
+        hydra_task = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name=config_name)(
+            guarded
+        )
 
         @functools.wraps(task)
         def main() -> Any:

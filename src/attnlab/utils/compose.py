@@ -77,7 +77,9 @@ def compose_config(config_name: str, overrides: Sequence[str] = (), return_hydra
     """A command's config composed from Python (notebooks, tests) as its command line would compose it:
     a setting that the YAML files leave at its constructor default can be overridden like any other."""
     overrides = list(overrides)
-    return compose(config_name, force_added(overrides, settings_left_at_default(config_name, overrides)), return_hydra_config)
+    return compose(
+        config_name, force_added(overrides, settings_left_at_default(config_name, overrides)), return_hydra_config
+    )
 
 
 def settings_left_at_default(config_name: str, overrides: list[str]) -> set[str]:
@@ -93,7 +95,11 @@ def settings_left_at_default(config_name: str, overrides: list[str]) -> set[str]
             return added
         except ConfigCompositionException as ex:
             missing = re.match(r"Could not override '([^']+)'", str(ex))
-            at = [k for k, o in enumerate(current) if missing and override_key(o) == missing.group(1) and o[:1] not in "+~"]
+            at = [
+                k
+                for k, o in enumerate(current)
+                if missing and override_key(o) == missing.group(1) and o[:1] not in "+~"
+            ]
             if not at:
                 raise
             key = missing.group(1)

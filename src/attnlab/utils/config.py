@@ -65,6 +65,7 @@ class ConfigError(UserError, ValueError):
 
 # --- the vocabulary of constructor annotations ------------------------------------------------------
 
+
 class Check:
     """``Annotated`` metadata for a rule no type expresses: ``Check(predicate, "what is allowed")``."""
 
@@ -153,7 +154,7 @@ def _split_annotated(annotation: Any) -> tuple[Any, list[Any]]:
 def _bounds(meta: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in meta:
-        for item in (m.metadata if hasattr(m, "metadata") and not isinstance(m, at.BaseMetadata) else [m]):
+        for item in m.metadata if hasattr(m, "metadata") and not isinstance(m, at.BaseMetadata) else [m]:
             if isinstance(item, at.Interval):
                 out |= {k: getattr(item, k) for k in ("gt", "ge", "lt", "le") if getattr(item, k) is not None}
             for k in ("gt", "ge", "lt", "le"):
@@ -180,7 +181,11 @@ def describe(annotation: Any) -> str:
     if noun is None:
         if origin in (tuple, list) or base in (tuple, list):
             inner = [a for a in args if a is not Ellipsis]
-            return f"a list of {len(inner)} values ({', '.join(describe(a) for a in inner)})" if origin is tuple and Ellipsis not in args else "a list"
+            return (
+                f"a list of {len(inner)} values ({', '.join(describe(a) for a in inner)})"
+                if origin is tuple and Ellipsis not in args
+                else "a list"
+            )
         return f"a value of type {getattr(base, '__name__', base)}"
     if base in (int, float):
         noun = "a number" if base is float else "an integer"
@@ -201,7 +206,9 @@ def _adapter(annotation: Any):
     base, meta = _split_annotated(annotation)
     plain = [m for m in meta if not isinstance(m, Check)]
     try:
-        return TypeAdapter(Annotated[(base, *plain)] if plain else base, config=ConfigDict(arbitrary_types_allowed=True))
+        return TypeAdapter(
+            Annotated[(base, *plain)] if plain else base, config=ConfigDict(arbitrary_types_allowed=True)
+        )
     except Exception:  # a type pydantic cannot check (a torch module, a callable): not checked here
         return None
 
@@ -256,7 +263,9 @@ _EXTRA_RULES: dict[str, dict[str, Any]] = {
         "min_epochs": Optional[NonNegativeInt],
     },
 }
-_EXTRA_RULES["lightning.pytorch.trainer.Trainer"] = _EXTRA_RULES["lightning.pytorch.Trainer"] = _EXTRA_RULES["lightning.Trainer"]
+_EXTRA_RULES["lightning.pytorch.trainer.Trainer"] = _EXTRA_RULES["lightning.pytorch.Trainer"] = _EXTRA_RULES[
+    "lightning.Trainer"
+]
 
 
 def _plain(node: DictConfig, name: str) -> tuple[bool, Any]:

@@ -55,12 +55,21 @@ def _unrepeated(make_loader):
             return dl
         if not isinstance(dl, DataLoader) or not isinstance(dl.sampler, SequentialSampler) or dl.batch_sampler is None:
             return dl  # a loader with its own sampling: Lightning's default handling
-        sampler = UnrepeatedDistributedSampler(dl.dataset, num_replicas=get_world_size(), rank=get_rank(),
-                                               shuffle=False)
-        return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=sampler, num_workers=dl.num_workers,
-                          collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=dl.drop_last,
-                          worker_init_fn=dl.worker_init_fn, timeout=dl.timeout,
-                          persistent_workers=dl.persistent_workers if dl.num_workers else False)
+        sampler = UnrepeatedDistributedSampler(
+            dl.dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=False
+        )
+        return DataLoader(
+            dl.dataset,
+            batch_size=dl.batch_size,
+            sampler=sampler,
+            num_workers=dl.num_workers,
+            collate_fn=dl.collate_fn,
+            pin_memory=dl.pin_memory,
+            drop_last=dl.drop_last,
+            worker_init_fn=dl.worker_init_fn,
+            timeout=dl.timeout,
+            persistent_workers=dl.persistent_workers if dl.num_workers else False,
+        )
 
     return loader
 

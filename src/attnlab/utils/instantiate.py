@@ -14,7 +14,14 @@ from attnlab.utils.logging import configure_wandb_mode
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_devices", "instantiate_group", "instantiate_trainer", "log_hyperparameters", "write_json", "to_float_dict"]
+__all__ = [
+    "check_devices",
+    "instantiate_group",
+    "instantiate_trainer",
+    "log_hyperparameters",
+    "write_json",
+    "to_float_dict",
+]
 
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:
@@ -36,7 +43,9 @@ def check_devices(accelerator: str | None, devices: Any) -> None:
     if isinstance(devices, (list, tuple, ListConfig)):
         bad = [d for d in devices if not 0 <= int(d) < available]
         if bad:
-            raise UserError(f"trainer.devices={list(devices)}: GPU index {bad[0]} does not exist; allowed 0..{available - 1}")
+            raise UserError(
+                f"trainer.devices={list(devices)}: GPU index {bad[0]} does not exist; allowed 0..{available - 1}"
+            )
     elif isinstance(devices, int) and devices > available:
         raise UserError(f"trainer.devices={devices}: only {available} GPU(s) on this machine")
 
@@ -52,8 +61,9 @@ def instantiate_trainer(cfg: DictConfig, extra_callbacks: list | None = None, **
     callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks or [])
     loggers = instantiate_group(cfg.get("logger"))
     plugins = list(settings.pop("plugins", None) or []) + [AtomicCheckpointIO()]
-    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins,
-                                   **settings)
+    return hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, **settings
+    )
 
 
 def log_hyperparameters(trainer, cfg: DictConfig) -> None:

@@ -28,6 +28,8 @@ def model_data_mismatch(choices: Any) -> str | None:
     model, data = choices.get("model"), choices.get("data")
     allowed = MODEL_DATA.get(str(model))
     if allowed is not None and data in _KNOWN_DATA and data not in allowed:
-        return (f"model={model} does not train on data={data}; choose data={' or data='.join(sorted(allowed))} "
-                f"(or a model for {data})")
+        return (
+            f"model={model} does not train on data={data}; choose data={' or data='.join(sorted(allowed))} "
+            f"(or a model for {data})"
+        )
     return None

@@ -36,8 +36,14 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(stored: DictConfig, composed: DictConfig) -> list[str]:
     """``key (stored -> new)`` for every leaf that differs (interpolations compared as written)."""
-    a, b = ({k: v for k, v in flatten(OmegaConf.to_container(c, resolve=False)).items()
-             if k.split(".")[0] not in _NOT_COMPARED} for c in (stored, composed))
+    a, b = (
+        {
+            k: v
+            for k, v in flatten(OmegaConf.to_container(c, resolve=False)).items()
+            if k.split(".")[0] not in _NOT_COMPARED
+        }
+        for c in (stored, composed)
+    )
     missing = object()
     return [
         f"{key} ({a.get(key, '<unset>')!s} -> {b.get(key, '<unset>')!s})"
@@ -46,8 +52,9 @@ def config_differences(stored: DictConfig, composed: DictConfig) -> list[str]:
     ]
 
 
-def resume_overrides(config_name: str, run_dir: str | Path, overrides: list[str],
-                     compose_config: Callable[[str, list[str]], DictConfig]) -> list[str]:
+def resume_overrides(
+    config_name: str, run_dir: str | Path, overrides: list[str], compose_config: Callable[[str, list[str]], DictConfig]
+) -> list[str]:
     """The overrides that rerun ``run_dir``'s job in ``run_dir``; ``overrides`` are the command line's
     others, which may repeat the stored settings but not change them (UserError naming the keys).
     ``compose_config(name, overrides)`` composes as the command line does (the CLI passes its own)."""
@@ -63,8 +70,9 @@ def resume_overrides(config_name: str, run_dir: str | Path, overrides: list[str]
     changed = config_differences(stored, composed)
     if changed:
         hint = "" if overrides else " (the configs in conf/ changed since the run)"
-        raise UserError(f"{RESUME_KEY}={run_dir} runs with its stored config; the command line changes{hint}: "
-                        + ", ".join(changed))
+        raise UserError(
+            f"{RESUME_KEY}={run_dir} runs with its stored config; the command line changes{hint}: " + ", ".join(changed)
+        )
     # Hydra's own settings pass through (Lightning's DDP launcher re-runs the command with its output
     # subfolder per rank); the run folder is always the stored run's. Quoted: Hydra's override
     # grammar stops at some path characters.

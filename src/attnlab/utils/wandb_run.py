@@ -40,8 +40,11 @@ def publish_run(loggers: Iterable, run_dir: str | Path, best_checkpoint: str | P
             import wandb
 
             run = logger.experiment
-            artifact = wandb.Artifact(name=f"model-{run.id}", type="model",
-                                      metadata={"run_folder": str(run_dir), "file": Path(best_checkpoint).name})
+            artifact = wandb.Artifact(
+                name=f"model-{run.id}",
+                type="model",
+                metadata={"run_folder": str(run_dir), "file": Path(best_checkpoint).name},
+            )
             # immutable: W&B reads the file from the run folder at sync time instead of copying it to a
             # staging folder in the home directory (which an offline run on a cluster may not keep)
             artifact.add_file(str(best_checkpoint), name="best.ckpt", policy="immutable")

@@ -27,8 +27,13 @@ def _name(names: Sequence[str] | None, index: int) -> str:
     return names[index] if names is not None and 0 <= index < len(names) else str(index)
 
 
-def save_attention_figure(batch: dict[str, Any], path: str | Path, class_names: Sequence[str] | None = None,
-                          threshold: float = 0.5, dpi: int = 80) -> Path:
+def save_attention_figure(
+    batch: dict[str, Any],
+    path: str | Path,
+    class_names: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    dpi: int = 80,
+) -> Path:
     """Save the grid of ``batch`` (from :func:`attnlab.models.gating.module.attention_figure_batch`).
 
     Args:

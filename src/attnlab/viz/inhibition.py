@@ -22,8 +22,10 @@ def plot_inhibition(attended: np.ndarray, not_attended: np.ndarray, path: str | 
     lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
     edges = np.linspace(lo, hi if hi > lo else lo + 1e-3, bins + 1)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for data, color, label in ((not_attended, NOT_ATTENDED_COLOR, "not attended"),
-                               (attended, ATTENDED_COLOR, "attended")):
+    for data, color, label in (
+        (not_attended, NOT_ATTENDED_COLOR, "not attended"),
+        (attended, ATTENDED_COLOR, "attended"),
+    ):
         if len(data):
             ax.hist(data, bins=edges, color=color, alpha=0.7, label=f"{label} (mean {data.mean():.3f})")
             ax.axvline(data.mean(), color=color, linestyle="--", linewidth=1)

@@ -10,8 +10,14 @@ import numpy as np
 __all__ = ["draw_scanpath", "save_scanpath_overlay"]
 
 
-def draw_scanpath(ax, fixations: np.ndarray, color: str = "#ffcc00", label: str | None = None, numbered: bool = True,
-                  radius: float | None = None) -> None:
+def draw_scanpath(
+    ax,
+    fixations: np.ndarray,
+    color: str = "#ffcc00",
+    label: str | None = None,
+    numbered: bool = True,
+    radius: float | None = None,
+) -> None:
     """Draw one scanpath on a matplotlib axis.
 
     Args:
@@ -25,14 +31,33 @@ def draw_scanpath(ax, fixations: np.ndarray, color: str = "#ffcc00", label: str 
     if len(fixations) == 0:
         return
     size = radius or 14
-    ax.plot(fixations[:, 0], fixations[:, 1], "-", color=color, linewidth=2, alpha=0.85, zorder=2,
-            solid_capstyle="round")
-    ax.scatter(fixations[:, 0], fixations[:, 1], s=size**2, facecolors=color, edgecolors="black",
-               linewidths=1.2, alpha=0.9, zorder=3, label=label)
+    ax.plot(
+        fixations[:, 0], fixations[:, 1], "-", color=color, linewidth=2, alpha=0.85, zorder=2, solid_capstyle="round"
+    )
+    ax.scatter(
+        fixations[:, 0],
+        fixations[:, 1],
+        s=size**2,
+        facecolors=color,
+        edgecolors="black",
+        linewidths=1.2,
+        alpha=0.9,
+        zorder=3,
+        label=label,
+    )
     if numbered:
         for i, (x, y) in enumerate(fixations):
-            ax.text(x, y, str(i + 1), ha="center", va="center", fontsize=max(6, size * 0.6),
-                    color="black", fontweight="bold", zorder=4)
+            ax.text(
+                x,
+                y,
+                str(i + 1),
+                ha="center",
+                va="center",
+                fontsize=max(6, size * 0.6),
+                color="black",
+                fontweight="bold",
+                zorder=4,
+            )
 
 
 def save_scanpath_overlay(
@@ -61,7 +86,9 @@ def save_scanpath_overlay(
         ax.imshow(image, extent=(-0.5, w - 0.5, h - 0.5, -0.5))
         for label, fix, color in others:
             fix = np.asarray(fix, dtype=float).reshape(-1, 2)
-            ax.plot(fix[:, 0], fix[:, 1], "-o", color=color, linewidth=1, markersize=4, alpha=0.6, label=label, zorder=1)
+            ax.plot(
+                fix[:, 0], fix[:, 1], "-o", color=color, linewidth=1, markersize=4, alpha=0.6, label=label, zorder=1
+            )
         draw_scanpath(ax, fixations, label="model" if others else None, radius=max(10.0, min(h, w) / 25))
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)

@@ -11,8 +11,9 @@ from attnlab.viz.save import plt, save_figure
 __all__ = ["plot_training_curves", "plot_final_values"]
 
 
-def plot_training_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]], metric: str,
-                         path: str | Path) -> Path:
+def plot_training_curves(
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]], metric: str, path: str | Path
+) -> Path:
     """Two panels (train, val): per group the mean over runs with a ± SD band.
 
     Args:
@@ -26,8 +27,9 @@ def plot_training_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarra
             if stage not in stages:
                 continue
             steps, mean, sd = stages[stage]
-            ax.plot(steps, mean, color=color, label=group, marker="o" if stage == "val" and len(steps) < 30 else None,
-                    ms=3)
+            ax.plot(
+                steps, mean, color=color, label=group, marker="o" if stage == "val" and len(steps) < 30 else None, ms=3
+            )
             if np.any(sd > 0):
                 ax.fill_between(steps, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
     for ax, stage in zip(axes, ("train (smoothed)", "validation")):

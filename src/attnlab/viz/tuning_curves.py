@@ -13,8 +13,9 @@ from attnlab.viz.save import plt, save_figure
 __all__ = ["plot_unit_curves", "plot_tuning_summary"]
 
 
-def plot_unit_curves(orientations: np.ndarray, attended: np.ndarray, unattended: np.ndarray, folder: str | Path,
-                     suffix: str = "png") -> list[Path]:
+def plot_unit_curves(
+    orientations: np.ndarray, attended: np.ndarray, unattended: np.ndarray, folder: str | Path, suffix: str = "png"
+) -> list[Path]:
     """``folder/<channel>.<suffix>``: response vs orientation, attended (blue) and not (red).
 
     Args:
@@ -26,8 +27,7 @@ def plot_unit_curves(orientations: np.ndarray, attended: np.ndarray, unattended:
         for ch in range(attended.shape[1]):
             ax.cla()
             ax.plot(orientations, attended[:, ch], color=ATTENDED_COLOR, marker="o", ms=3, label="attended")
-            ax.plot(orientations, unattended[:, ch], color=NOT_ATTENDED_COLOR, marker="o", ms=3,
-                    label="not attended")
+            ax.plot(orientations, unattended[:, ch], color=NOT_ATTENDED_COLOR, marker="o", ms=3, label="not attended")
             ax.set_xlabel("orientation (°)")
             ax.set_ylabel("max response")
             ax.set_title(f"channel {ch}", fontsize=9)
@@ -68,8 +68,13 @@ def plot_tuning_summary(stats_per_layer: dict[str, dict[str, np.ndarray]], path:
             ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.axvline(1.0, color="r", linewidth=1)
-            ax.axvline(np.median(gain), color="k", linestyle="--", linewidth=1,
-                       label=f"median {np.median(gain):.3f}; >1: {100 * (gain > 1).mean():.0f}%")
+            ax.axvline(
+                np.median(gain),
+                color="k",
+                linestyle="--",
+                linewidth=1,
+                label=f"median {np.median(gain):.3f}; >1: {100 * (gain > 1).mean():.0f}%",
+            )
             ax.legend(fontsize=7, frameon=False)
         ax.set_xlabel("gain, attended / not attended (log axis)")
         ax.set_title(f"{name}: response scaling", fontsize=9)

@@ -27,7 +27,7 @@ __all__ = ["ResumableOptunaSweeper", "sqlite_file"]
 def sqlite_file(storage: Any) -> Path | None:
     """The database file of a ``sqlite:///PATH`` storage URL (None for other storages)."""
     text = str(storage or "")
-    return Path(text[len("sqlite:///"):]) if text.startswith("sqlite:///") and len(text) > len("sqlite:///") else None
+    return Path(text[len("sqlite:///") :]) if text.startswith("sqlite:///") and len(text) > len("sqlite:///") else None
 
 
 class ResumableOptunaSweeper(OptunaSweeper):
@@ -59,7 +59,8 @@ class ResumableOptunaSweeper(OptunaSweeper):
                 storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         left = max(0, int(impl.n_trials) - done)
-        log.info("Optuna study %r: %d trial(s) done, %d interrupted, %d to go",
-                 impl.study_name, done, len(running), left)
+        log.info(
+            "Optuna study %r: %d trial(s) done, %d interrupted, %d to go", impl.study_name, done, len(running), left
+        )
         impl.n_trials = left
         impl.job_idx = len(study.trials)

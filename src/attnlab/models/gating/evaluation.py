@@ -80,7 +80,7 @@ def attention_iou(gate: Tensor, mask: Tensor, threshold: float = 0.5) -> Tensor:
     Returns:
         B IoUs; NaN where both regions are empty.
     """
-    attended = (gate.reshape(mask.shape) < threshold)
+    attended = gate.reshape(mask.shape) < threshold
     inter = (attended & mask).flatten(1).sum(1).float()
     union = (attended | mask).flatten(1).sum(1).float()
     return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, float("nan")))
@@ -122,8 +122,12 @@ class GlimpseMetrics(Metric):
             valid = ~torch.isnan(iou)
             self.iou_sum[k] += iou[valid].double().sum()
             self.iou_count[k] += valid.sum()
-            for name, value in (("target", r.target_class), ("pred", pred), ("iou", iou),
-                                ("mask_fraction", mask.flatten(1).float().mean(1))):
+            for name, value in (
+                ("target", r.target_class),
+                ("pred", pred),
+                ("iou", iou),
+                ("mask_fraction", mask.flatten(1).float().mean(1)),
+            ):
                 per_image[name].append(value.detach().double())
         for name, values in per_image.items():
             getattr(self, f"sample_{name}").append(torch.stack(values, 1))  # B×glimpses
@@ -190,9 +194,15 @@ def log_epoch_metrics(module, stage: str) -> dict[str, float]:
     if records is not None:
         from attnlab.models.gating.intervals import summarize
 
-        summary = summarize(records["target"], records["pred"], records["iou"], records["mask_fraction"],
-                            metric.num_classes, samples=int(getattr(module, "bootstrap_samples", 1000)),
-                            seed=int(getattr(module, "bootstrap_seed", 0)))
+        summary = summarize(
+            records["target"],
+            records["pred"],
+            records["iou"],
+            records["mask_fraction"],
+            metric.num_classes,
+            samples=int(getattr(module, "bootstrap_samples", 1000)),
+            seed=int(getattr(module, "bootstrap_seed", 0)),
+        )
         for key, entry in summary.items():
             if isinstance(entry, dict):
                 for part, name in (("low", "ci_low"), ("high", "ci_high"), ("chance", "chance")):
@@ -205,8 +215,12 @@ def log_epoch_metrics(module, stage: str) -> dict[str, float]:
 
         names = getattr(trainer.datamodule, "class_names", None) if trainer.datamodule is not None else None
         path = Path(trainer.default_root_dir) / "confusion_matrix_test.png"
-        save_confusion_matrix(metric.confmat.sum(0).cpu().numpy(), names, path,
-                              title=f"test, all glimpses (balanced accuracy {values['bacc']:.3f})")
+        save_confusion_matrix(
+            metric.confmat.sum(0).cpu().numpy(),
+            names,
+            path,
+            title=f"test, all glimpses (balanced accuracy {values['bacc']:.3f})",
+        )
     metric.reset()
     return values
 
@@ -218,6 +232,16 @@ def _write_test_records(folder, summary: dict, records: dict[str, np.ndarray]) -
 
     write_json(folder / "test_intervals.json", summary)
     glimpses, n = records["target"].shape
-    rows = [(i, k + 1, int(records["target"][k, i]), int(records["pred"][k, i]), float(records["iou"][k, i]),
-             float(records["mask_fraction"][k, i])) for i in range(n) for k in range(glimpses)]
+    rows = [
+        (
+            i,
+            k + 1,
+            int(records["target"][k, i]),
+            int(records["pred"][k, i]),
+            float(records["iou"][k, i]),
+            float(records["mask_fraction"][k, i]),
+        )
+        for i in range(n)
+        for k in range(glimpses)
+    ]
     write_csv(folder / "test_per_image.csv", ["image", "glimpse", "target", "pred", "iou", "mask_fraction"], rows)

@@ -45,8 +45,11 @@ def _class_scores(cm: np.ndarray) -> dict[str, float]:
     present = support > 0
     seen = (support + predicted) > 0
     f1 = 2 * tp[seen] / (support[seen] + predicted[seen])
-    return {"acc": float(tp.sum() / total), "bacc": float((tp[present] / support[present]).mean()),
-            "f1": float(f1.mean())}
+    return {
+        "acc": float(tp.sum() / total),
+        "bacc": float((tp[present] / support[present]).mean()),
+        "f1": float(f1.mean()),
+    }
 
 
 def _mean_iou(iou: np.ndarray, weight: np.ndarray) -> float:
@@ -55,8 +58,9 @@ def _mean_iou(iou: np.ndarray, weight: np.ndarray) -> float:
     return float((np.where(valid, iou, 0.0) * w).sum() / w.sum()) if w.sum() > 0 else float("nan")
 
 
-def scores(target: np.ndarray, pred: np.ndarray, iou: np.ndarray, num_classes: int,
-           weight: np.ndarray | None = None) -> dict[str, float]:
+def scores(
+    target: np.ndarray, pred: np.ndarray, iou: np.ndarray, num_classes: int, weight: np.ndarray | None = None
+) -> dict[str, float]:
     """acc, bacc, f1, iou over all glimpses and per glimpse (suffix ``_g{k}``).
 
     Args:
@@ -74,8 +78,15 @@ def scores(target: np.ndarray, pred: np.ndarray, iou: np.ndarray, num_classes: i
     return out
 
 
-def bootstrap_intervals(target: np.ndarray, pred: np.ndarray, iou: np.ndarray, num_classes: int,
-                        samples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
+def bootstrap_intervals(
+    target: np.ndarray,
+    pred: np.ndarray,
+    iou: np.ndarray,
+    num_classes: int,
+    samples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap interval of every score of :func:`scores`, resampling images.
 
     Returns:
@@ -93,30 +104,47 @@ def bootstrap_intervals(target: np.ndarray, pred: np.ndarray, iou: np.ndarray, n
     return {k: percentile_interval(values, level) for k, values in draws.items()}
 
 
-def chance_levels(target: np.ndarray, mask_fraction: np.ndarray, num_classes: int, draws: int = 1000,
-                  seed: int = 0) -> dict[str, float]:
+def chance_levels(
+    target: np.ndarray, mask_fraction: np.ndarray, num_classes: int, draws: int = 1000, seed: int = 0
+) -> dict[str, float]:
     """Scores of uniform class guesses (mean over ``draws``) and of a gate attending the whole image.
 
     Args:
         target: G×N attended classes. mask_fraction: G×N share of the image the attended object covers.
     """
     rng = np.random.default_rng(seed)
-    guesses = [scores(target, rng.integers(0, num_classes, size=target.shape), np.full(target.shape, np.nan),
-                      num_classes) for _ in range(draws)]
+    guesses = [
+        scores(target, rng.integers(0, num_classes, size=target.shape), np.full(target.shape, np.nan), num_classes)
+        for _ in range(draws)
+    ]
     out = {k: float(np.mean([s[k] for s in guesses])) for k in guesses[0] if not k.startswith("iou")}
     # IoU of "everything attended" with the object mask is the mask's share of the image
     out |= {k: v for k, v in scores(target, target, mask_fraction, num_classes).items() if k.startswith("iou")}
     return out
 
 
-def summarize(target: np.ndarray, pred: np.ndarray, iou: np.ndarray, mask_fraction: np.ndarray, num_classes: int,
-              samples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+def summarize(
+    target: np.ndarray,
+    pred: np.ndarray,
+    iou: np.ndarray,
+    mask_fraction: np.ndarray,
+    num_classes: int,
+    samples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
     """Point estimates, intervals and chance levels: ``{metric: {"value", "low", "high", "chance"}}``
     plus ``images``, ``glimpses``, ``bootstrap_samples``, ``seed``, ``level``."""
     point = scores(target, pred, iou, num_classes)
     ci = bootstrap_intervals(target, pred, iou, num_classes, samples, seed, level)
     chance = chance_levels(target, mask_fraction, num_classes, seed=seed)
-    out: dict[str, Any] = {k: {"value": point[k], "low": ci[k][0], "high": ci[k][1], "chance": chance[k]}
-                           for k in point}
-    return out | {"images": int(target.shape[1]), "glimpses": int(target.shape[0]), "bootstrap_samples": int(samples),
-                  "seed": int(seed), "level": float(level)}
+    out: dict[str, Any] = {
+        k: {"value": point[k], "low": ci[k][0], "high": ci[k][1], "chance": chance[k]} for k in point
+    }
+    return out | {
+        "images": int(target.shape[1]),
+        "glimpses": int(target.shape[0]),
+        "bootstrap_samples": int(samples),
+        "seed": int(seed),
+        "level": float(level),
+    }

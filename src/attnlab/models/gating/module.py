@@ -144,11 +144,12 @@ class GatingModule(L.LightningModule):
         if self.auto_class_weights:  # a placeholder of the right shape; filled from the data in setup()
             class_weights = [1.0] * net.num_classes
         self.eval_metrics = torch.nn.ModuleDict(
-            {s: GlimpseMetrics(net.num_classes, self.glimpses, net.strength, net.ior_threshold) for s in ("val", "test")}
+            {
+                s: GlimpseMetrics(net.num_classes, self.glimpses, net.strength, net.ior_threshold)
+                for s in ("val", "test")
+            }
         )
-        self.register_buffer(
-            "class_weights", torch.tensor(class_weights, dtype=torch.float) if class_weights else None
-        )
+        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float) if class_weights else None)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits per glimpse, B×glimpses×classes."""
@@ -167,7 +168,7 @@ class GatingModule(L.LightningModule):
 
         checkpoint = read_checkpoint(path)
         if "state_dict" in checkpoint:  # a Lightning checkpoint: take the net only
-            net_state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+            net_state = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
             self.net.load_state_dict(net_state)
         else:
             load_gating_checkpoint(self, checkpoint)
@@ -181,8 +182,10 @@ class GatingModule(L.LightningModule):
         return self.optimizer_factory(params=self.parameters())
 
     def _loss(self, r: GlimpseResult) -> Tensor:
-        ce = r.ce if self.class_weights is None else F.cross_entropy(
-            r.output.logits, r.target_class, weight=self.class_weights
+        ce = (
+            r.ce
+            if self.class_weights is None
+            else F.cross_entropy(r.output.logits, r.target_class, weight=self.class_weights)
         )
         return ce + self.recon_weight * r.mse
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal, Sequence
 
-from annotated_types import Ge, Interval
-
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Interval
 from torch import Tensor, nn
 
 from attnlab.utils.config import Fraction, PositiveInt, Size2, check_arguments

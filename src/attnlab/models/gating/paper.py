@@ -34,15 +34,31 @@ PAPER_ARCHITECTURES: dict[str, dict[str, Any]] = {
         in_channels=1, input_size=(28, 42), channels=[20, 50], num_classes=10, upsample="nearest", strength=0.2
     ),
     "coco": dict(
-        in_channels=3, input_size=(100, 100), channels=[30, 60, 100, 20], num_classes=12, upsample="bicubic",
+        in_channels=3,
+        input_size=(100, 100),
+        channels=[30, 60, 100, 20],
+        num_classes=12,
+        upsample="bicubic",
         strength=0.3,
     ),
 }
 
 # The COCO checkpoint's class order: supercategories sorted alphabetically (spec §1); pass as data.classes to
 # evaluate it on a COCO subset that lacks some of them.
-PAPER_COCO_CLASSES = ["accessory", "animal", "appliance", "electronic", "food", "furniture", "indoor", "kitchen",
-                      "outdoor", "person", "sports", "vehicle"]
+PAPER_COCO_CLASSES = [
+    "accessory",
+    "animal",
+    "appliance",
+    "electronic",
+    "food",
+    "furniture",
+    "indoor",
+    "kitchen",
+    "outdoor",
+    "person",
+    "sports",
+    "vehicle",
+]
 
 _KEY = re.compile(r"^(conv(\d+)(_t)?|linear_out(_t)?)\.(weight|bias)$")
 
@@ -74,8 +90,10 @@ def convert_paper_state_dict(state: Mapping[str, Tensor], net: GatingNet) -> dic
         UserError: naming the first unmatched or mis-shaped tensor (e.g. a COCO file for an MNIST net).
     """
     if not is_paper_state_dict(state):
-        raise UserError("not a reference gating state dict: expected only keys like conv1.weight, conv1_t.bias, "
-                        "linear_out.weight, linear_out_t.bias")
+        raise UserError(
+            "not a reference gating state dict: expected only keys like conv1.weight, conv1_t.bias, "
+            "linear_out.weight, linear_out_t.bias"
+        )
     converted = {paper_key(k): v for k, v in state.items()}
     expected = net.state_dict()
     missing = sorted(set(expected) - set(converted))
@@ -124,5 +142,7 @@ def load_gating_checkpoint(module: torch.nn.Module, checkpoint: Mapping[str, Any
     elif "state_dict" in checkpoint:
         module.load_state_dict(checkpoint["state_dict"])
     else:
-        raise UserError("checkpoint is neither a Lightning checkpoint (no 'state_dict') nor a reference "
-                        "gating state dict (keys like conv1.weight)")
+        raise UserError(
+            "checkpoint is neither a Lightning checkpoint (no 'state_dict') nor a reference "
+            "gating state dict (keys like conv1.weight)"
+        )

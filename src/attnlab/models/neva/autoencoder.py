@@ -82,8 +82,13 @@ class AutoencoderModule(L.LightningModule):
         lr: echoed for logging and sweeps.
     """
 
-    def __init__(self, net: ConvAutoencoder, optimizer: Callable[..., torch.optim.Optimizer], lr: PositiveFloat | None = None,
-                 log_images_every_n_steps: PositiveInt = 200) -> None:
+    def __init__(
+        self,
+        net: ConvAutoencoder,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        lr: PositiveFloat | None = None,
+        log_images_every_n_steps: PositiveInt = 200,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
         self.net = net
@@ -132,9 +137,11 @@ def load_autoencoder(checkpoint: str | Path) -> ConvAutoencoder:
         raise UserError(f"{checkpoint} is not an attnlab autoencoder checkpoint (no stored model config)")
     net: nn.Module = hydra.utils.instantiate(stored.model.net)
     prefix = "net."
-    state = {k[len(prefix):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
     try:
         net.load_state_dict(state)
     except RuntimeError as ex:
-        raise UserError(f"{checkpoint} does not hold autoencoder weights matching its config: {str(ex).splitlines()[0]}") from ex
+        raise UserError(
+            f"{checkpoint} does not hold autoencoder weights matching its config: {str(ex).splitlines()[0]}"
+        ) from ex
     return net

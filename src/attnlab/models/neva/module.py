@@ -26,7 +26,8 @@ __all__ = ["NevaModule", "split_batch"]
 
 
 def split_batch(batch: Any) -> dict[str, Any]:
-    """Normalise a batch to a dict with ``image`` (B×C×H×W in [0, 1]) and optional ``label``, ``size``, ``name``, ``path``.
+    """Normalise a batch to a dict with ``image`` (B×C×H×W in [0, 1]) and optional ``label``, ``size``,
+    ``name``, ``path``.
 
     Accepts the dicts of :mod:`attnlab.data.images`, ``(images, labels)`` tuples or a bare tensor.
     """
@@ -133,7 +134,9 @@ class NevaModule(L.LightningModule):
             target = self.task.target(images, labels)
         residual = self.blur.residual(images)
         foveation = Foveation(self.search_config.sigma_fovea)  # stateless: follows the current search config
-        path = search_scanpath(self._loss_fn(target), images, residual, self.search_config, foveation, generator, on_fixation)
+        path = search_scanpath(
+            self._loss_fn(target), images, residual, self.search_config, foveation, generator, on_fixation
+        )
         return path, target
 
     # -- Lightning -------------------------------------------------------------------------------

@@ -74,14 +74,18 @@ class SearchResult:
         """B×L×2 pixel (x, y) on images of ``size`` (H, W), or per-sample sizes B×2."""
         return to_pixels(self.positions, size)
 
-    def scanpaths(self, size: Tensor | tuple[int, int], stimuli: Sequence[str] = (), subject: str = "neva") -> list[Scanpath]:
+    def scanpaths(
+        self, size: Tensor | tuple[int, int], stimuli: Sequence[str] = (), subject: str = "neva"
+    ) -> list[Scanpath]:
         """One :class:`~attnlab.data.gaze.Scanpath` per image, in pixels of images of ``size``."""
         xy = self.pixels(size).detach().double().cpu().numpy()
         names = list(stimuli) or [""] * len(xy)
         return [Scanpath(p[:, 0], p[:, 1], subject=subject, stimulus=str(n)) for p, n in zip(xy, names)]
 
 
-def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, like: Tensor) -> Tensor:
+def _uniform(
+    shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, like: Tensor
+) -> Tensor:
     """U(low, high) drawn on the CPU generator (reproducible on any device), moved next to ``like``."""
     u = torch.rand(shape, generator=generator, dtype=torch.float32)
     return (low + (high - low) * u).to(device=like.device, dtype=like.dtype)

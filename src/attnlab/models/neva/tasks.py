@@ -25,7 +25,15 @@ from attnlab.utils.config import NonNegativeInt, UserError, check_arguments
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NevaTask", "ClassifierTask", "ReconstructionTask", "ClipTask", "freeze", "efficientnet_lite0_classifier", "load_open_clip"]
+__all__ = [
+    "NevaTask",
+    "ClassifierTask",
+    "ReconstructionTask",
+    "ClipTask",
+    "freeze",
+    "efficientnet_lite0_classifier",
+    "load_open_clip",
+]
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -116,7 +124,10 @@ class ClassifierTask(NevaTask):
         if self.label is not None:
             labels = torch.where(labels < 0, torch.full_like(labels, int(self.label)), labels)
         if (labels < 0).any():
-            raise UserError("classifier target=label but some images have no label; set model.task.label=<class index> or use target=prediction")
+            raise UserError(
+                "classifier target=label but some images have no label; set model.task.label=<class "
+                "index> or use target=prediction"
+            )
         return labels
 
     def criterion(self, output: Tensor, target: Tensor) -> Tensor:
@@ -215,7 +226,9 @@ def load_open_clip(
     import open_clip
 
     if weights not in (None, "random") and not Path(str(weights)).expanduser().is_file():
-        raise UserError(f"CLIP weights file not found: {weights} (model.task.weights must be an existing file or 'random')")
+        raise UserError(
+            f"CLIP weights file not found: {weights} (model.task.weights must be an existing file or 'random')"
+        )
     if weights is None:
         weights = _cached_open_clip_weights(model_name, pretrained_tag or "", cache_dir)
         if weights is None:

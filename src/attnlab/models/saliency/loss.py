@@ -7,7 +7,6 @@ sum-normalisations carry ε so an all-zero prediction gives a finite KLD instead
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 
@@ -52,8 +51,13 @@ class SaliencyLoss(nn.Module):
     The parts are reported as the metric values (NSS and CC positive), not as loss terms.
     """
 
-    def __init__(self, nss_weight: NonNegativeFloat = 1.0, kld_weight: NonNegativeFloat = 10.0, cc_weight: NonNegativeFloat = 2.0,
-                 eps: PositiveFloat = 1e-7) -> None:
+    def __init__(
+        self,
+        nss_weight: NonNegativeFloat = 1.0,
+        kld_weight: NonNegativeFloat = 10.0,
+        cc_weight: NonNegativeFloat = 2.0,
+        eps: PositiveFloat = 1e-7,
+    ) -> None:
         super().__init__()
         self.nss_weight, self.kld_weight, self.cc_weight, self.eps = nss_weight, kld_weight, cc_weight, eps
 

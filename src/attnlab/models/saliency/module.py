@@ -27,7 +27,14 @@ from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveFloat,
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SaliencyModule", "centre_bias_prior", "load_phase1_weights", "load_saliency_model", "lr_factor", "LR_SCHEDULES"]
+__all__ = [
+    "SaliencyModule",
+    "centre_bias_prior",
+    "load_phase1_weights",
+    "load_saliency_model",
+    "lr_factor",
+    "LR_SCHEDULES",
+]
 
 LRSchedule = Literal["step", "constant", "repo_compounding"]  # repo_compounding: the reference's, reproduction only
 LR_SCHEDULES = typing.get_args(LRSchedule)
@@ -66,7 +73,7 @@ def load_phase1_weights(net: FactorizedSaliencyNet, checkpoint: dict, source: st
     error naming the keys, instead of silently keeping random layers as ``strict=False`` would.
     """
     state = checkpoint.get("state_dict", checkpoint)
-    state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    state = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
     if not state:
         raise UserError(f"{source} has no 'net.*' weights; expected a saliency phase-1 checkpoint")
     try:
@@ -116,7 +123,10 @@ class SaliencyModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "loss"], logger=False)
         if net.phase != phase or net.num_bases != bases:
-            raise UserError(f"model.phase={phase}/model.bases={bases} disagree with the net's phase={net.phase}/bases={net.num_bases}")
+            raise UserError(
+                f"model.phase={phase}/model.bases={bases} disagree with the net's "
+                f"phase={net.phase}/bases={net.num_bases}"
+            )
         if phase == 2 and not init_from:
             log.warning("phase 2 without model.init_from: the frozen bases are untrained")
         lr_factor(0, lr_schedule)  # validates the name
@@ -127,10 +137,13 @@ class SaliencyModule(L.LightningModule):
         from attnlab.metrics.torchmetrics import saliency_metric_collection
 
         # attnlab.metrics (pysaliency conventions), raw and with the centre-bias prior multiplied in
-        self.metrics = nn.ModuleDict({
-            f"{stage}{tag}": saliency_metric_collection(prefix=f"{stage}/{tag[1:] + '_' if tag else ''}")
-            for stage in ("val", "test") for tag in ("", "_cb")
-        })
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}{tag}": saliency_metric_collection(prefix=f"{stage}/{tag[1:] + '_' if tag else ''}")
+                for stage in ("val", "test")
+                for tag in ("", "_cb")
+            }
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """B×3×H×W in [0, 1] → saliency B×1×H'×W' in (0, 1)."""

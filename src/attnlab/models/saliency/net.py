@@ -64,7 +64,9 @@ class FactorizedSaliencyNet(nn.Module):
         super().__init__()
         check_arguments(FactorizedSaliencyNet, {"bases": bases, "phase": phase, "upsample": upsample})
         if phase == 2 and bases == 0:
-            raise UserError(f"model bases={bases} is not allowed in phase 2; expected K >= 1 (0 is the phase-1 baseline)")
+            raise UserError(
+                f"model bases={bases} is not allowed in phase 2; expected K >= 1 (0 is the phase-1 baseline)"
+            )
         self.num_bases, self.phase = int(bases), int(phase)
         self.output_size = tuple(int(s) for s in output_size) if output_size else None
         self.upsample, self.sigmoid_first = upsample, bool(sigmoid_first)

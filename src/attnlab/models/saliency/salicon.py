@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-from annotated_types import Interval
-
-from torch import Tensor, nn
 import torch
+from annotated_types import Interval
+from torch import Tensor, nn
 
 from attnlab.models.saliency.backbones import BackboneName, build_backbone
 from attnlab.models.saliency.net import FactorizedSaliencyNet, OutputStride, Phase, UpsampleMode, resize
