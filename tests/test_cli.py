@@ -59,38 +59,6 @@ def test_multirun_runs_every_combination_in_its_own_folder(run_cli, tmp_path):
     assert lrs == {"0.001", "0.0001"}
 
 
-def test_wandb_logger_runs_offline_without_network(run_cli, tmp_path):
-    env = {
-        "WANDB_MODE": "",
-        "WANDB_API_KEY": "",
-        "HOME": str(tmp_path),
-        "WANDB_BASE_URL": "http://127.0.0.1:9",
-        "HTTPS_PROXY": "http://127.0.0.1:9",
-        "HTTP_PROXY": "http://127.0.0.1:9",
-    }
-    result = run_cli("attnlab.train", "logger=wandb", *TINY, "test=false", env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = run_folders(tmp_path)
-    offline = list((run / "wandb").glob("offline-run-*"))
-    assert len(offline) == 1, list((run / "wandb").glob("*"))
-    files = list(offline[0].rglob("*.wandb"))
-    assert files and files[0].stat().st_size > 0
-    blob = files[0].read_bytes()
-    assert b"val/acc" in blob and b"train/acc_step" in blob  # metrics were logged
-    assert b"attention" in blob  # gated-input images per glimpse were logged
-
-
-BAD = [
-    (["model.strength=1.5"], "model.strength"),
-    (["trainer.max_epochs=0"], "trainer.max_epochs"),
-    (["model=no_such_model"], "model=no_such_model"),
-    (["model.no_such_key=1"], "model.no_such_key"),
-    (["data.source=torchvision", "data.data_dir=/no/such/folder"], "/no/such/folder"),
-    (["trainer=gpu", "trainer.devices=[3]"], "trainer"),
-]
-
-
-@pytest.mark.parametrize("overrides,named", BAD, ids=[" ".join(o) for o, _ in BAD])
 def test_bad_input_gives_one_clear_line_and_exit_code_2(run_cli, overrides, named):
     result = run_cli("attnlab.train", *overrides, "debug=tiny", timeout=300)
     if overrides[0] == "trainer=gpu" and result.returncode == 0:

@@ -34,7 +34,8 @@ def test_offline_wandb_run_holds_config_metrics_figures_and_best_checkpoint(run_
     assert f"wandb sync {offline}" in result.stdout + result.stderr
     blob = b"".join(p.read_bytes() for p in offline.rglob("*.wandb"))
     assert b"0.00123" in blob and b"multimnist" in blob.lower()  # the config
-    assert b"val/acc" in blob and b"test/acc" in blob  # the metrics
+    assert b"val/acc" in blob and b"test/acc" in blob and b"train/acc_step" in blob  # the metrics
+    assert b"attention" in blob  # the gated-input images per glimpse
     written = {p.stem for p in run.glob("*.png")}
     assert {"confusion_matrix_test", "attention_test"} <= written
     sent = {p.name.rsplit("_", 2)[0] for p in (offline / "files" / "media" / "images" / "figures").glob("*.png")}

@@ -237,9 +237,11 @@ def _discard_if_empty(folder: Path | None, task_name: str) -> bool:
     ]
     if own:
         return False
-    for handler in logging.getLogger().handlers:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder:
             handler.close()
+            root.removeHandler(handler)  # a closed FileHandler reopens its file on the next record
     shutil.rmtree(folder, ignore_errors=True)
     return True
 
