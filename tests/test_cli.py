@@ -59,6 +59,17 @@ def test_multirun_runs_every_combination_in_its_own_folder(run_cli, tmp_path):
     assert lrs == {"0.001", "0.0001"}
 
 
+BAD = [
+    (["model.strength=1.5"], "model.strength"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs"),
+    (["model=no_such_model"], "model=no_such_model"),
+    (["model.no_such_key=1"], "model.no_such_key"),
+    (["data.source=torchvision", "data.data_dir=/no/such/folder"], "/no/such/folder"),
+    (["trainer=gpu", "trainer.devices=[3]"], "trainer"),
+]
+
+
+@pytest.mark.parametrize("overrides,named", BAD, ids=[" ".join(o) for o, _ in BAD])
 def test_bad_input_gives_one_clear_line_and_exit_code_2(run_cli, overrides, named):
     result = run_cli("attnlab.train", *overrides, "debug=tiny", timeout=300)
     if overrides[0] == "trainer=gpu" and result.returncode == 0:
