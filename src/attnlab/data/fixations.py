@@ -37,8 +37,6 @@ from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-_pixel_indices = pixel_indices  # the benchmark read it under this name
-
 __all__ = [
     "Stimulus",
     "Scanpath",
