@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_path
 from PIL import Image
-
-from tests.conftest import shared_path
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "callbacks.rich_progress_bar=null"]
 ONE = ["callbacks.rich_progress_bar=null"]

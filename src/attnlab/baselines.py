@@ -14,15 +14,25 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from attnlab.data.fixations import FixationDataset, Scanpath
 from attnlab.utils.config import UserError
 
-__all__ = ["CentreBias", "uniform_map", "uniform_scanpath", "leave_one_out_density", "leave_one_subject_out"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CentreBias",
+    "fitted_centre_bias",
+    "uniform_map",
+    "uniform_scanpath",
+    "leave_one_out_density",
+    "leave_one_subject_out",
+]
 
 
 def _pixel_centres(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +86,14 @@ class CentreBias:
 
     def to_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "cov": self.cov.tolist()}
+
+
+def fitted_centre_bias(ctx: Any) -> CentreBias:
+    """The centre bias fitted on ``ctx.train`` (a benchmark context), once per context (``ctx.cache``)."""
+    if "centre_bias" not in ctx.cache:
+        ctx.cache["centre_bias"] = CentreBias.fit(ctx.train)
+        log.info("centre bias fitted on %d training images: %s", len(ctx.train), ctx.cache["centre_bias"].to_dict())
+    return ctx.cache["centre_bias"]
 
 
 def uniform_map(size: tuple[int, int]) -> np.ndarray:

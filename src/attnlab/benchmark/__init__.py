@@ -19,9 +19,10 @@ Modules: ``__main__`` (the command), ``run`` (:func:`run_benchmark`), ``sources`
 
 from __future__ import annotations
 
+from attnlab.baselines import fitted_centre_bias
 from attnlab.benchmark.run import run_benchmark, source_list
 from attnlab.benchmark.scoring import INTER_OBSERVER_SPLITS, LOWER_IS_BETTER, SALIENCY_METRICS, SCANPATH_METRICS
-from attnlab.benchmark.sources import MapFolderSource, ScanpathFileSource, ScanpathSource, centre_bias, resolve_source
+from attnlab.benchmark.sources import MapFolderSource, ScanpathFileSource, ScanpathSource, resolve_source
 from attnlab.sources import SOURCES, AttentionSource, BenchmarkContext, register_source
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
     "SOURCES",
     "run_benchmark",
     "source_list",
-    "centre_bias",
+    "fitted_centre_bias",
     "MapFolderSource",
     "ScanpathSource",
     "ScanpathFileSource",

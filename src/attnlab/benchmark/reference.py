@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from attnlab.baselines import fitted_centre_bias
 from attnlab.benchmark.scoring import (
     DISTRIBUTION_METRICS,
     INTER_OBSERVER_SPLITS,
@@ -21,7 +22,6 @@ from attnlab.benchmark.scoring import (
     SCANPATH_METRICS,
     split_halves,
 )
-from attnlab.benchmark.sources import centre_bias
 from attnlab.data.fixations import Scanpath
 from attnlab.metrics import saliency as S
 from attnlab.metrics import scanpath as SP
@@ -63,7 +63,7 @@ def reference_targets(ctx: BenchmarkContext, i: int, negatives: S.ShuffledNegati
         size,
         t(fix),
         t(data.density(i, sigma_px=ctx.sigma_px)),
-        t(centre_bias(ctx).map(size)),
+        t(fitted_centre_bias(ctx).map(size)),
         t(negatives.counts(i)),
         subjects,
         t(sub_fix),

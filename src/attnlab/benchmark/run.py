@@ -12,8 +12,9 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 import attnlab.benchmark.report as report
+from attnlab.baselines import fitted_centre_bias
 from attnlab.benchmark.scoring import score_chunk
-from attnlab.benchmark.sources import centre_bias, resolve_source
+from attnlab.benchmark.sources import resolve_source
 from attnlab.metrics import saliency as S
 from attnlab.sources import AttentionSource, BenchmarkContext
 from attnlab.utils.config import UserError
@@ -119,7 +120,7 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> d
         data.filtered(drop_first=bool(cfg.scanpath_drop_first)).scanpaths if cfg.scanpath_drop_first else data.scanpaths
     )
     ctx = BenchmarkContext(data, train, sigma_px, int(cfg.seed), humans)
-    centre_bias(ctx)  # fitted once, here, before any worker needs it
+    fitted_centre_bias(ctx)  # fitted once, here, before any worker needs it
     sources = list(sources) + [resolve_source(s, ctx) for s in source_list(cfg.attention, required=not sources)]
     log.info(
         "benchmark: %d %s images of %s, sigma %.1f px, sources %s",
@@ -164,7 +165,7 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> d
         "images": len(data) - skipped,
         "skipped_images": skipped,
         "sigma_px": sigma_px,
-        "centre_bias": centre_bias(ctx).to_dict(),
+        "centre_bias": fitted_centre_bias(ctx).to_dict(),
         "sources": [s.name for s in sources],
         "metrics": table,
         "per_image": per_image,

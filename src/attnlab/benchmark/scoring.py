@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from attnlab.benchmark.sources import centre_bias
+from attnlab.baselines import fitted_centre_bias
 from attnlab.data.fixation_maps import TRUNCATE, gaussian_operator, pixel_indices, sparse_fixation_maps
 from attnlab.data.gaze import Scanpath
 from attnlab.metrics import saliency as S
@@ -241,7 +241,7 @@ class _Chunk:
 
     def baseline(self, size: tuple[int, int]) -> torch.Tensor:
         if size not in self._baselines:
-            self._baselines[size] = _tensor(centre_bias(self.ctx).map(size))
+            self._baselines[size] = _tensor(fitted_centre_bias(self.ctx).map(size))
         return self._baselines[size]
 
 

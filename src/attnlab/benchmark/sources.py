@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from attnlab.baselines import CentreBias, uniform_map, uniform_scanpath
+from attnlab.baselines import fitted_centre_bias, uniform_map, uniform_scanpath
 from attnlab.data.fixations import Scanpath, gaussian_density
 from attnlab.sources import AttentionSource, BenchmarkContext, lookup_source, register_source, source_names
 from attnlab.utils.config import UserError
@@ -37,7 +37,6 @@ __all__ = [
     "ScanpathSource",
     "ScanpathFileSource",
     "resolve_source",
-    "centre_bias",
     "mean_training_duration",
 ]
 
@@ -48,14 +47,6 @@ def mean_training_duration(ctx: BenchmarkContext) -> Optional[float]:
         d = [p.duration for paths in ctx.train.scanpaths for p in paths if p.duration is not None]
         ctx.cache["duration"] = float(np.mean(np.concatenate(d))) if d else None
     return ctx.cache["duration"]
-
-
-def centre_bias(ctx: BenchmarkContext) -> CentreBias:
-    """The centre bias fitted on the training split (once per context)."""
-    if "centre_bias" not in ctx.cache:
-        ctx.cache["centre_bias"] = CentreBias.fit(ctx.train)
-        log.info("centre bias fitted on %d training images: %s", len(ctx.train), ctx.cache["centre_bias"].to_dict())
-    return ctx.cache["centre_bias"]
 
 
 def _sampled_scanpaths(ctx: BenchmarkContext, i: int, draw) -> list[Scanpath]:
@@ -94,7 +85,7 @@ class CentreBiasSource(AttentionSource):
     parallel_safe = True
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
-        self.model = centre_bias(ctx)
+        self.model = fitted_centre_bias(ctx)
 
     def saliency_map(self, ctx, i):
         return self.model.map(ctx.data.stimuli[i].size)
