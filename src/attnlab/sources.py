@@ -50,6 +50,9 @@ class BenchmarkContext:
     sigma_px: float
     seed: int
     human_scanpaths: list[list[Scanpath]] = field(default_factory=list)
+    # a source's settings, by source name: the command's config node of that name, instantiated
+    # (``cam.layer=...`` builds the node ``cam: {_target_: ...}``); absent: the source's defaults
+    options: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
 
 

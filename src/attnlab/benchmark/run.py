@@ -16,12 +16,12 @@ from attnlab.baselines import fitted_centre_bias
 from attnlab.benchmark.scoring import score_chunk
 from attnlab.benchmark.sources import resolve_source
 from attnlab.metrics import saliency as S
-from attnlab.sources import AttentionSource, BenchmarkContext
+from attnlab.sources import AttentionSource, BenchmarkContext, source_names
 from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_benchmark", "source_list", "score_images", "workers"]
+__all__ = ["run_benchmark", "source_list", "source_options", "score_images", "workers"]
 
 CHUNK = 16  # images scored together: enough to batch the metrics and scanpath pairs, few enough to keep memory small
 _SHARED: tuple = ()  # (sources, ctx, negatives) for forked workers, set before the pool starts
@@ -91,6 +91,18 @@ def source_list(attention: Any, required: bool = True) -> list[str]:
     return items
 
 
+def source_options(cfg: DictConfig) -> dict[str, Any]:
+    """Each source's settings: the top-level config nodes named after a source, instantiated."""
+    import hydra
+
+    names = set(source_names())
+    return {
+        str(k): hydra.utils.instantiate(v, _convert_="all")
+        for k, v in cfg.items()
+        if k in names and isinstance(v, DictConfig) and "_target_" in v
+    }
+
+
 def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> dict[str, Any]:
     """Score ``sources`` (already built, e.g. in-memory scanpaths) and every source of
     ``cfg.attention`` on ``cfg.data``; write the table and figure into ``cfg.paths.output_dir``."""
@@ -119,7 +131,7 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> d
     humans = (
         data.filtered(drop_first=bool(cfg.scanpath_drop_first)).scanpaths if cfg.scanpath_drop_first else data.scanpaths
     )
-    ctx = BenchmarkContext(data, train, sigma_px, int(cfg.seed), humans)
+    ctx = BenchmarkContext(data, train, sigma_px, int(cfg.seed), humans, source_options(cfg))
     fitted_centre_bias(ctx)  # fitted once, here, before any worker needs it
     sources = list(sources) + [resolve_source(s, ctx) for s in source_list(cfg.attention, required=not sources)]
     log.info(
