@@ -10,6 +10,8 @@
   the benchmark uses split halves of the subjects for the density-vs-density metrics CC/KLD/SIM);
   for scanpaths, :func:`leave_one_subject_out` scores each subject's scanpath against the other
   subjects' scanpaths with a scanpath metric.
+- :func:`winner_take_all` — scanpaths from any saliency map (Itti & Koch 1998): fixate the
+  maximum, inhibit its surroundings (inhibition of return), repeat.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ __all__ = [
     "uniform_scanpath",
     "leave_one_out_density",
     "leave_one_subject_out",
+    "winner_take_all",
 ]
+
+WTA_FLOOR = 1e-6  # added to the [0, 1]-normalised map: once the map is spent, the least inhibited place wins
 
 
 def _pixel_centres(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,3 +136,56 @@ def leave_one_subject_out(scanpaths: Sequence[Scanpath], metric: Callable[..., f
                 if v == v:
                     values.append(v)
     return float(np.mean(values)) if values else float("nan")
+
+
+def winner_take_all(
+    saliency: np.ndarray, n: int, ior_sigma_px: float, smooth_sigma_px: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` fixations on a saliency map by winner-take-all with inhibition of return (Itti & Koch 1998).
+
+    The map is blurred (Gaussian, σ = ``smooth_sigma_px``; 0: not blurred) and scaled to [0, 1].
+    Each fixation is the map's maximum (ties: the one nearest the centre, then the first in row-major
+    order); the map is then multiplied by ``1 - exp(-d² / 2σ²)``, d the distance to that fixation and
+    σ = ``ior_sigma_px``, so the fixated pixel drops to zero and its surroundings are suppressed.
+    Deterministic; a flat map is fixated at its centre first.
+
+    Args:
+        saliency: H×W finite values (any scale; larger = more salient).
+        n: number of fixations (≥ 0).
+        ior_sigma_px: σ of the inhibition of return, in pixels of the map (> 0).
+        smooth_sigma_px: σ of the blur before the selection, in pixels of the map (≥ 0).
+
+    Returns:
+        (x, y), each of shape (n,): pixel centres (column + 0.5, row + 0.5) in pixels of the map.
+    """
+    m = np.asarray(saliency, dtype=np.float64)
+    if m.ndim != 2 or m.size == 0:
+        raise UserError(f"winner_take_all needs an H×W saliency map, got shape {m.shape}")
+    if not np.isfinite(m).all():
+        raise UserError("winner_take_all: the saliency map contains NaN or inf values")
+    if int(n) != n or n < 0:
+        raise UserError(f"winner_take_all: n={n!r} must be a whole number ≥ 0")
+    if not ior_sigma_px > 0:
+        raise UserError(f"winner_take_all: ior_sigma_px={ior_sigma_px!r} must be > 0")
+    if not smooth_sigma_px >= 0:
+        raise UserError(f"winner_take_all: smooth_sigma_px={smooth_sigma_px!r} must be ≥ 0")
+    if smooth_sigma_px > 0:
+        from scipy.ndimage import gaussian_filter
+
+        m = gaussian_filter(m, smooth_sigma_px, mode="nearest")
+    lo, hi = m.min(), m.max()
+    m = (m - lo) / (hi - lo) if hi > lo else np.ones_like(m)
+    m += WTA_FLOOR
+    h, w = m.shape
+    cols, rows = np.arange(w) + 0.5, np.arange(h) + 0.5
+    centre_distance = (cols[None, :] - w / 2) ** 2 + (rows[:, None] - h / 2) ** 2
+    xs, ys = np.empty(int(n)), np.empty(int(n))
+    for k in range(int(n)):
+        winners = np.flatnonzero(m == m.max())
+        best = winners[np.argmin(centre_distance.flat[winners])] if len(winners) > 1 else winners[0]
+        r, c = divmod(int(best), w)
+        xs[k], ys[k] = cols[c], rows[r]
+        gx = np.exp(-((cols - xs[k]) ** 2) / (2 * ior_sigma_px**2))
+        gy = np.exp(-((rows - ys[k]) ** 2) / (2 * ior_sigma_px**2))
+        m *= 1 - gy[:, None] * gx[None, :]
+    return xs, ys

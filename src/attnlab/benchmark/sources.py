@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 
-from attnlab.baselines import fitted_centre_bias, uniform_map, uniform_scanpath
+from attnlab.baselines import fitted_centre_bias, uniform_map, uniform_scanpath, winner_take_all
 from attnlab.data.fixations import Scanpath, gaussian_density
+from attnlab.metrics.maps import match_size
 from attnlab.sources import AttentionSource, BenchmarkContext, lookup_source, register_source, source_names
-from attnlab.utils.config import UserError
+from attnlab.utils.config import NonNegativeFloat, PositiveFloat, UserError, check_arguments
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ __all__ = [
     "UniformSource",
     "CentreBiasSource",
     "InterObserverSource",
+    "WtaSettings",
+    "WtaSource",
     "MapFolderSource",
     "ScanpathSource",
     "ScanpathFileSource",
@@ -107,6 +111,77 @@ class InterObserverSource(AttentionSource):
 
     def saliency_map(self, ctx, i):  # for the figure: everyone's density
         return ctx.data.density(i, sigma_px=ctx.sigma_px)
+
+
+class WtaSettings:
+    """Settings of ``wta:<source>`` (the config node ``wta:``, e.g. ``wta.ior_sigma=2`` on the command line).
+
+    Args:
+        ior_sigma: σ of the inhibition of return, in units of the benchmark's ``sigma_px`` (the blur
+            of the human density, about one degree of visual angle).
+        smooth_sigma: σ of the Gaussian blur of the map before fixations are chosen, same units (0: none).
+    """
+
+    def __init__(self, ior_sigma: PositiveFloat = 1.0, smooth_sigma: NonNegativeFloat = 0.0) -> None:
+        check_arguments(WtaSettings, {"ior_sigma": ior_sigma, "smooth_sigma": smooth_sigma})
+        self.ior_sigma, self.smooth_sigma = float(ior_sigma), float(smooth_sigma)
+
+
+@register_source("wta")
+class WtaSource(AttentionSource):
+    """``wta:<source>``: winner-take-all scanpaths with inhibition of return on another source's maps
+    (:func:`attnlab.baselines.winner_take_all`, Itti & Koch 1998), e.g. ``wta:centre_bias``,
+    ``wta:saliency:<ckpt>``. The map is the inner source's (scored as it is); the inner map, resized to
+    the image, gives one deterministic fixation sequence per image, and each human scanpath gets its
+    first ``len(human)`` fixations, every one lasting the mean training duration (as the sampled baselines)."""
+
+    def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
+        if not argument:
+            raise UserError(
+                "attention=wta needs a map source: attention=wta:<source>, e.g. wta:centre_bias or wta:saliency:<ckpt>"
+            )
+        self.inner = resolve_source(argument, ctx)
+        if self.inner.leave_one_out:
+            raise UserError(f"attention=wta:{argument}: {argument} is scored subject by subject and has no model map")
+        settings = ctx.options.get("wta") or WtaSettings()
+        self.ior_sigma_px = settings.ior_sigma * ctx.sigma_px
+        self.smooth_sigma_px = settings.smooth_sigma * ctx.sigma_px
+        self.parallel_safe = self.inner.parallel_safe
+        self._maps: dict[int, np.ndarray] = {}  # inner maps computed for scoring, reused by scanpaths()
+
+    def prepare(self, ctx, indices):
+        prepare = getattr(self.inner, "prepare", None)
+        if prepare is not None:
+            prepare(ctx, indices)
+
+    def _inner_map(self, ctx: BenchmarkContext, i: int) -> np.ndarray:
+        m = self.inner.saliency_map(ctx, i)
+        if m is None:
+            raise UserError(f"attention={self.name}: source {self.inner.name} has no saliency map to fixate")
+        return m
+
+    def saliency_map(self, ctx, i):
+        self._maps[i] = self._inner_map(ctx, i)
+        return self._maps[i]
+
+    def scanpaths(self, ctx, i):
+        stimulus = ctx.data.stimuli[i]
+        m = self._maps.pop(i, None)
+        m = self._inner_map(ctx, i) if m is None else m
+        m = match_size(torch.as_tensor(np.asarray(m, dtype=np.float64))[None], stimulus.size)[0].numpy()
+        humans = ctx.human_scanpaths[i]
+        x, y = winner_take_all(m, max((len(h) for h in humans), default=0), self.ior_sigma_px, self.smooth_sigma_px)
+        duration = mean_training_duration(ctx)
+        return [
+            Scanpath(
+                x[: len(h)],
+                y[: len(h)],
+                None if duration is None or h.duration is None else np.full(len(h), duration),
+                subject="wta",
+                stimulus=stimulus.id,
+            )
+            for h in humans
+        ]
 
 
 class MapFolderSource(AttentionSource):

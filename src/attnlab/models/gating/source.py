@@ -1,0 +1,124 @@
+"""The gating network's attention as a benchmark source: ``python -m attnlab.benchmark
+attention=centre_bias,gating:<checkpoint>`` scores where the network attends on free-viewing photos.
+
+The map is the input gate ``g1`` of the first glimpse (the gate its last step used, spec §2) turned
+into attention: ``1 - g1``, in [0, 2], high where the input is left open (attended) and low where it
+is suppressed. The photo is prepared as the COCO gating data are (padded with grey to the net's
+aspect ratio, bilinear-resized to its input size, scaled to [0, 1]); the map is resized back to the
+padded canvas and cropped to the photo, so it has the image's size.
+
+Checkpoints: the paper's ``paper_coco_model.pt`` (the reference state dict) or a Lightning checkpoint
+of ``model=gating_coco`` written by ``attnlab.train``. Nets of digits (1 channel: the MNIST paper
+checkpoint, ``model=gating_mnist``) and checkpoints of other models are refused in one line naming
+their family. Found by the benchmark through the ``attnlab.sources`` entry point ``gating``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attnlab.data.coco_dataset import PAD_FILL
+from attnlab.models.gating.net import GatingNet
+from attnlab.models.gating.paper import is_paper_state_dict, load_paper_checkpoint
+from attnlab.sources import AttentionSource, BenchmarkContext, register_source
+from attnlab.utils.config import UserError
+
+__all__ = ["GatingSource", "load_gating_net", "pad_to_aspect"]
+
+
+def _photo_net_required(path: Any, what: str) -> UserError:
+    return UserError(
+        f"{path} is {what}: a net of 1-channel digit composites, which cannot look at photos; "
+        "attention=gating needs a gating net trained on photos (3 channels): the paper's paper_coco_model.pt "
+        "or a checkpoint of model=gating_coco"
+    )
+
+
+def load_gating_net(path: str | Path) -> GatingNet:
+    """The :class:`GatingNet` (eval mode, CPU) of a paper state dict or of a Lightning checkpoint of the
+    gating model; a checkpoint of another family, or a digit net, is a one-line :class:`UserError`."""
+    from attnlab.utils.checkpoint import read_checkpoint, stored_config
+
+    checkpoint = read_checkpoint(path)
+    if is_paper_state_dict(checkpoint):
+        if checkpoint["conv1.weight"].shape[1] != 3:
+            raise _photo_net_required(path, "the gating paper's MNIST checkpoint")
+        return load_paper_checkpoint(path, "coco")
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(
+            f"{path} is not a gating checkpoint: neither the paper's state dict (keys like conv1.weight) nor a "
+            "Lightning checkpoint written by attnlab.train"
+        )
+    cfg = stored_config(checkpoint)
+    target = str(cfg.model.get("_target_", "")) if cfg is not None and "model" in cfg else ""
+    if not target:
+        raise UserError(
+            f"{path} carries no stored model config (not written by attnlab.train), so its network cannot be "
+            "rebuilt; pass a checkpoint of model=gating_coco or the paper's paper_coco_model.pt"
+        )
+    if not target.endswith("GatingModule"):
+        hint = f"; score it with attention=saliency:{path}" if "saliency" in target else ""
+        raise UserError(f"{path} is a checkpoint of {target}, not of the gating model (GatingModule){hint}")
+    import hydra
+
+    net = hydra.utils.instantiate(cfg.model.net, _convert_="all")
+    if net.in_channels != 3:
+        data = cfg.get("data", {}).get("_target_", "digits")
+        raise _photo_net_required(path, f"a gating checkpoint trained on {data}")
+    state = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as ex:
+        raise UserError(f"{path}: weights do not match the stored config: {str(ex).strip().splitlines()[0]}") from None
+    return net.eval()
+
+
+def pad_to_aspect(image: np.ndarray, aspect: float, fill: int = PAD_FILL) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` (H×W×C) centred on a ``fill`` canvas of width/height ``aspect``; also its (top, left) offset."""
+    h, w = image.shape[:2]
+    ch, cw = (round(w / aspect), w) if w / h > aspect else (h, round(h * aspect))
+    ch, cw = max(ch, h), max(cw, w)
+    top, left = (ch - h) // 2, (cw - w) // 2
+    out = np.full((ch, cw, image.shape[2]), fill, dtype=image.dtype)
+    out[top : top + h, left : left + w] = image
+    return out, (top, left)
+
+
+@register_source("gating")
+class GatingSource(AttentionSource):
+    """``gating:<checkpoint>``: ``1 - g1``, the open part of the input gate after the first glimpse."""
+
+    def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
+        if not argument:
+            raise UserError("attention=gating needs a checkpoint: attention=gating:<paper_coco_model.pt or .ckpt>")
+        self.net = load_gating_net(argument)
+
+    @torch.no_grad()
+    def attention(self, x: Tensor) -> Tensor:
+        """``1 - g1`` of the first glimpse: x B×3×H×W in [0, 1] at the net's input size -> B×H×W in [0, 2]."""
+        out = self.net.glimpse(x.to(next(self.net.parameters()).device))
+        return 1 - out.gates[0][:, 0]
+
+    def input_tensor(self, image: np.ndarray) -> tuple[Tensor, tuple[int, int], tuple[int, int]]:
+        """H×W×3 uint8 photo -> (1×3×h×w net input, padded canvas size, photo offset on it)."""
+        from PIL import Image
+
+        h, w = self.net.input_size
+        canvas, offset = pad_to_aspect(image, w / h)
+        resized = np.asarray(Image.fromarray(canvas).resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
+        return torch.from_numpy(resized).permute(2, 0, 1)[None], canvas.shape[:2], offset
+
+    def saliency_map(self, ctx: BenchmarkContext, i: int) -> np.ndarray:
+        image = ctx.data.load_image(i)
+        x, canvas, (top, left) = self.input_tensor(image)
+        a = self.attention(x)[:, None].double().cpu()
+        if tuple(a.shape[-2:]) != tuple(canvas):
+            a = F.interpolate(a, size=tuple(canvas), mode="bilinear", align_corners=False)
+        h, w = image.shape[:2]
+        return a[0, 0, top : top + h, left : left + w].numpy()
