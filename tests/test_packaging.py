@@ -35,7 +35,7 @@ def test_wheel_holds_every_config_and_the_console_scripts(wheel):
     assert not missing, f"configs missing from the wheel: {missing}"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    for command in ("train", "eval", "analyze", "scanpaths", "benchmark"):
+    for command in ("train", "eval", "analyze", "scanpaths", "benchmark", "leaderboard"):
         assert f"attnlab-{command} = attnlab.{command}" in text
 
 

@@ -15,17 +15,41 @@ __all__ = ["main", "quote_attention"]
 
 
 def quote_attention(argv: list[str]) -> list[str]:
-    """``attention=a,b`` → ``attention=[a,b]`` (items that are not plain words are quoted)."""
+    """``attention=a,b`` → ``attention=[a,b]``, items that are not plain words quoted, also inside
+    ``[...]`` (``attention=[CB=centre_bias,DINet=saliency:/x.ckpt]``: Hydra's grammar allows no
+    unquoted ``=`` in a value); a value that starts with a quote is left to Hydra."""
     out = []
     for arg in argv:
         key, eq, value = arg.partition("=")
-        if eq and key.lstrip("+") == "attention" and "," in value and value[:1] not in "[\"'":
-            arg = f"{key}=[{','.join(_escape(v) for v in value.split(','))}]"
+        if eq and key.lstrip("+") == "attention" and value[:1] not in "\"'":
+            inner = value[1:-1] if value[:1] == "[" and value[-1:] == "]" else None
+            if inner is not None:
+                arg = f"{key}=[{','.join(_escape(v) for v in _items(inner))}]"
+            elif "," in value or "=" in value:
+                arg = f"{key}=[{','.join(_escape(v) for v in value.split(','))}]"
         out.append(arg)
     return out
 
 
+def _items(inner: str) -> list[str]:
+    """The comma-separated items of a list's inside; commas inside quotes belong to their item."""
+    items, current, quote = [], "", ""
+    for c in inner:
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "\"'":
+            quote = c
+        elif c == ",":
+            items.append(current.strip())
+            current = ""
+            continue
+        current += c
+    return [i for i in [*items, current.strip()] if i]
+
+
 def _escape(item: str) -> str:
+    if len(item) > 1 and item[0] == item[-1] and item[0] in "\"'":  # quoted already
+        return item
     plain = item.replace("_", "").replace("-", "").replace(".", "").isalnum()
     return item if plain else "'" + item.replace("'", "\\'") + "'"
 

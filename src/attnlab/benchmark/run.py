@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig
 import attnlab.benchmark.report as report
 from attnlab.baselines import fitted_centre_bias
 from attnlab.benchmark.scoring import score_chunk
-from attnlab.benchmark.sources import resolve_source
+from attnlab.benchmark.sources import check_unique_names, resolve_source
 from attnlab.metrics import saliency as S
 from attnlab.sources import AttentionSource, BenchmarkContext, source_names
 from attnlab.utils.config import UserError
@@ -103,9 +103,14 @@ def source_options(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> dict[str, Any]:
+def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), reports: bool = True) -> dict[str, Any]:
     """Score ``sources`` (already built, e.g. in-memory scanpaths) and every source of
-    ``cfg.attention`` on ``cfg.data``; write the table and figure into ``cfg.paths.output_dir``."""
+    ``cfg.attention`` on ``cfg.data``; write the table and figure into ``cfg.paths.output_dir``
+    (``reports=False``: write and print nothing, for commands with reports of their own).
+
+    The result also holds, in memory only, ``figure``: per image of the figure, its ``stimulus`` id,
+    ``image`` (or None), human ``density``, each source's ``maps``, each scanpath source's
+    ``scanpaths`` and the ``humans``' scanpaths."""
     import hydra
     from tqdm import tqdm
 
@@ -134,6 +139,7 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> d
     ctx = BenchmarkContext(data, train, sigma_px, int(cfg.seed), humans, source_options(cfg))
     fitted_centre_bias(ctx)  # fitted once, here, before any worker needs it
     sources = list(sources) + [resolve_source(s, ctx) for s in source_list(cfg.attention, required=not sources)]
+    check_unique_names(sources)
     log.info(
         "benchmark: %d %s images of %s, sigma %.1f px, sources %s",
         len(data),
@@ -182,8 +188,13 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> d
         "metrics": table,
         "per_image": per_image,
     }
-    text = report.write_reports(out, result, columns)
-    report.write_figure(figure_rows, out / "saliency_grid.png")
-    print(text)
-    print(f"({len(data) - skipped} {split} images of {dm.dataset.name}; run folder: {out})")
+    if reports:
+        text = report.write_reports(out, result, columns)
+        report.write_figure(figure_rows, out / "saliency_grid.png")
+        print(text)
+        print(f"({len(data) - skipped} {split} images of {dm.dataset.name}; run folder: {out})")
+    result["figure"] = [
+        dict(zip(("stimulus", "image", "density", "maps"), row), scanpaths=shown[i]["scanpaths"], humans=humans[i])
+        for i, row in zip(keep, figure_rows)
+    ]
     return result

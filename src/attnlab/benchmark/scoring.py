@@ -396,14 +396,17 @@ def score_chunk(
     negatives: S.ShuffledNegatives,
     keep_maps: Sequence[int] = (),
 ) -> tuple[dict[str, list[dict]], dict[int, dict]]:
-    """({source name: one row per image of ``indices``}, {image: {"density", "maps"}} for ``keep_maps``).
+    """({source name: one row per image of ``indices``}, {image: {"density", "maps", "scanpaths"}} for
+    ``keep_maps``: the human density, each source's map and each scanpath source's scanpaths, for figures).
 
     Images must have fixations. Rows hold every saliency metric of a source with a map and every
     scanpath metric of a source with scanpaths (inter_observer: both, subject by subject).
     """
     chunk = _Chunk(ctx, indices, negatives)
     keep = set(keep_maps)
-    shown: dict[int, dict] = {tg.index: {"density": tg.density, "maps": {}} for tg in chunk.targets if tg.index in keep}
+    shown: dict[int, dict] = {
+        tg.index: {"density": tg.density, "maps": {}, "scanpaths": {}} for tg in chunk.targets if tg.index in keep
+    }
     out: dict[str, list[dict]] = {}
     pairs = _Pairs()
     for source in sources:
@@ -424,5 +427,7 @@ def score_chunk(
             paths = source.scanpaths(ctx, tg.index)
             if paths:
                 pairs.add(row, list(paths), tg, exclude_self=False)
+                if tg.index in shown:
+                    shown[tg.index]["scanpaths"][source.name] = list(paths)
     pairs.score()
     return out, shown

@@ -41,6 +41,9 @@ __all__ = [
     "ScanpathSource",
     "ScanpathFileSource",
     "resolve_source",
+    "split_label",
+    "display_name",
+    "check_unique_names",
     "mean_training_duration",
 ]
 
@@ -256,9 +259,72 @@ class ScanpathFileSource(ScanpathSource):
         super().__init__(read_scanpaths(path), path.stem)
 
 
-def resolve_source(spec: str, ctx: BenchmarkContext) -> AttentionSource:
-    """The source named by ``spec`` (a registered name[:argument], a map folder or a scanpath file)."""
+# the file types of checkpoints and model configs, shortened to their stem in display names
+_PATH_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".onnx", ".yaml", ".yml", ".json", ".csv", ".npz"}
+
+
+def split_label(spec: str) -> tuple[Optional[str], str]:
+    """``"label=spec"`` → ``("label", "spec")``; a spec without a label → ``(None, spec)``.
+
+    An ``=`` after a ``:`` or a path separator belongs to the spec (``saliency:/runs/lr=0.1/x.ckpt``).
+    Labels are column titles: not empty, no ``|``, ``,`` or line breaks."""
     spec = str(spec).strip()
+    head, eq, rest = spec.partition("=")
+    if not eq or any(c in head for c in ":/\\"):
+        return None, spec
+    label, rest = head.strip(), rest.strip()
+    if not label or not rest:
+        raise UserError(
+            f"attention entry {spec!r}: the {'label' if not label else 'source'} is empty; "
+            "write label=source, e.g. CB=centre_bias"
+        )
+    bad = sorted({c for c in label if c in "|,\n\r\t"})
+    if bad:
+        raise UserError(f"attention label {label!r} contains {' '.join(map(repr, bad))}; use letters, digits, _ . + -")
+    return label, rest
+
+
+def _short(part: str) -> str:
+    path = Path(part)
+    if "/" in part or "\\" in part or path.suffix.lower() in _PATH_SUFFIXES:
+        return path.stem or part
+    return part
+
+
+def display_name(spec: str) -> str:
+    """The name a source of ``spec`` gets (its column title): the label when given, else the spec with
+    every path in its argument shortened to the file's stem (``saliency:/runs/x/dinet_osie.ckpt`` →
+    ``saliency:dinet_osie``); map folders and scanpath files are named by :func:`resolve_source`."""
+    label, spec = split_label(spec)
+    if label:
+        return label
+    name, colon, argument = spec.partition(":")
+    return name + colon + ":".join(_short(p) for p in argument.split(":")) if colon else spec
+
+
+def check_unique_names(sources) -> None:
+    """Every source's name is a column and a key of the results: two alike are a one-line error."""
+    seen: set[str] = set()
+    for source in sources:
+        if source.name in seen:
+            raise UserError(
+                f"two attention sources are both named {source.name!r}; give them labels, "
+                f"e.g. attention=[A=<first>,B=<second>]"
+            )
+        seen.add(source.name)
+
+
+def resolve_source(spec: str, ctx: BenchmarkContext) -> AttentionSource:
+    """The source named by ``spec``: ``[label=]`` a registered name[:argument], a map folder or a
+    scanpath file; named by the label, else by :func:`display_name` (folders and files: their stem)."""
+    label, spec = split_label(spec)
+    source = _resolve(spec, ctx)
+    if label:
+        source.name = label
+    return source
+
+
+def _resolve(spec: str, ctx: BenchmarkContext) -> AttentionSource:
     name, _, argument = spec.partition(":")
     factory = lookup_source(name)
     if factory is None:
@@ -272,5 +338,5 @@ def resolve_source(spec: str, ctx: BenchmarkContext) -> AttentionSource:
             "maps, or a .json/.csv scanpath file"
         )
     source = factory(argument or None, ctx)
-    source.name = spec
+    source.name = display_name(spec)
     return source

@@ -98,6 +98,11 @@ def benchmark(
     """``python -m attnlab.benchmark``."""
 
 
+def leaderboard_bootstrap(samples: PositiveInt, level: Annotated[float, at.Interval(gt=0, lt=1)]) -> None:
+    """``bootstrap.*`` of ``python -m attnlab.leaderboard`` (its other keys are the benchmark's; the
+    resampled image indices are drawn with ``seed``)."""
+
+
 # command -> {node path ("" for the top level): the function declaring its keys}
 COMMAND_SETTINGS: dict[str, dict[str, Callable[..., None]]] = {
     "train": {"": train},
@@ -105,6 +110,7 @@ COMMAND_SETTINGS: dict[str, dict[str, Callable[..., None]]] = {
     "analyze": {"": analyze},
     "scanpaths": {"": scanpaths, "scoring": scanpaths_scoring},
     "benchmark": {"": benchmark},
+    "leaderboard": {"": benchmark, "bootstrap": leaderboard_bootstrap},
 }
 
 

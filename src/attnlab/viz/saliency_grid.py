@@ -9,7 +9,21 @@ import numpy as np
 
 from attnlab.viz.save import plt, save_figure
 
-__all__ = ["saliency_grid"]
+__all__ = ["saliency_grid", "show_map"]
+
+
+def show_map(ax, title: str, m: Optional[np.ndarray], cmap: Optional[str] = "magma") -> None:
+    """One panel: ``m`` min-max normalised (a constant map mid-grey) in ``cmap``, or an image as it is
+    when ``cmap`` is None; an empty panel for ``m=None``."""
+    ax.set_axis_off()
+    if m is None:
+        return
+    if cmap is not None:
+        m = np.asarray(m, dtype=float)
+        span = np.ptp(m)
+        m = (m - m.min()) / span if span > 0 else np.full_like(m, 0.5)  # a flat map shows as flat
+    ax.imshow(m, cmap=cmap, vmin=0, vmax=1) if cmap else ax.imshow(m)
+    ax.set_title(title, fontsize=8)
 
 
 def saliency_grid(
@@ -29,15 +43,6 @@ def saliency_grid(
         panels = [("stimulus " + sid, image, None), ("human density", density, "magma")]
         panels += [(name, maps.get(name), "magma") for name in names]
         for c, (title, m, cmap) in enumerate(panels):
-            ax = axes[r, c]
-            ax.set_axis_off()
-            if m is None:
-                continue
-            if cmap is not None:
-                m = np.asarray(m, dtype=float)
-                span = np.ptp(m)
-                m = (m - m.min()) / span if span > 0 else np.full_like(m, 0.5)  # a flat map shows as flat
-            ax.imshow(m, cmap=cmap, vmin=0, vmax=1) if cmap else ax.imshow(m)
-            ax.set_title(title, fontsize=8)
+            show_map(axes[r, c], title, m, cmap)
     fig.tight_layout()
     return save_figure(fig, path, dpi=dpi)
