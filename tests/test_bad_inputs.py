@@ -476,6 +476,86 @@ def test_benchmark_source_file_missing_is_one_line(run, tmp_path):
     assert_failed_cleanly(result, tmp_path, before, "model_scanpaths.json")
 
 
+def _model_file(path: Path, fix=None, durations: bool = True) -> Path:
+    """A model's scanpath file for the images of :func:`fixation_folder`: one scanpath of six
+    fixations per image (``fix(k, x, y)`` may edit them)."""
+    rng = np.random.default_rng(5)
+    records = []
+    for k in range(5):
+        x, y = rng.uniform(1, W - 1, 6).tolist(), rng.uniform(1, H - 1, 6).tolist()
+        duration = rng.uniform(100, 400, 6).tolist()
+        if fix:
+            fix(k, x, y)
+        record = {"stimulus": f"im{k}", "subject": "model", "x": x, "y": y}
+        if durations:
+            record["duration"] = duration
+        records.append(record)
+    path.write_text(json.dumps(records))
+    return path
+
+
+def _model_scores(run, tmp_path: Path, data: Path, model: Path) -> tuple[Result, dict]:
+    import shutil
+
+    shutil.rmtree(tmp_path / "outputs", ignore_errors=True)
+    result = run("benchmark", *BENCH[:-3], f"data.root={data}", f"attention={model}")
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text, text[-3000:]
+    return result, _scores(tmp_path)["metrics"][model.stem]
+
+
+def test_model_fixation_outside_is_dropped_for_every_metric(run, tmp_path):
+    """A model's fixation outside the image is dropped as a human's is: its scores equal those of the
+    same file without that fixation (DTW of 2.06 became 7.61 when such fixations were kept)."""
+    data = fixation_folder(tmp_path / "mine")
+
+    def outside(k, x, y):
+        if k == 3:
+            x[4] = W + 25.0
+
+    bad = _model_file(tmp_path / "bad.json", outside)
+    records = json.loads(bad.read_text())
+    for c in ("x", "y", "duration"):
+        del records[3][c][4]
+    (tmp_path / "clean").mkdir()
+    clean = tmp_path / "clean" / "bad.json"  # same stem: same column name
+    clean.write_text(json.dumps(records))
+    result, bad_scores = _model_scores(run, tmp_path, data, bad)
+    assert re.search(r"source bad: dropped 1 of 30 fixations .*0 NaN/inf, 1 outside", result.out + result.err)
+    _, clean_scores = _model_scores(run, tmp_path, data, clean)
+    assert bad_scores == clean_scores and np.isfinite(bad_scores["DTW"])
+    assert _scores(tmp_path)["dropped_model_fixations"]["bad"] == {"not_finite": 0, "outside_image": 0, "of": 29}
+
+
+def test_model_scanpaths_all_outside_one_image_is_one_line(run, tmp_path):
+    data = fixation_folder(tmp_path / "mine")
+
+    def swapped(k, x, y):
+        if k == 2:
+            x[:], y[:] = [v + W for v in x], y
+
+    model = _model_file(tmp_path / "model.json", swapped)
+    before = snapshot(tmp_path)
+    result = run("benchmark", *BENCH[:-3], f"data.root={data}", f"attention={model}")
+    assert_failed_cleanly(result, tmp_path, before, "source model", "'im2'", "none of the 6 fixations")
+
+
+def test_model_scanpaths_without_durations_have_no_duration_score(run, tmp_path):
+    """No durations in the file: MultiMatch duration is not available (—), never a made-up number;
+    the other dimensions are scored, and the same positions with durations score the same there."""
+    data = fixation_folder(tmp_path / "mine")
+    _, untimed = _model_scores(run, tmp_path, data, _model_file(tmp_path / "m.json", durations=False))
+    assert untimed["MM_duration"] != untimed["MM_duration"]  # NaN
+    (run_dir,) = (tmp_path / "outputs" / "benchmark" / "runs").iterdir()
+    row = next(line for line in (run_dir / "benchmark.md").read_text().splitlines() if line.startswith("| m |"))
+    assert "—" in row
+    (tmp_path / "timed").mkdir()
+    _, timed = _model_scores(run, tmp_path, data, _model_file(tmp_path / "timed" / "m.json"))
+    assert 0 < timed["MM_duration"] <= 1
+    for k in ("MM_vector", "MM_direction", "MM_position", "DTW"):  # ScanMatch uses durations when both have them
+        assert untimed[k] == pytest.approx(timed[k], rel=1e-12, abs=1e-12), k
+
+
 # --- 4. checkpoints: the stored config decides the family ---------------------------------------------
 
 

@@ -53,6 +53,23 @@ def test_multimatch_identical_scanpaths_score_one():
     assert all(v == pytest.approx(1.0) for v in M.multimatch(p, p, SIZE).values())
 
 
+def test_multimatch_duration_is_not_available_without_durations():
+    """One scanpath without durations: duration NaN (not a score of made-up unit durations), the
+    other dimensions as with durations; the batched version agrees."""
+    from attnlab.metrics.scanpath_batch import multimatch_batch
+
+    rng = np.random.default_rng(4)
+    a, b = random_path(rng, 7), random_path(rng, 9)
+    timed, untimed = M.multimatch(a, b, SIZE), M.multimatch(a[:, :2], b, SIZE)
+    assert 0 < timed["duration"] <= 1 and math.isnan(untimed["duration"])
+    assert {k: v for k, v in untimed.items() if k != "duration"} == pytest.approx(
+        {k: v for k, v in timed.items() if k != "duration"}, rel=1e-12
+    )
+    batch = multimatch_batch([a, a[:, :2]], [b, b], [SIZE, SIZE])
+    assert batch["duration"][0] == pytest.approx(timed["duration"], rel=1e-12) and math.isnan(batch["duration"][1])
+    assert batch["vector"][1] == pytest.approx(untimed["vector"], rel=1e-12)
+
+
 def test_edit_distance_equals_nltk_damerau():
     nltk_metrics = pytest.importorskip("nltk.metrics")
     rng = np.random.default_rng(1)

@@ -38,7 +38,6 @@ __all__ = [
     "score_with_benchmark",
     "benchmark_scanpaths",
     "write_benchmark_sources",
-    "mean_fixation_duration",
 ]
 
 
@@ -122,16 +121,10 @@ class ScanpathWriter(BasePredictionWriter):
 # --- scoring against humans (attnlab.benchmark) ----------------------------------------------
 
 
-def mean_fixation_duration(data) -> float | None:
-    """Mean human fixation duration (ms) of a FixationDataset, or None without durations."""
-    durations = [p.duration for paths in data.scanpaths for p in paths if p.duration is not None]
-    return float(np.mean(np.concatenate(durations))) if durations else None
-
-
 def benchmark_scanpaths(records: list[dict], model_name: str, centre: bool) -> dict[str, list]:
     """{source name: [Scanpath per image]}: the model's scanpaths and (``centre``) a centre-fixation
-    baseline that fixates the image centre as often as the model fixates. No durations: the
-    benchmark gives duration-less scanpaths the mean training duration, as its sampled baselines."""
+    baseline that fixates the image centre as often as the model fixates. No durations: NeVA has
+    no timing, so the benchmark reports MultiMatch duration as not available for them."""
     from attnlab.data.fixations import Scanpath
 
     def scanpath(name: str, xy: np.ndarray, subject: str) -> Scanpath:
@@ -150,26 +143,18 @@ def benchmark_scanpaths(records: list[dict], model_name: str, centre: bool) -> d
     return out
 
 
-def write_benchmark_sources(
-    records: list[dict], folder: Path, model_name: str, centre: bool, duration: float | None = None
-) -> list[Path]:
+def write_benchmark_sources(records: list[dict], folder: Path, model_name: str, centre: bool) -> list[Path]:
     """The scored scanpaths as files ``<folder>/<source>.json`` for the user, in the format
-    ``python -m attnlab.benchmark attention=<file>`` reads (scoring a file gives the same table).
-    ``duration`` (ms): written as every fixation's duration, as the benchmark assigns it."""
-    from attnlab.data.fixations import Scanpath
+    ``python -m attnlab.benchmark attention=<file>`` reads (scoring a file gives the same table)."""
     from attnlab.data.folder import write_scanpaths
 
-    files = []
-    for name, paths in benchmark_scanpaths(records, model_name, centre).items():
-        if duration is not None:
-            paths = [
-                Scanpath(p.x, p.y, np.full(len(p), duration), subject=p.subject, stimulus=p.stimulus) for p in paths
-            ]
-        files.append(write_scanpaths(folder / f"{name}.json", paths))
-    return files
+    return [
+        write_scanpaths(folder / f"{name}.json", paths)
+        for name, paths in benchmark_scanpaths(records, model_name, centre).items()
+    ]
 
 
-def score_with_benchmark(cfg: DictConfig, records: list[dict], train) -> dict[str, Any]:
+def score_with_benchmark(cfg: DictConfig, records: list[dict]) -> dict[str, Any]:
     """Score the scanpaths (handed over in memory) and the baselines with
     :func:`attnlab.benchmark.run_benchmark` (prints the table)."""
     from attnlab.benchmark import ScanpathSource, run_benchmark
@@ -182,7 +167,6 @@ def score_with_benchmark(cfg: DictConfig, records: list[dict], train) -> dict[st
         out_dir / "benchmark_sources",
         str(scoring.model_name),
         bool(scoring.centre_baseline),
-        mean_fixation_duration(train),
     )
     sources = []
     for name, paths in groups.items():
@@ -211,15 +195,13 @@ def score_with_benchmark(cfg: DictConfig, records: list[dict], train) -> dict[st
 
 
 def _prediction_inputs(datamodule, split: str, image_size: tuple[int, int], batch_size: int, max_images: int | None):
-    """(DataLoader of images at the model size, FixationDataset or None, training FixationDataset or None).
+    """(DataLoader of images at the model size, FixationDataset or None).
 
     Images are read from their files at the model's input size (no double resizing); datasets
     without files fall back to their own predict/split loaders.
     """
     from attnlab.data.images import ImageFolder, ImagesDataModule
 
-    if split not in ("all", "train", "val", "test"):
-        raise UserError(f"split={split!r} is not allowed; choose all, train, val or test")
     datamodule.setup("predict")
     fixation_data = getattr(datamodule, "dataset", None)
     if fixation_data is not None and hasattr(fixation_data, "stimuli"):  # a FixationDataModule
@@ -230,8 +212,7 @@ def _prediction_inputs(datamodule, split: str, image_size: tuple[int, int], batc
         if not stimuli:
             raise UserError(f"split={split} of {fixation_data.name} has no image files")
         dataset = ImageFolder([s.path for s in stimuli], image_size, names=[s.id for s in stimuli])
-        train = datamodule.splits.get("train") if len(datamodule.splits.get("train", [])) else fixation_data
-        return DataLoader(dataset, batch_size=batch_size), data, train
+        return DataLoader(dataset, batch_size=batch_size), data
     if isinstance(datamodule, ImagesDataModule):
         files = datamodule.dataset.files
         if split != "all":
@@ -240,9 +221,9 @@ def _prediction_inputs(datamodule, split: str, image_size: tuple[int, int], batc
         if not files:
             raise UserError(f"split={split} of {datamodule.hparams.image_dir} has no images")
         dataset = ImageFolder(files, image_size, datamodule.dataset.labels)
-        return DataLoader(dataset, batch_size=batch_size), None, None
+        return DataLoader(dataset, batch_size=batch_size), None
     loader = datamodule.predict_dataloader() if split == "all" else getattr(datamodule, f"{split}_dataloader")()
-    return loader, None, None
+    return loader, None
 
 
 def generate(cfg: DictConfig) -> dict[str, Any]:
@@ -257,7 +238,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
             "neva_reconstruction or neva_clip"
         )
     batch_size = int(cfg.get("batch_size") or cfg.data.get("batch_size", 8))
-    loader, fixation_data, train = _prediction_inputs(
+    loader, fixation_data = _prediction_inputs(
         datamodule, cfg.split, tuple(model.image_size), batch_size, cfg.get("max_images")
     )
     humans: dict[str, list[np.ndarray]] = {}
@@ -291,7 +272,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": str(out_dir),
     }
     if fixation_data is not None and cfg.scoring.enabled and records:
-        result = score_with_benchmark(cfg, records, train)
+        result = score_with_benchmark(cfg, records)
         summary["scores"] = result["metrics"]
     write_json(out_dir / "summary.json", summary)
     from attnlab.utils.wandb_run import publish_run

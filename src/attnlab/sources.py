@@ -67,6 +67,10 @@ class AttentionSource:
     leave_one_out: bool = False  # scored subject by subject (the inter-observer baseline)
     parallel_safe: bool = False  # may be used from forked worker processes (no GPU, threads or open handles)
 
+    def prepare(self, ctx: BenchmarkContext, indices: list[int]) -> None:
+        """Called once before the images ``indices`` are scored, in the main process (e.g. to check
+        inputs or predict in batches; workers forked later see what it stored)."""
+
     def saliency_map(self, ctx: BenchmarkContext, i: int) -> Optional[np.ndarray]:
         return None
 

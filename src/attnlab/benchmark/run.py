@@ -124,7 +124,8 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), repo
     elif split in dm.splits:
         data = dm.splits[split]
     else:
-        raise UserError(f"split={split!r} is not allowed; choose one of train, val, test, all")
+        # the command checked split= against its declared choices (utils/settings.py); a caller may not
+        raise UserError(f"split={split!r}: {dm.dataset.name} has the splits {', '.join([*dm.splits, 'all'])}")
     if cfg.max_images:
         data = data.subset(range(min(int(cfg.max_images), len(data))))
     if len(data) == 0:
@@ -154,6 +155,8 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), repo
     )
     scored = [i for i in range(len(data)) if data.fixations(i).x.size]
     skipped = len(data) - len(scored)
+    for source in sources:
+        source.prepare(ctx, scored)
     keep = scored[: int(cfg.figure_images)]
     per_image: dict[str, list[dict[str, float]]] = {s.name: [] for s in sources}
     shown: dict[int, dict] = {}
@@ -185,6 +188,8 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), repo
         "sigma_px": sigma_px,
         "centre_bias": fitted_centre_bias(ctx).to_dict(),
         "sources": [s.name for s in sources],
+        "dropped_human_fixations": dm.dataset.info.get("dropped_fixations"),
+        "dropped_model_fixations": {s.name: s.dropped for s in sources if getattr(s, "dropped", {}).get("of")},
         "metrics": table,
         "per_image": per_image,
     }

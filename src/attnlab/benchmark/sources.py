@@ -7,9 +7,9 @@
 - a folder of saliency maps ``<stimulus id>.png|.npy`` (:class:`MapFolderSource`);
 - scanpaths, in memory (:class:`ScanpathSource`, what ``python -m attnlab.scanpaths`` hands over)
   or from a ``.json``/``.csv`` file (:class:`ScanpathFileSource`, format in
-  :mod:`attnlab.data.folder`); the map is the Gaussian density of their fixations. Scanpaths
-  without durations get the mean training duration (when the humans have durations), as the
-  sampled baselines do, so duration-aware metrics compare like with like;
+  :mod:`attnlab.data.folder`); the map is the Gaussian density of their fixations. Their
+  fixations outside the image (or NaN) are dropped and counted, as the humans' are; scanpaths
+  without durations have no MultiMatch duration (reported as not available, never made up);
 - any name of :mod:`attnlab.sources` (registered or an ``attnlab.sources`` entry point),
   ``name`` or ``name:argument``, e.g. ``saliency:path/to.ckpt``.
 """
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from attnlab.baselines import fitted_centre_bias, uniform_map, uniform_scanpath, winner_take_all
+from attnlab.data.fixation_maps import pixel_indices
 from attnlab.data.fixations import Scanpath, gaussian_density
 from attnlab.metrics.maps import match_size
 from attnlab.sources import AttentionSource, BenchmarkContext, lookup_source, register_source, source_names
@@ -218,30 +219,64 @@ class MapFolderSource(AttentionSource):
 
 
 class ScanpathSource(AttentionSource):
-    """Model scanpaths held in memory, ``{stimulus id: [Scanpath, ...]}``; the map is their density."""
+    """Model scanpaths held in memory, ``{stimulus id: [Scanpath, ...]}``; the map is their density.
+
+    Fixations that are not finite or lie outside their image are dropped (counted in
+    :attr:`dropped`, reported once, as the humans' are); an image none of whose fixations is
+    inside cannot be scored and is a one-line error naming it."""
 
     parallel_safe = True
 
     def __init__(self, groups: dict[str, list[Scanpath]], name: str) -> None:
         self.groups = groups
         self.name = name
+        self.dropped = {"not_finite": 0, "outside_image": 0, "of": 0}
+        self._inside: dict[str, list[Scanpath]] = {}
+
+    def prepare(self, ctx, indices):
+        """Drop the fixations outside each image of ``indices`` once, before scoring (in the main
+        process, so the counts are complete when workers score); report the totals once."""
+        for i in indices:
+            self.scanpaths(ctx, i)
+        d = self.dropped
+        if d["not_finite"] or d["outside_image"]:
+            log.warning(
+                "source %s: dropped %d of %d fixations before scoring, as the humans' are (%d NaN/inf, %d outside the "
+                "image)",
+                self.name,
+                d["not_finite"] + d["outside_image"],
+                d["of"],
+                d["not_finite"],
+                d["outside_image"],
+            )
 
     def scanpaths(self, ctx, i):
-        paths = self.groups.get(ctx.data.stimuli[i].id)
+        stimulus = ctx.data.stimuli[i]
+        if stimulus.id not in self._inside:
+            self._inside[stimulus.id] = self._inside_image(stimulus)
+        return self._inside[stimulus.id]
+
+    def _inside_image(self, stimulus) -> list[Scanpath]:
+        paths = self.groups.get(stimulus.id)
         if not paths:
+            raise UserError(f"no scanpath for stimulus {stimulus.id!r} in the scanpaths of source {self.name}")
+        kept, total, not_finite = [], 0, 0
+        for p in paths:
+            inside = pixel_indices(p.x, p.y, stimulus.size, None)[2]
+            total += len(p)
+            not_finite += int((~(np.isfinite(p.x) & np.isfinite(p.y))).sum())
+            if inside.any():
+                kept.append(p if inside.all() else p.select(inside))
+        self.dropped["not_finite"] += not_finite
+        self.dropped["outside_image"] += total - sum(len(p) for p in kept) - not_finite
+        self.dropped["of"] += total
+        if not kept:
+            h, w = stimulus.size
             raise UserError(
-                f"no scanpath for stimulus {ctx.data.stimuli[i].id!r} in the scanpaths of source {self.name}"
+                f"source {self.name}: none of the {total} fixations on stimulus {stimulus.id!r} lies inside its "
+                f"{w}×{h} image; are x and y swapped, or in pixels of another image size?"
             )
-        duration = mean_training_duration(ctx)
-        if duration is None:
-            return paths
-        # models have no timing: give them the baselines' mean duration (see the module docstring)
-        return [
-            p
-            if p.duration is not None
-            else Scanpath(p.x, p.y, np.full(len(p), duration), p.onset, p.subject, p.stimulus)
-            for p in paths
-        ]
+        return kept
 
     def saliency_map(self, ctx, i):
         paths = self.scanpaths(ctx, i)

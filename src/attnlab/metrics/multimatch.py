@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["multimatch", "MULTIMATCH_DIMENSIONS"]
+__all__ = ["multimatch", "has_durations", "MULTIMATCH_DIMENSIONS"]
 
 MULTIMATCH_DIMENSIONS = ("vector", "direction", "length", "position", "duration")
 
@@ -164,6 +164,13 @@ def _align(cost: np.ndarray) -> list[tuple[int, int]]:
     return path[::-1]
 
 
+def has_durations(s) -> bool:
+    """Whether scanpath ``s`` (Scanpath or n×2/n×3 array) carries fixation durations."""
+    if hasattr(s, "x") and hasattr(s, "y"):
+        return getattr(s, "duration", None) is not None
+    return np.ndim(s) == 2 and np.shape(s)[1] > 2
+
+
 def _fixation_arrays(s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if hasattr(s, "x") and hasattr(s, "y"):
         dur = s.duration if getattr(s, "duration", None) is not None else np.ones(len(s.x))
@@ -184,7 +191,9 @@ def multimatch(
     t_direction: float = 0.0,
     t_duration: float = 0.0,
 ) -> dict[str, float]:
-    """MultiMatch similarities of scanpaths ``a`` and ``b`` (Scanpath or n×3 arrays x, y, duration)."""
+    """MultiMatch similarities of scanpaths ``a`` and ``b`` (Scanpath or n×3 arrays x, y, duration).
+
+    The duration similarity is NaN (not available) unless both scanpaths have durations."""
     xa, ya, da = _fixation_arrays(a)
     xb, yb, db = _fixation_arrays(b)
     if len(xa) < 3 or len(xb) < 3:
@@ -210,5 +219,7 @@ def multimatch(
         "position": 1
         - float(np.median(np.hypot(np.asarray(p.x)[i] - np.asarray(q.x)[j], np.asarray(p.y)[i] - np.asarray(q.y)[j])))
         / diag,
-        "duration": 1 - float(np.median(np.abs(dur_a - dur_b) / np.abs(np.maximum(dur_a, dur_b)))),
+        "duration": 1 - float(np.median(np.abs(dur_a - dur_b) / np.abs(np.maximum(dur_a, dur_b))))
+        if has_durations(a) and has_durations(b)
+        else float("nan"),
     }

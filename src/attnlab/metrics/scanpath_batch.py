@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from attnlab.metrics.multimatch import MULTIMATCH_DIMENSIONS, _fixation_arrays
+from attnlab.metrics.multimatch import MULTIMATCH_DIMENSIONS, _fixation_arrays, has_durations
 from attnlab.metrics.scanpath import FixationClusters, _scanmatch_sequence, as_fixations, grid_string
 
 __all__ = [
@@ -180,6 +180,8 @@ def multimatch_batch(a: Sequence, b: Sequence, sizes: Sequence[tuple[int, int]])
         values = _multimatch_group([fa[k] for k in sel], [fb[k] for k in sel], [sizes[k] for k in sel])
         for name, v in values.items():
             out[name][sel] = v
+    timed = np.array([has_durations(x) and has_durations(y) for x, y in zip(a, b)], dtype=bool)
+    out["duration"][~timed] = np.nan  # not available, as multimatch()
     return out
 
 
