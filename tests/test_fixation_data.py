@@ -49,8 +49,9 @@ def test_osie_subset_is_read_as_published(osie, osie_root):
     assert osie.stimuli[0].id == str(first["img"][0]).removesuffix(".jpg")
     subject = first["subjects"].reshape(-1)[3][0, 0]
     path = osie.scanpaths[0][3]
-    np.testing.assert_array_equal(path.x, subject["fix_x"].reshape(-1))
-    np.testing.assert_array_equal(path.y, subject["fix_y"].reshape(-1))
+    # MATLAB's 1-based pixels, 0-based in attnlab (attnlab.data.osie)
+    np.testing.assert_array_equal(path.x, subject["fix_x"].reshape(-1) - 1)
+    np.testing.assert_array_equal(path.y, subject["fix_y"].reshape(-1) - 1)
     np.testing.assert_array_equal(path.duration, subject["fix_duration"].reshape(-1))
     total = sum(len(s[0, 0]["fix_x"].reshape(-1)) for r in raw for s in r[0, 0]["subjects"].reshape(-1))
     assert osie.num_fixations == total

@@ -21,7 +21,11 @@ __all__ = ["SaliencyTorchDataset", "FixationDataModule"]
 
 
 class SaliencyTorchDataset(Dataset):
-    """Image (3×h×w in [0, 1]), fixation counts and density at ``map_size``, for one split."""
+    """Image (3×h×w in [0, 1]), fixation counts and density at ``map_size``, for one split.
+
+    With ``flip``, each item is mirrored left-right with probability 1/2 (torch's random generator):
+    image, fixation counts and density together, so the targets are those of the mirrored fixations.
+    """
 
     def __init__(
         self,
@@ -29,17 +33,24 @@ class SaliencyTorchDataset(Dataset):
         image_size: tuple[int, int],
         map_size: tuple[int, int] | None = None,
         sigma_px: float = 24.0,
+        flip: bool = False,
     ) -> None:
         self.data = data
         self.image_size = tuple(image_size)
         self.map_size = tuple(map_size or image_size)
         self.sigma_px = sigma_px
+        self.flip = bool(flip)
         self._dropped = 0
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.item(i, flipped=self.flip and bool(torch.rand(()) < 0.5))
+
+    def item(self, i: int, flipped: bool = False) -> dict[str, Any]:
+        """Item ``i``, mirrored left-right when ``flipped`` (the density blur is mirror-symmetric,
+        so the mirrored density is that of the mirrored fixations)."""
         from PIL import Image
 
         image = Image.fromarray(self.data.load_image(i)).resize(self.image_size[::-1], Image.BILINEAR)
@@ -48,12 +59,10 @@ class SaliencyTorchDataset(Dataset):
         density = self.data.density(i, sigma_px=self.sigma_px, size=self.map_size)
         if not np.isfinite(density).all():  # an image without fixations: a uniform target, no fixations
             density = np.full(self.map_size, 1.0 / (self.map_size[0] * self.map_size[1]))
-        return {
-            "image": x,
-            "fixations": torch.from_numpy(counts.astype(np.float32)),
-            "density": torch.from_numpy(density.astype(np.float32)),
-            "index": i,
-        }
+        counts, density = torch.from_numpy(counts.astype(np.float32)), torch.from_numpy(density.astype(np.float32))
+        if flipped:
+            x, counts, density = x.flip(-1), counts.flip(-1), density.flip(-1)
+        return {"image": x, "fixations": counts, "density": density, "index": i}
 
 
 class FixationDataModule(SplitDataModule):
@@ -65,7 +74,8 @@ class FixationDataModule(SplitDataModule):
 
     Every loader skips (and counts, in one warning) images that do not decode, or stops with
     ``strict=True``; fixations with a NaN/inf coordinate or outside their image are dropped here
-    for every consumer alike (:func:`attnlab.data.fixations.valid_fixations`).
+    for every consumer alike (:func:`attnlab.data.fixations.valid_fixations`). ``flip=True`` mirrors
+    training images left-right at random, with their fixations (:class:`SaliencyTorchDataset`).
     """
 
     def __init__(
@@ -82,9 +92,11 @@ class FixationDataModule(SplitDataModule):
         batch_size: PositiveInt = 8,
         num_workers: NonNegativeInt = 0,
         strict: bool = False,
+        flip: bool = False,
     ) -> None:
         super().__init__()
         self.root = root
+        self.flip = flip
         self.strict = strict
         self.drop_first = drop_first
         self.min_duration = min_duration
@@ -121,7 +133,8 @@ class FixationDataModule(SplitDataModule):
 
     def split_dataset(self, split: str) -> Dataset:
         data = self.splits["test" if split == "predict" else split]
-        return SaliencyTorchDataset(data, self.image_size, self.map_size, self._map_sigma(data))
+        flip = self.flip and split == "train"  # augmentation: training images only
+        return SaliencyTorchDataset(data, self.image_size, self.map_size, self._map_sigma(data), flip)
 
     def _map_sigma(self, data: FixationDataset) -> float:
         return self.sigma_px

@@ -3,7 +3,8 @@
 - :class:`Stimulus` ``(id, path, size)`` — ``size`` is ``(height, width)`` of the original image.
 - :class:`Scanpath` ``(x, y, duration=None, onset=None, subject="", stimulus="")`` — one subject's
   fixations on one stimulus, in viewing order. ``x``/``y`` are in pixels of the ORIGINAL image with
-  the dataset's own origin (OSIE and MIT1003 as published, exactly as pysaliency reads them);
+  the dataset's own origin (MIT1003 as published, exactly as pysaliency reads it; OSIE-layout MATLAB
+  data 0-based, ``fix_x − 1``, see :mod:`attnlab.data.osie`);
   ``duration``/``onset`` in milliseconds when the dataset records them.
 - :class:`Fixations` — the fixations of one image as flat arrays (x, y, subject, order, duration).
 """

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from attnlab.models.saliency.loss import SaliencyLoss
 from attnlab.models.saliency.net import FactorizedSaliencyNet, Phase
+from attnlab.models.saliency.prior import CentreLogPrior
 from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveFloat, PositiveInt, UserError
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,10 @@ class SaliencyModule(L.LightningModule):
         lr_schedule: "step" (×``lr_gamma`` every ``lr_step_epochs``), "constant" or
             "repo_compounding" (the reference's formula, for exact reproduction only).
         center_bias_sigma: σ (fraction of each side) of the prior multiplied into the ``cb_`` metrics.
+        centre_prior: add the log of the centre bias fitted on the training split's fixations to the
+            logits, then a softmax over the pixels (DeepGaze's readout; :mod:`.prior`): each map is a
+            distribution, and a network that outputs zeros predicts the centre bias. Fitted when
+            training starts, stored in the checkpoint.
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class SaliencyModule(L.LightningModule):
         lr_step_epochs: PositiveInt = 2,
         lr_gamma: Fraction = 0.1,
         center_bias_sigma: PositiveFloat = 0.3,
+        centre_prior: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "loss"], logger=False)
@@ -133,6 +139,7 @@ class SaliencyModule(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.loss = loss if loss is not None else SaliencyLoss()
+        self.prior = CentreLogPrior() if centre_prior else None
         self._initialised = False
         from attnlab.metrics.torchmetrics import saliency_metric_collection
 
@@ -146,17 +153,32 @@ class SaliencyModule(L.LightningModule):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        """B×3×H×W in [0, 1] → saliency B×1×H'×W' in (0, 1)."""
-        return self.net(x)
+        """B×3×H×W in [0, 1] → saliency B×1×H'×W' in (0, 1) (with the centre prior: summing to 1)."""
+        if self.prior is None:
+            return self.net(x)
+        return self.net(x, log_prior=self.prior(self.net.output_shape(x)))
 
-    # --- phase 2 initialisation ----------------------------------------------------------------
+    # --- phase 2 initialisation, the centre prior ----------------------------------------------
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.prior is not None:
+            self.fit_prior()
         if stage == "fit" and self.hparams.init_from and not self._initialised:
             from attnlab.utils.checkpoint import read_checkpoint
 
             load_phase1_weights(self.net, read_checkpoint(self.hparams.init_from), str(self.hparams.init_from))
             log.info("phase %d: weights loaded from %s", self.hparams.phase, self.hparams.init_from)
             self._initialised = True
+
+    def fit_prior(self) -> None:
+        """Fit the centre prior on the training split of the trainer's fixation data module."""
+        splits = getattr(self.trainer.datamodule, "splits", None) or {}
+        if "train" not in splits:
+            raise UserError(
+                "model.centre_prior=true needs fixation data to fit the prior on (data=osie, mit1003, "
+                "salicon_fixations, cat2000 or fixation_folder)"
+            )
+        self.prior.fit(splits["train"])
+        log.info("centre prior fitted on %d training images: %s", len(splits["train"]), self.prior.extra_repr())
 
     # --- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -178,7 +200,7 @@ class SaliencyModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         x, density, fixations = self._targets(batch)
-        pred = self.net(x)
+        pred = self(x)
         loss, parts = self.loss(pred, density, fixations)
         n = x.shape[0]
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
@@ -189,7 +211,7 @@ class SaliencyModule(L.LightningModule):
     # --- evaluation ----------------------------------------------------------------------------
     def _evaluate(self, stage: str, batch: dict[str, Tensor]) -> None:
         x, density, fixations = self._targets(batch)
-        pred = self.net(x)
+        pred = self(x)
         loss, _ = self.loss(pred, density, fixations)
         # DDP: over all images, with a float count (Lightning's integer one loses images, utils.distributed)
         self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=float(x.shape[0]), sync_dist=True)
@@ -209,7 +231,7 @@ class SaliencyModule(L.LightningModule):
         self._evaluate("test", batch)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self.net(batch["image"])
+        return self(batch["image"])
 
 
 def load_saliency_model(path: str, device: str | torch.device = "cpu") -> tuple[SaliencyModule, Any]:

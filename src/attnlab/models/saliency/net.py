@@ -5,6 +5,8 @@
     phase 1:             P = σ(W f),  logits = head(Σ_k p_k w_k)
     phase 2:             P = σ(W f),  logits = basis_head(P)     (a 3×3 conv K→1, the only trained part)
     saliency = readout(logits)               B×1×H_out×W_out in (0, 1)
+    with a log-prior (the centre bias, :mod:`.prior`):
+    saliency = softmax_pixels(resize(logits) + log_prior)   B×1×H_out×W_out, sums to 1 (DeepGaze's readout)
 
 In phase 2 every module but ``basis_head`` is frozen and kept in eval mode, so BatchNorm statistics
 cannot drift away from the phase-1 model whose P maps the dissection analyses.
@@ -123,6 +125,18 @@ class FactorizedSaliencyNet(nn.Module):
             return resize(logits.sigmoid(), size, self.upsample)
         return resize(logits, size, self.upsample).sigmoid()
 
-    def forward(self, x: Tensor) -> Tensor:
-        """B×3×H×W (ImageNet-normalised) → saliency B×1×H_out×W_out in (0, 1)."""
-        return self.readout(self.logits(x), self.output_size or x.shape[-2:])
+    def output_shape(self, x: Tensor) -> tuple[int, int]:
+        """(H_out, W_out) of the saliency map for input ``x``."""
+        return tuple(int(s) for s in (self.output_size or x.shape[-2:]))
+
+    def forward(self, x: Tensor, log_prior: Optional[Tensor] = None) -> Tensor:
+        """B×3×H×W (ImageNet-normalised) → saliency B×1×H_out×W_out in (0, 1).
+
+        With ``log_prior`` (H_out×W_out, see :meth:`output_shape`) the logits are resized to the
+        output, the prior is added and a softmax over the pixels makes each map a distribution.
+        """
+        size = self.output_shape(x)
+        if log_prior is None:
+            return self.readout(self.logits(x), size)
+        z = resize(self.logits(x), size, self.upsample) + log_prior.to(x.dtype)
+        return z.flatten(1).softmax(1).view_as(z)
