@@ -7,7 +7,7 @@ The task model is frozen; there is nothing to train. Use it with ``trainer.predi
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Sequence
 
 import lightning as L
 import torch
@@ -126,17 +126,25 @@ class NevaModule(L.LightningModule):
         return loss
 
     def scanpaths(
-        self, images: Tensor, labels: Tensor | None = None, generator: torch.Generator | None = None, on_fixation=None
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        on_fixation=None,
+        search: SearchConfig | None = None,
     ) -> tuple[SearchResult, Tensor]:
-        """Scanpaths for images in [0, 1] (B×C×h×w, resized to ``image_size``): (SearchResult, targets)."""
+        """Scanpaths for images in [0, 1] (B×C×h×w, resized to ``image_size``): (SearchResult, targets).
+
+        ``generator``: one CPU generator, or one per image (:func:`search_scanpath`); ``search``: search
+        settings for this call instead of the module's ``search_config`` (e.g. another start).
+        """
+        search = search or self.search_config
         images = self.prepare(images.to(self.device))
         with torch.no_grad(), self._autocast():
             target = self.task.target(images, labels)
         residual = self.blur.residual(images)
-        foveation = Foveation(self.search_config.sigma_fovea)  # stateless: follows the current search config
-        path = search_scanpath(
-            self._loss_fn(target), images, residual, self.search_config, foveation, generator, on_fixation
-        )
+        foveation = Foveation(search.sigma_fovea)  # stateless: follows the current search config
+        path = search_scanpath(self._loss_fn(target), images, residual, search, foveation, generator, on_fixation)
         return path, target
 
     # -- Lightning -------------------------------------------------------------------------------

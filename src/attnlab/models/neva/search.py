@@ -83,11 +83,16 @@ class SearchResult:
         return [Scanpath(p[:, 0], p[:, 1], subject=subject, stimulus=str(n)) for p, n in zip(xy, names)]
 
 
-def _uniform(
-    shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, like: Tensor
-) -> Tensor:
-    """U(low, high) drawn on the CPU generator (reproducible on any device), moved next to ``like``."""
-    u = torch.rand(shape, generator=generator, dtype=torch.float32)
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, generator: Generators, like: Tensor) -> Tensor:
+    """U(low, high) drawn on the CPU generator (reproducible on any device), moved next to ``like``.
+    A sequence of generators draws row k of the B×... sample from generator k (independent of the batch)."""
+    if isinstance(generator, (list, tuple)):
+        u = torch.stack([torch.rand(shape[1:], generator=g, dtype=torch.float32) for g in generator])
+    else:
+        u = torch.rand(shape, generator=generator, dtype=torch.float32)
     return (low + (high - low) * u).to(device=like.device, dtype=like.dtype)
 
 
@@ -97,7 +102,7 @@ def search_scanpath(
     residual: Tensor,
     config: SearchConfig,
     foveation: Foveation | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     on_fixation: Callable[[int], None] | None = None,
 ) -> SearchResult:
     """Search one scanpath per image.
@@ -107,7 +112,8 @@ def search_scanpath(
             model frozen). Must be differentiable w.r.t. its input.
         image: B×C×H×W, the clean images. residual: B×C×H×W, the blur residual β.
         config: search settings. foveation: the perception model (default: σ_f from ``config``).
-        generator: a CPU generator for the random start, jitter and restarts (reproducible runs).
+        generator: a CPU generator for the random start, jitter and restarts (reproducible runs), or
+            one per image (each image's search then does not depend on the others in the batch).
         on_fixation: called with t after each fixation (progress reporting).
 
     Returns:
@@ -116,6 +122,8 @@ def search_scanpath(
     if foveation is None:
         foveation = Foveation(config.sigma_fovea)
     b, _, h, w = image.shape
+    if isinstance(generator, (list, tuple)) and len(generator) != b:
+        raise ValueError(f"{len(generator)} generators for a batch of {b} images")
     image, residual = image.detach(), residual.detach()
     dtype, device = torch.float32, image.device
     low, high = position_bounds(h, w, device, dtype)

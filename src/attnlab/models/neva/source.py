@@ -1,0 +1,306 @@
+"""NeVA as a benchmark source, run in this process: ``python -m attnlab.benchmark data=osie
+attention=centre_bias,neva:neva_classifier``.
+
+``neva:<name>`` builds the NeVA model of ``conf/model/<name>.yaml`` (composed as the scanpaths command
+composes it, ``neva`` alone: ``neva_classifier``); ``neva:<checkpoint>`` takes an autoencoder checkpoint
+of ``python -m attnlab.train model=autoencoder`` as the task model of ``neva_reconstruction``.
+
+Per image it searches 1 + ``starts`` scanpaths: one with the model's configured start (the paper's
+centre) and ``starts`` with random starts (``search.start=random``), each from its own generator
+seeded by (``ctx.seed``, image index, start), so an image's scanpaths do not depend on the batch,
+``max_images`` or the device. Fixations are in pixels of the ORIGINAL image, without durations (the
+benchmark reports MultiMatch duration as not available). The saliency map is the Gaussian density
+(``ctx.sigma_px``) of the fixations of all the starts. Images are searched ``batch_size`` at a time,
+in the order the benchmark scores them, on the first request for one of them; the time per image is logged.
+
+Settings: :class:`NevaSourceSettings`, the benchmark's ``neva`` node (``neva.starts=2``,
+``neva.device=cuda``, ``'neva.overrides=[model.search.steps=5]'`` on the command line).
+Found through the ``attnlab.sources`` entry point ``neva`` (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from attnlab.data.fixations import Scanpath, gaussian_density
+from attnlab.metrics.maps import free_cpus
+from attnlab.sources import AttentionSource, BenchmarkContext, register_source
+from attnlab.utils.config import Check, NonNegativeInt, PositiveInt, UserError, check_arguments
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NevaSource", "NevaSourceSettings", "build_neva", "neva_configs", "start_generator"]
+
+NEVA_TARGET = "attnlab.models.neva.NevaModule"
+AUTOENCODER_TARGET = "attnlab.models.neva.autoencoder.AutoencoderModule"
+DEFAULT_CONFIG = "neva_classifier"
+
+
+def _is_device(value: Any) -> bool:
+    try:
+        torch.device(str(value))
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
+Device = Annotated[str, Check(_is_device, "a torch device: cpu, cuda or cuda:<index>")]
+
+
+@dataclass
+class NevaSourceSettings:
+    """Settings of ``attention=neva:...`` (the benchmark's config node ``neva``).
+
+    Args:
+        starts: extra scanpaths per image, each searched from random starts (``search.start=random``),
+            next to the one with the model's configured start.
+        batch_size: images searched together; each brings 1 + ``starts`` searches to the batch.
+        device: where NeVA runs (``cpu``, ``cuda``, ``cuda:1``).
+        overrides: overrides of the NeVA config as on the scanpaths command line, e.g.
+            ``[model.search.steps=5, model.image_size=[112,112]]``.
+    """
+
+    starts: NonNegativeInt = 4
+    batch_size: PositiveInt = 8
+    device: Device = "cpu"
+    overrides: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        self.overrides = tuple(str(o) for o in self.overrides)
+        check_arguments(type(self), vars(self))
+
+
+def start_generator(seed: int, index: int, start: int) -> torch.Generator:
+    """The CPU generator of scanpath ``start`` (0: the configured start) of image ``index`` under ``seed``."""
+    state = np.random.SeedSequence([int(seed), int(index), int(start)]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+# --- building the model -----------------------------------------------------------------------
+
+
+def _model_configs() -> list[str]:
+    """The names of the configs in conf/model."""
+    from attnlab.utils.compose import CONFIG_DIR
+
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+
+
+@functools.lru_cache(maxsize=None)
+def _target_of(name: str) -> str:
+    """The ``_target_`` of model config ``name`` as the scanpaths command composes it (with its defaults)."""
+    from omegaconf import OmegaConf
+
+    from attnlab.utils.compose import CONFIG_DIR, compose
+
+    try:
+        own = OmegaConf.load(Path(CONFIG_DIR) / "model" / f"{name}.yaml").get("_target_")
+        return str(own or compose("scanpaths", [f"model={name}"]).model.get("_target_"))
+    except Exception:  # a config that does not compose alone: not one this source can build
+        return ""
+
+
+def neva_configs() -> list[str]:
+    """The names of the NeVA model configs (conf/model/<name>.yaml building a NevaModule)."""
+    return [name for name in _model_configs() if _target_of(name) == NEVA_TARGET]
+
+
+def _family(target: str) -> str:
+    """``attnlab.models.saliency.module.SaliencyModule`` → ``saliency``; other targets unchanged."""
+    parts = target.split(".")
+    return parts[2] if len(parts) > 3 and parts[:2] == ["attnlab", "models"] else target
+
+
+def _looks_like_path(argument: str) -> bool:
+    return Path(argument).suffix in (".ckpt", ".pt", ".pth") or "/" in argument or Path(argument).expanduser().exists()
+
+
+def _checkpoint_config(path: Path) -> str:
+    """The NeVA config a checkpoint feeds (``neva_reconstruction`` for an autoencoder), or a UserError."""
+    from attnlab.utils.checkpoint import read_checkpoint, stored_config
+
+    stored = stored_config(read_checkpoint(path))  # a missing or unreadable file is a UserError here
+    target = str(stored.model.get("_target_")) if stored is not None and "model" in stored else None
+    if target == AUTOENCODER_TARGET:
+        return "neva_reconstruction"
+    if target is None:
+        raise UserError(
+            f"attention=neva:{path} carries no stored model config: not an attnlab checkpoint; NeVA takes an "
+            "autoencoder checkpoint of `python -m attnlab.train model=autoencoder` or a model config name "
+            f"({', '.join(neva_configs())})"
+        )
+    family = _family(target)
+    hint = f"; score it with attention={family}:{path}" if family == "saliency" else ""
+    raise UserError(
+        f"attention=neva:{path} is a {family} checkpoint ({target}), not an autoencoder: NeVA takes an "
+        f"autoencoder checkpoint of `python -m attnlab.train model=autoencoder` or a model config name "
+        f"({', '.join(neva_configs())}){hint}"
+    )
+
+
+def _user_error(ex: BaseException) -> Optional[UserError]:
+    """The UserError behind ``ex`` (Hydra wraps the errors raised while instantiating)."""
+    seen = set()
+    while ex is not None and id(ex) not in seen:
+        if isinstance(ex, UserError):
+            return ex
+        seen.add(id(ex))
+        ex = ex.__cause__ or ex.__context__
+    return None
+
+
+def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] = ()):
+    """(NevaModule, config name) of ``neva:<argument>``: a model config name (None: neva_classifier) or an
+    autoencoder checkpoint, composed with ``overrides`` as the scanpaths command line composes it."""
+    import hydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+
+    from attnlab.models.neva.module import NevaModule
+    from attnlab.utils.compose import compose_config
+    from attnlab.utils.config import validate
+
+    argument = (argument or DEFAULT_CONFIG).strip()
+    checkpoint = None
+    if _looks_like_path(argument):
+        checkpoint = Path(argument).expanduser()
+        name = _checkpoint_config(checkpoint)
+    else:
+        name = argument
+        if name not in _model_configs():
+            raise UserError(f"attention=neva:{name}: no model config {name!r}; use one of: {', '.join(neva_configs())}")
+        if _target_of(name) != NEVA_TARGET:
+            raise UserError(
+                f"attention=neva:{name}: model config {name} builds {_target_of(name) or 'no model'} "
+                f"({_family(_target_of(name))} family), not {NEVA_TARGET}; use one of: {', '.join(neva_configs())}"
+            )
+    try:
+        cfg = compose_config("scanpaths", [f"model={name}", f"seed={int(seed)}", *overrides])
+    except HydraException as ex:
+        raise UserError(f"neva.overrides={list(overrides)}: {str(ex).strip().splitlines()[0]}") from None
+    if checkpoint is not None:
+        with open_dict(cfg):
+            cfg.model.task.checkpoint = str(checkpoint)
+    model_cfg = OmegaConf.create({"model": OmegaConf.to_container(cfg.model, resolve=True)})
+    validate(model_cfg)
+    try:
+        module = hydra.utils.instantiate(model_cfg.model, _convert_="all")
+    except Exception as ex:
+        found = _user_error(ex)
+        if found is None:
+            raise
+        raise found from None
+    if not isinstance(module, NevaModule):
+        raise UserError(f"attention=neva:{argument}: model._target_ builds {type(module).__name__}, not NevaModule")
+    return module, name
+
+
+# --- the source -------------------------------------------------------------------------------
+
+
+@register_source("neva")
+class NevaSource(AttentionSource):
+    """NeVA scanpaths (1 + ``starts`` per image) and the density of their fixations, searched in this process."""
+
+    def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
+        settings = ctx.options.get("neva", NevaSourceSettings())
+        if not isinstance(settings, NevaSourceSettings):
+            raise UserError(f"the benchmark's neva node must build {NevaSourceSettings.__qualname__}")
+        self.settings = settings
+        self.device = torch.device(settings.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"neva.device={settings.device}: no CUDA GPU on this machine; use neva.device=cpu")
+        self.module, self.config_name = build_neva(argument, ctx.seed, settings.overrides)
+        self.module.to(self.device)
+        self.name = f"neva:{argument or DEFAULT_CONFIG}"
+        self.random_search = dataclasses.replace(self.module.search_config, start="random")
+        # the benchmark scores on one thread; the searches get the threads the process had (as far as cores are idle)
+        self.threads = torch.get_num_threads()
+        self.order = list(range(len(ctx.data)))
+        self.seconds: list[float] = []  # per image searched (its share of its batch)
+        self._paths: dict[int, list[Scanpath]] = {}
+
+    def prepare(self, ctx: BenchmarkContext, indices: list[int]) -> None:
+        """Batches follow the order in which the benchmark scores the images."""
+        self.order = list(indices)
+
+    def scanpaths(self, ctx: BenchmarkContext, i: int) -> list[Scanpath]:
+        if i not in self._paths:
+            self._search(ctx, self._batch_from(i))
+        return self._paths[i]
+
+    def saliency_map(self, ctx: BenchmarkContext, i: int) -> np.ndarray:
+        paths = self.scanpaths(ctx, i)
+        x = np.concatenate([p.x for p in paths])
+        y = np.concatenate([p.y for p in paths])
+        return gaussian_density(x, y, ctx.data.stimuli[i].size, ctx.sigma_px)
+
+    def _batch_from(self, i: int) -> list[int]:
+        """Image ``i`` and the next images to be scored that have no scanpaths yet (``batch_size`` in all)."""
+        order = self.order[self.order.index(i) :] if i in self.order else [i]
+        return [j for j in order if j not in self._paths][: self.settings.batch_size]
+
+    def _images(self, ctx: BenchmarkContext, indices: list[int]) -> torch.Tensor:
+        """B×3×H×W in [0, 1] at the model's input size, read as the scanpaths command reads them."""
+        from attnlab.data.images import ImageFolder
+
+        stimuli = [ctx.data.stimuli[j] for j in indices]
+        for s in stimuli:
+            if s.path is None or not Path(s.path).is_file():
+                raise UserError(f"image file of stimulus {s.id!r} not found: {s.path}")
+        files = ImageFolder([s.path for s in stimuli], self.module.image_size, names=[s.id for s in stimuli])
+        return torch.stack([files[k]["image"] for k in range(len(files))])
+
+    def _search(self, ctx: BenchmarkContext, indices: list[int]) -> None:
+        started = time.perf_counter()
+        images = self._images(ctx, indices)
+        stimuli = [ctx.data.stimuli[j] for j in indices]
+        starts = int(self.settings.starts)
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu":  # no more threads than idle cores: on a busy host each op's barrier waits
+            torch.set_num_threads(max(1, min(self.threads, free_cpus())))
+        used = torch.get_num_threads()
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                first, _ = self.module.scanpaths(images, generator=[start_generator(ctx.seed, j, 0) for j in indices])
+                if starts:
+                    more, _ = self.module.scanpaths(
+                        images.repeat_interleave(starts, 0),
+                        generator=[start_generator(ctx.seed, j, k) for j in indices for k in range(1, starts + 1)],
+                        search=self.random_search,
+                    )
+        finally:
+            torch.set_num_threads(threads)
+        sizes = torch.tensor([list(s.size) for s in stimuli])
+        ids = [s.id for s in stimuli]
+        configured = first.scanpaths(sizes, ids, subject="neva")
+        extra = []
+        if starts:
+            xy = more.pixels(sizes.repeat_interleave(starts, 0)).detach().double().cpu().numpy()
+            extra = [
+                Scanpath(p[:, 0], p[:, 1], subject=f"neva_random{r % starts + 1}", stimulus=ids[r // starts])
+                for r, p in enumerate(xy)
+            ]
+        for n, j in enumerate(indices):
+            self._paths[j] = [configured[n]] + extra[n * starts : (n + 1) * starts]
+        seconds = time.perf_counter() - started
+        self.seconds += [seconds / len(indices)] * len(indices)
+        log.info(
+            "%s: %d images × %d scanpaths in %.1f s (%.2f s per image, %s%s)",
+            self.name,
+            len(indices),
+            1 + starts,
+            seconds,
+            seconds / len(indices),
+            self.device,
+            f", {used} threads" if self.device.type == "cpu" else "",
+        )
