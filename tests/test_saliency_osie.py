@@ -119,6 +119,22 @@ def test_the_prior_adds_to_the_logits_before_the_softmax(tmp_path):
     torch.testing.assert_close(pred.sum((1, 2, 3)), torch.ones(2))
 
 
+def test_the_prior_without_fixation_data_is_one_line_naming_the_setting(tmp_path):
+    from types import SimpleNamespace
+
+    from attnlab.utils.config import UserError
+
+    model = _module(True)
+    model.trainer = SimpleNamespace(datamodule=SimpleNamespace())  # e.g. data=multimnist: no fixation splits
+    with pytest.raises(UserError, match=r"model.centre_prior=true needs fixation data") as info:
+        model.setup("fit")
+    assert "\n" not in str(info.value)
+    data = load_osie(write_osie_layout(tmp_path, random_images(4, sizes=[(30, 40)], observers=[2], seed=8)))
+    model.trainer = SimpleNamespace(datamodule=SimpleNamespace(splits={"train": data}))
+    model.setup("fit")  # fitted on the training split when fitting starts
+    np.testing.assert_allclose(model.prior.mean.numpy(), CentreBias.fit(data).mean, rtol=1e-12)
+
+
 # --- the recipes with debug=tiny ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def osie_fixture(tmp_path_factory):
