@@ -302,5 +302,5 @@ class NevaSource(AttentionSource):
             seconds,
             seconds / len(indices),
             self.device,
-            f", {used} threads" if self.device.type == "cpu" else "",
+            f", {used} thread{'s' if used > 1 else ''}" if self.device.type == "cpu" else "",
         )
