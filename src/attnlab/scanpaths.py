@@ -38,6 +38,8 @@ __all__ = [
     "score_with_benchmark",
     "benchmark_scanpaths",
     "write_benchmark_sources",
+    "check_objective",
+    "objective",
 ]
 
 
@@ -281,10 +283,47 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def check_objective(cfg: DictConfig) -> None:
+    """With ``optimized_metric`` (a sweep, e.g. ``hparams_search=neva_osie_optuna``): the objective is
+    scored on human fixations of a held-out split, never on the test split; one line otherwise."""
+    if not cfg.get("optimized_metric"):
+        return
+    if str(cfg.split) in ("test", "all"):
+        raise UserError(
+            f"optimized_metric={cfg.optimized_metric} with split={cfg.split}: a tuning objective never sees the "
+            "test split; use split=val"
+        )
+    if not cfg.scoring.enabled:
+        raise UserError(f"optimized_metric={cfg.optimized_metric} needs scoring.enabled=true")
+
+
+def objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
+    """The value of ``optimized_metric`` (a metric of the benchmark table, e.g. ``ScanMatch``) in the
+    model's row (``scoring.model_name``): what an Optuna sweep maximises. None without ``optimized_metric``."""
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    scores = summary.get("scores")
+    if scores is None:
+        raise UserError(
+            f"optimized_metric={name}: split={cfg.split} of the data has no human fixations to score against "
+            "(use data=osie or another fixation dataset)"
+        )
+    row = scores.get(str(cfg.scoring.model_name), {})
+    if name not in row:
+        raise UserError(f"optimized_metric={name} is not a benchmark metric; choose one of: {', '.join(row)}")
+    return float(row[name])
+
+
 @entry_point("scanpaths")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    check_objective(cfg)
     summary = generate(cfg)  # the benchmark prints the score table when there are humans
     print(f"{summary['images']} scanpaths written to {summary['output_dir']}")
+    value = objective(cfg, summary)
+    if value is not None:
+        print(f"{cfg.split} {cfg.optimized_metric} of {cfg.scoring.model_name}: {value:.4f}")
+    return value
 
 
 if __name__ == "__main__":

@@ -69,8 +69,10 @@ def scanpaths(
     max_images: Optional[PositiveInt],
     overlays: bool,
     overlay_humans: NonNegativeInt,
+    optimized_metric: Optional[str],
 ) -> None:
-    """``python -m attnlab.scanpaths``."""
+    """``python -m attnlab.scanpaths``: ``optimized_metric`` (a benchmark metric of the model's row, e.g.
+    ``ScanMatch``) is returned to a sweep (``hparams_search=neva_osie_optuna``)."""
 
 
 def scanpaths_scoring(

@@ -238,18 +238,28 @@ def load_open_clip(
                 f"(e.g. huggingface-cli download {hub.rstrip('/') or '<repo>'}) into the Hugging Face cache, "
                 f"or put a checkpoint file anywhere and set model.task.weights=/path/to/file"
             )
-    if model_cfg is not None:
-        model = open_clip.CLIP(**model_cfg)
-        if weights != "random":
-            open_clip.load_checkpoint(model, str(Path(str(weights)).expanduser()))
-        context = int(model_cfg.get("text_cfg", {}).get("context_length", 77))
-        tokenizer = open_clip.SimpleTokenizer(context_length=context)
-    else:
-        if weights == "random":
-            model = open_clip.create_model(model_name, pretrained=None)
+    architecture = "model.task.model_cfg" if model_cfg is not None else model_name
+    try:
+        if model_cfg is not None:
+            model = open_clip.CLIP(**model_cfg)
+            if weights != "random":
+                open_clip.load_checkpoint(model, str(Path(str(weights)).expanduser()))
+            context = int(model_cfg.get("text_cfg", {}).get("context_length", 77))
+            tokenizer = open_clip.SimpleTokenizer(context_length=context)
         else:
-            model = open_clip.create_model(model_name, pretrained=str(Path(str(weights)).expanduser()))
-        tokenizer = open_clip.get_tokenizer(model_name)
+            if weights == "random":
+                model = open_clip.create_model(model_name, pretrained=None)
+            else:
+                model = open_clip.create_model(model_name, pretrained=str(Path(str(weights)).expanduser()))
+            tokenizer = open_clip.get_tokenizer(model_name)
+    except Exception as ex:  # another architecture's state dict, or not a checkpoint at all
+        if weights == "random":
+            raise
+        reason = " ".join(f"{type(ex).__name__}: {ex}".split())
+        raise UserError(
+            f"CLIP weights file {weights} is not an open_clip checkpoint of {architecture} "
+            f"({reason[:160]}{'...' if len(reason) > 160 else ''}); set model.task.model_name to its architecture"
+        ) from None
     if weights == "random":
         log.warning("CLIP task uses RANDOM weights (model.task.weights=random): scanpaths are meaningless")
     return model, tokenizer
