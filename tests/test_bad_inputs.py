@@ -556,6 +556,30 @@ def test_model_scanpaths_without_durations_have_no_duration_score(run, tmp_path)
         assert untimed[k] == pytest.approx(timed[k], rel=1e-12, abs=1e-12), k
 
 
+def test_constant_and_all_zero_maps_score_as_uniform_and_are_named(run, tmp_path):
+    """A map source with a constant map (im1) and an all-zero map (im3): both are scored as the uniform
+    map (never a NaN row), named once in the log and listed in benchmark.json."""
+    data = fixation_folder(tmp_path / "mine")
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    rng = np.random.default_rng(2)
+    for k in range(5):
+        m = rng.random((H, W))
+        m = np.full((H, W), 0.3) if k == 1 else np.zeros((H, W)) if k == 3 else m
+        np.save(maps / f"im{k}.npy", m)
+    result = run("benchmark", *BENCH[:-3], f"data.root={data}", f"attention=uniform,{maps}")
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text, text[-3000:]
+    assert re.search(r"source maps: 2 constant or all-zero maps, scored as the uniform map .*e\.g\. stimulus im1", text)
+    scores = _scores(tmp_path)
+    assert scores["constant_maps"] == {"maps": ["im1", "im3"]}  # the uniform baseline is constant by design
+    rows = {r["stimulus"]: r for r in scores["per_image"]["maps"]}
+    uniform = {r["stimulus"]: r for r in scores["per_image"]["uniform"]}
+    for sid in ("im1", "im3"):
+        for metric in ("AUC_Judd", "NSS", "CC", "KLD", "SIM", "IG"):
+            assert rows[sid][metric] == pytest.approx(uniform[sid][metric], abs=1e-12), (sid, metric)
+
+
 # --- 4. checkpoints: the stored config decides the family ---------------------------------------------
 
 

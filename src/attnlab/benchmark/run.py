@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig
 import attnlab.benchmark.report as report
 from attnlab.baselines import fitted_centre_bias
 from attnlab.benchmark.scoring import score_chunk
-from attnlab.benchmark.sources import check_unique_names, resolve_source
+from attnlab.benchmark.sources import UniformSource, check_unique_names, resolve_source
 from attnlab.metrics import saliency as S
 from attnlab.sources import AttentionSource, BenchmarkContext, source_names
 from attnlab.utils.config import UserError
@@ -157,6 +157,7 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), repo
     skipped = len(data) - len(scored)
     for source in sources:
         source.prepare(ctx, scored)
+    uniform_names = {s.name for s in sources if isinstance(s, UniformSource)}  # constant by design
     keep = scored[: int(cfg.figure_images)]
     per_image: dict[str, list[dict[str, float]]] = {s.name: [] for s in sources}
     shown: dict[int, dict] = {}
@@ -168,6 +169,15 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), repo
             bar.update(count)
     if skipped:
         log.warning("%d images without fixations were skipped", skipped)
+    constant = {s.name: [r["stimulus"] for r in per_image[s.name] if r.get("constant_map")] for s in sources}
+    constant = {name: ids for name, ids in constant.items() if ids and name not in uniform_names}
+    for name, ids in constant.items():
+        log.warning(
+            "source %s: %d constant or all-zero maps, scored as the uniform map (AUC 0.5, NSS 0), e.g. stimulus %s",
+            name,
+            len(ids),
+            ids[0],
+        )
     figure_rows = [
         (
             data.stimuli[i].id,
@@ -189,6 +199,7 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), repo
         "centre_bias": fitted_centre_bias(ctx).to_dict(),
         "sources": [s.name for s in sources],
         "dropped_human_fixations": dm.dataset.info.get("dropped_fixations"),
+        "constant_maps": constant,
         "dropped_model_fixations": {s.name: s.dropped for s in sources if getattr(s, "dropped", {}).get("of")},
         "metrics": table,
         "per_image": per_image,

@@ -291,6 +291,8 @@ def _map_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optional[np.nda
             one = {name: _mean(v[row_k : row_k + 1]) for name, v in values.items()}
             one["AUC_Borji"] = _mean(S.auc_borji(pred[row_k : row_k + 1], tg.fixation_counts(chunk.ctx), seed=seed))
             rows[k].update({name: one[name] for name in SALIENCY_METRICS if name in one})
+            if float(maps[k].max()) == float(maps[k].min()):
+                rows[k]["constant_map"] = True  # scores as uniform; reported once by the run
 
 
 def _leave_one_out_rows(chunk: _Chunk, rows: list[dict]) -> None:
