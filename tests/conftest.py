@@ -58,3 +58,22 @@ def run_cli(tmp_path):
         )
 
     return run
+
+
+@pytest.fixture
+def osie_benchmark(tmp_path, monkeypatch):
+    """``score(*overrides)``: :func:`attnlab.benchmark.run_benchmark` on the first 2 test images of the
+    OSIE subset (ATTNLAB_OSIE_ROOT or shared/data/osie_subset), outputs in tmp_path; returns its result."""
+    root = os.environ.get("ATTNLAB_OSIE_ROOT") or str(shared_path("data", "osie_subset"))
+    if not os.path.isdir(root):
+        pytest.skip(f"OSIE subset not found at {root} (set ATTNLAB_OSIE_ROOT)")
+    monkeypatch.setenv("ATTNLAB_OSIE_ROOT", root)
+
+    def score(*overrides: str) -> dict:
+        from attnlab.benchmark import run_benchmark
+        from attnlab.utils.compose import compose_config
+
+        common = ["data=osie", "max_images=2", "figure_images=1", "progress=false", f"paths.output_dir={tmp_path}"]
+        return run_benchmark(compose_config("benchmark", [*common, *overrides]))
+
+    return score

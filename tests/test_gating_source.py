@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -136,26 +134,8 @@ def test_checkpoints_of_other_families_are_one_line(tmp_path):
         assert "\n" not in str(ex.value), spec
 
 
-def test_gating_through_the_benchmark_on_osie(tmp_path, monkeypatch, coco_pt):
-    root = os.environ.get("ATTNLAB_OSIE_ROOT") or str(shared_path("data", "osie_subset"))
-    if not os.path.isdir(root):
-        pytest.skip(f"OSIE subset not found at {root} (set ATTNLAB_OSIE_ROOT)")
-    monkeypatch.setenv("ATTNLAB_OSIE_ROOT", root)
-    from attnlab.benchmark import run_benchmark
-    from attnlab.utils.compose import compose_config
-
-    cfg = compose_config(
-        "benchmark",
-        [
-            "data=osie",
-            f"attention=[gating:{coco_pt}]",
-            "max_images=2",
-            "figure_images=1",
-            "progress=false",
-            f"paths.output_dir={tmp_path}",
-        ],
-    )
-    result = run_benchmark(cfg)
+def test_gating_through_the_benchmark_on_osie(tmp_path, osie_benchmark, coco_pt):
+    result = osie_benchmark(f"attention=[gating:{coco_pt}]")
     (rows,) = result["per_image"].values()
     assert len(rows) == 2
     for row in rows:

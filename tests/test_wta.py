@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from conftest import shared_path
 
 from attnlab.baselines import winner_take_all
 from attnlab.utils.config import UserError
@@ -176,27 +173,8 @@ def test_bad_inner_source_is_one_line(ctx, spec, match):
     assert "\n" not in str(ex.value)
 
 
-def test_wta_centre_bias_through_the_benchmark(tmp_path, monkeypatch):
-    root = os.environ.get("ATTNLAB_OSIE_ROOT") or str(shared_path("data", "osie_subset"))
-    if not os.path.isdir(root):
-        pytest.skip(f"OSIE subset not found at {root} (set ATTNLAB_OSIE_ROOT)")
-    monkeypatch.setenv("ATTNLAB_OSIE_ROOT", root)
-    from attnlab.benchmark import run_benchmark
-    from attnlab.utils.compose import compose_config
-
-    cfg = compose_config(
-        "benchmark",
-        [
-            "data=osie",
-            "attention=[wta:centre_bias,centre_bias]",
-            "max_images=2",
-            "figure_images=1",
-            "progress=false",
-            "wta.ior_sigma=1.5",
-            f"paths.output_dir={tmp_path}",
-        ],
-    )
-    result = run_benchmark(cfg)
+def test_wta_centre_bias_through_the_benchmark(tmp_path, osie_benchmark):
+    result = osie_benchmark("attention=[wta:centre_bias,centre_bias]", "wta.ior_sigma=1.5")
     rows, centre = result["per_image"]["wta:centre_bias"], result["per_image"]["centre_bias"]
     assert len(rows) == 2
     for row, c in zip(rows, centre):
