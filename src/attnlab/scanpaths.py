@@ -22,7 +22,7 @@ import hydra
 import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from attnlab.utils.cli import entry_point
@@ -38,6 +38,7 @@ __all__ = [
     "score_with_benchmark",
     "benchmark_scanpaths",
     "write_benchmark_sources",
+    "scanpath_model",
     "check_objective",
     "objective",
 ]
@@ -228,12 +229,42 @@ def _prediction_inputs(datamodule, split: str, image_size: tuple[int, int], batc
     return loader, None
 
 
+def scanpath_model(cfg: DictConfig) -> L.LightningModule:
+    """``cfg.model``, or with ``ckpt_path=`` the model a training run stored in its checkpoint (config and
+    weights, e.g. a trained ``model=neva_amortised``); a checkpoint of another model is one line."""
+    if not cfg.get("ckpt_path"):
+        return hydra.utils.instantiate(cfg.model, _convert_="all")
+    from attnlab.utils.checkpoint import read_checkpoint, stored_config
+
+    path = cfg.ckpt_path
+    checkpoint = read_checkpoint(path)
+    stored = stored_config(checkpoint)
+    asked = cfg.model.get("_target_")
+    trained = stored.model.get("_target_") if stored is not None and "model" in stored else None
+    if trained is None or "state_dict" not in checkpoint:
+        raise UserError(f"ckpt_path={path} is not a checkpoint of python -m attnlab.train (no stored model config)")
+    if trained != asked:
+        raise UserError(
+            f"ckpt_path={path} was trained as model {trained}, not {asked}: pass a checkpoint of this model="
+        )
+    with open_dict(cfg):
+        cfg.model = stored.model  # the checkpoint decides the architecture and settings
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as ex:
+        raise UserError(
+            f"ckpt_path={path} does not fit model {asked}: {str(ex).strip().splitlines()[0][:200]}"
+        ) from None
+    return model
+
+
 def generate(cfg: DictConfig) -> dict[str, Any]:
     """Scanpaths for every image of ``cfg.data`` (``cfg.split``), written to the run folder; scores if possible."""
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    model = scanpath_model(cfg)
     if not hasattr(model, "image_size") or not hasattr(model, "predict_step"):
         raise UserError(
             f"model={cfg.model.get('_target_')} does not produce scanpaths; use model=neva_classifier, "

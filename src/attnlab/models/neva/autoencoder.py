@@ -135,6 +135,11 @@ def load_autoencoder(checkpoint: str | Path) -> ConvAutoencoder:
     stored = stored_config(ckpt)
     if stored is None or "model" not in stored or "net" not in stored.model:
         raise UserError(f"{checkpoint} is not an attnlab autoencoder checkpoint (no stored model config)")
+    trained = str(stored.model.get("_target_", ""))
+    if trained.rsplit(".", 1)[-1] != AutoencoderModule.__name__:  # another model with a `net` (e.g. neva_amortised)
+        raise UserError(
+            f"{checkpoint} is not an autoencoder checkpoint: it holds a {trained} (train model=autoencoder)"
+        )
     net: nn.Module = hydra.utils.instantiate(stored.model.net)
     prefix = "net."
     state = {k[len(prefix) :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}

@@ -151,6 +151,11 @@ class ReconstructionTask(NevaTask):
 
     def __init__(self, model: nn.Module | None = None, checkpoint: str | None = None) -> None:
         super().__init__()
+        if model is not None and checkpoint:
+            raise UserError(
+                f"model.task: a reconstruction task takes model= or checkpoint={checkpoint}, not both "
+                "(replace the whole task node: '~model.task' '+model.task={_target_: ..., checkpoint: ...}')"
+            )
         if model is None:
             if not checkpoint:
                 raise UserError(
