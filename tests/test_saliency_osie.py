@@ -196,4 +196,30 @@ def test_each_osie_recipe_trains_with_debug_tiny(tmp_path, monkeypatch, capfd, o
         saliency = resolve_source(f"saliency:{metrics['best_checkpoint']}", ctx).saliency_map(ctx, 0)
         assert saliency.shape == tuple(cfg.data.image_size) and np.isfinite(saliency).all()
         assert saliency.min() > 0 and abs(saliency.sum() - 1) < 1e-4
+        scores_another_dataset(tmp_path, metrics["best_checkpoint"])
     assert Path(metrics["best_checkpoint"]).is_file()
+
+
+def scores_another_dataset(tmp_path: Path, checkpoint: str) -> None:
+    """Generalisation (README): a model trained on one OSIE-layout dataset scores another, of another image
+    size and observer count, with ``attnlab.benchmark data=osie data.root=<it> split=all``, at its size."""
+    from attnlab.benchmark import run_benchmark
+    from attnlab.utils.compose import compose_config
+
+    other = write_osie_layout(tmp_path / "other", random_images(6, sizes=[(45, 70)], observers=[5], seed=7))
+    cfg = compose_config(
+        "benchmark",
+        [
+            "data=osie",
+            f"data.root={other}",
+            "split=all",
+            f'attention=["DINet=saliency:{checkpoint}"]',  # quoted for Hydra, as the command quotes it
+            "figure_images=0",
+            "progress=false",
+            f"paths.output_dir={tmp_path / 'scored'}",
+        ],
+    )
+    result = run_benchmark(cfg)
+    assert result["images"] == 6 and result["split"] == "all"
+    for metric in ("AUC_Judd", "NSS", "CC", "KLD", "SIM", "IG"):
+        assert np.isfinite(result["metrics"]["DINet"][metric]), metric
