@@ -65,7 +65,9 @@ def test_fast_scoring_equals_the_per_pair_reference(tmp_path, osie, one_torch_th
         for i in range(2):
             ref, _ = score_image_reference(source, ctx, i, reference_targets(ctx, i, negatives))
             got = fast[source.name][i]
-            assert got.keys() == {"stimulus", *ref.keys()}, source.name
+            # besides the metrics a row flags a constant map (the uniform baseline's; reported by the run)
+            assert got.keys() - {"constant_map"} == {"stimulus", *ref.keys()}, source.name
+            assert got.get("constant_map", False) == (source.name == "uniform"), source.name
             for metric, v in ref.items():
                 assert (math.isnan(v) and math.isnan(got[metric])) or got[metric] == pytest.approx(
                     v, rel=1e-6, abs=1e-9
