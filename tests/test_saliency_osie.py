@@ -17,6 +17,7 @@ from fixtures.osie_layout import Image, random_images, write_osie_layout
 from attnlab.baselines import CentreBias
 from attnlab.data.fixation_datamodule import SaliencyTorchDataset
 from attnlab.data.osie import OSIEDataModule, load_osie
+from attnlab.utils.config import UserError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -196,30 +197,37 @@ def test_each_osie_recipe_trains_with_debug_tiny(tmp_path, monkeypatch, capfd, o
         saliency = resolve_source(f"saliency:{metrics['best_checkpoint']}", ctx).saliency_map(ctx, 0)
         assert saliency.shape == tuple(cfg.data.image_size) and np.isfinite(saliency).all()
         assert saliency.min() > 0 and abs(saliency.sum() - 1) < 1e-4
-        scores_another_dataset(tmp_path, metrics["best_checkpoint"])
+        scores_another_dataset(tmp_path, metrics["best_checkpoint"], osie_fixture)
     assert Path(metrics["best_checkpoint"]).is_file()
 
 
-def scores_another_dataset(tmp_path: Path, checkpoint: str) -> None:
+def scores_another_dataset(tmp_path: Path, checkpoint: str, trained_on: Path) -> None:
     """Generalisation (README): a model trained on one OSIE-layout dataset scores another, of another image
-    size and observer count, with ``attnlab.benchmark data=osie data.root=<it> split=all``, at its size."""
+    size and observer count, with ``attnlab.benchmark data=osie data.root=<it> split=all``, at its size;
+    its own training and validation images are refused (scoring them would flatter it)."""
     from attnlab.benchmark import run_benchmark
     from attnlab.utils.compose import compose_config
 
+    def score(root: Path) -> dict:
+        return run_benchmark(
+            compose_config(
+                "benchmark",
+                [
+                    "data=osie",
+                    f"data.root={root}",
+                    "split=all",
+                    f'attention=["DINet=saliency:{checkpoint}"]',  # quoted for Hydra, as the command quotes it
+                    "figure_images=0",
+                    "progress=false",
+                    f"paths.output_dir={tmp_path / 'scored'}",
+                ],
+            )
+        )
+
+    with pytest.raises(UserError, match=r"source DINet: 16 of the 20 scored images were in its training or valid"):
+        score(trained_on)  # 14 train + 2 val of its 20
     other = write_osie_layout(tmp_path / "other", random_images(6, sizes=[(45, 70)], observers=[5], seed=7))
-    cfg = compose_config(
-        "benchmark",
-        [
-            "data=osie",
-            f"data.root={other}",
-            "split=all",
-            f'attention=["DINet=saliency:{checkpoint}"]',  # quoted for Hydra, as the command quotes it
-            "figure_images=0",
-            "progress=false",
-            f"paths.output_dir={tmp_path / 'scored'}",
-        ],
-    )
-    result = run_benchmark(cfg)
+    result = score(other)
     assert result["images"] == 6 and result["split"] == "all"
     for metric in ("AUC_Judd", "NSS", "CC", "KLD", "SIM", "IG"):
         assert np.isfinite(result["metrics"]["DINet"][metric]), metric
