@@ -14,12 +14,10 @@ Smaller runs: NEVA_BENCH_LENGTH, NEVA_BENCH_STEPS, NEVA_BENCH_BATCH, NEVA_BENCH_
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
+from benchmarks.neva import _images  # the same images as the search benchmark
 from timing import measure_interleaved
-
-SHARED = Path(os.environ.get("ATTNLAB_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 
 
 def _settings() -> dict:
@@ -31,18 +29,6 @@ def _settings() -> dict:
         "size": int(env("NEVA_BENCH_SIZE", 224)),
         "amortised_calls": int(env("NEVA_AMORTISED_CALLS", 3)),
     }
-
-
-def _images(batch: int, size: int, device: str) -> tuple[torch.Tensor, str]:
-    """The first ``batch`` OSIE-subset stimuli (random images without ../shared)."""
-    from attnlab.data.images import ImageFolder
-
-    folder = SHARED / "data" / "osie_subset" / "data" / "stimuli"
-    files = sorted(folder.glob("*.jpg"))[:batch] if folder.is_dir() else []
-    if len(files) == batch:
-        data = ImageFolder(files, (size, size))
-        return torch.stack([data[i]["image"] for i in range(batch)]).to(device), "osie_subset"
-    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device), "random"
 
 
 def bench_amortised(args) -> dict:
