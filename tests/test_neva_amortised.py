@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import open_dict
-from PIL import Image
+from test_neva_autoencoder import make_images  # the same tiny image folder
 
 from attnlab.models.neva import ClassifierTask, NevaModule, ReconstructionTask, SearchConfig
 from attnlab.models.neva.amortised import AmortisedNevaModule, FixationNet
@@ -150,19 +150,9 @@ def test_predict_gives_the_keys_of_per_image_neva_and_the_scanpath_writer_reads_
     assert written == record and [f["fixation"] for f in written["fixations"]] == [1, 2, 3]
 
 
-def write_images(folder: Path, n: int = 8) -> None:
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        image = np.zeros((36, 44, 3), dtype=np.uint8)
-        r, c = rng.integers(0, 24), rng.integers(0, 30)
-        image[r : r + 12, c : c + 14] = rng.integers(0, 255, 3)
-        Image.fromarray(image).save(folder / f"img{i}.png")
-
-
 def test_train_command_writes_a_checkpoint_that_scanpaths_loads_and_bad_checkpoints_are_one_line(run_cli, tmp_path):
     folder = tmp_path / "imgs"
-    write_images(folder)
+    make_images(folder)
     tiny = ["model.image_size=[32,32]", "model.length=2", "model.net.grid=4", "model.net.input_size=null"]
     result = run_cli(
         "attnlab.train",
