@@ -226,6 +226,20 @@ def borji_reference(p, f, rng, splits=100, step=0.1):
     return np.array(aucs)
 
 
+def test_auc_borji_scales_its_samples_as_the_whole_map():
+    """AUC-Borji min-max scales only the values it samples: the same draws and bits as scaling the
+    map first (AUC_Borji.m's first step), including a constant map and one without fixations."""
+    c = random_case(4, size=(40, 50), n=40)
+    p = c.t(c.preds) * 7 - 3
+    p[1] = 2.0
+    f = c.t(c.fix)
+    f[2] = 0
+    scaled = torch.stack([(m - m.min()) / (m.max() - m.min()) if m.max() > m.min() else m * 0 for m in p])
+    ours, first_scaled = S.auc_borji(p, f, seed=5), S.auc_borji(scaled, f, seed=5)
+    assert torch.equal(ours.nan_to_num(9.0), first_scaled.nan_to_num(9.0))
+    assert ours[1] == 0.5 and torch.isnan(ours[2])
+
+
 @pytest.mark.parametrize("variant", ["borji", "shuffled_mit"])
 def test_random_negative_aucs_agree_with_matlab_within_sampling_error(variant):
     c = random_case(2, size=(40, 50), n=40)

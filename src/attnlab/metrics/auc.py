@@ -42,6 +42,7 @@ from attnlab.metrics.maps import (
     for_each_row,
     match_size,
     minmax,
+    scaled_to_unit,
     sorted_,
     value_range,
 )
@@ -370,13 +371,15 @@ def auc_borji(
     """AUC-Borji per image: uniform random negatives, ``splits`` draws, thresholds every ``step``."""
     p, f = _inputs(pred, fixations)
     flat_map = constant(p)
-    p = minmax(p)
+    # min-max scale only the sampled values (the same arithmetic as scaling the whole map first)
+    low, high = value_range(p)
     pos, pos_w = _padded(p, f, 0.0, binary=True)  # each fixated pixel once, as the binary map
+    pos = scaled_to_unit(pos, low, high)
     n_fix = pos_w.sum(1)
     g = torch.Generator(device=p.device).manual_seed(seed)
     k = pos.shape[1]
     idx = torch.randint(0, p.shape[1], (p.shape[0], splits, k), generator=g, device=p.device)
-    neg = p.gather(1, idx.reshape(p.shape[0], -1)).reshape(p.shape[0], splits, k)
+    neg = scaled_to_unit(p.gather(1, idx.reshape(p.shape[0], -1)), low, high).reshape(p.shape[0], splits, k)
     neg_w = pos_w[:, None, :].expand(-1, splits, -1)  # as many negatives as fixated pixels, per draw
     auc = _grid_auc(pos, pos_w, neg, neg_w, step).mean(1)
     auc = torch.where(flat_map, torch.full_like(auc, 0.5), auc)

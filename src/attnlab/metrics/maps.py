@@ -45,6 +45,7 @@ __all__ = [
     "as_batch",
     "match_size",
     "minmax",
+    "scaled_to_unit",
     "mean_over_images",
     "shared_inputs",
     "reuse",
@@ -481,7 +482,12 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
 
 
 def _minmax(x: torch.Tensor) -> torch.Tensor:
-    low, high = value_range(x)
+    return scaled_to_unit(x, *value_range(x))
+
+
+def scaled_to_unit(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` (values of B maps) as :func:`minmax` scales their maps with (min, max) = (``low``,
+    ``high``): sampled values can be scaled without the whole map."""
     low, span = low[:, None], (high - low)[:, None]
     if bool((span > 0).all()):
         return (x - low) / span
