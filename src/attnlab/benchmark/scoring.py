@@ -94,7 +94,7 @@ class Targets:
     humans: list[Scanpath]  # scanpaths the scanpath metrics compare with
     clusters: Optional[FixationClusters]
     _counts: Optional[torch.Tensor] = None
-    _blur_parts: Optional[tuple] = None  # (everyone's blur, kernel cover counts, windows per subject)
+    _blur_parts: Optional[tuple] = None  # (everyone's blur, kernel cover counts, kernel windows per subject)
 
     def fixation_counts(self, ctx: BenchmarkContext) -> torch.Tensor:
         """1×H×W dense fixation counts (AUC-Borji's input), built on first use."""
@@ -185,44 +185,54 @@ def blur_for(size: tuple[int, int], sigma_px: float) -> _Blur:
     return _BLURS[key]
 
 
-def _normalise(m: np.ndarray) -> np.ndarray:
-    total = m.sum()
-    if total > 0:
-        return np.divide(m, total, out=m)
-    m.fill(np.nan)  # nobody looked: a NaN map, as the data's own density
+def _nan_if_empty(m: np.ndarray, empty: bool) -> np.ndarray:
+    if empty:
+        m.fill(np.nan)  # nobody looked: a NaN map, as the data's own density
     return m
 
 
+def _kernels(blur: _Blur, x: np.ndarray, y: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
+    """(rows, columns, kernel) of each fixation inside the image: the kernel's window of its blur."""
+    return [(ys, xs, np.multiply.outer(a, b)) for ys, xs, a, b in blur.windows(x, y)]
+
+
 def leave_one_out_densities(tg: "Targets", sigma_px: float) -> np.ndarray:
-    """S×H×W: the density of every subject but s, for each s, = (everyone's blur − s's blur),
-    normalised; pixels that no other subject's kernel reaches are set to exactly 0, as the
-    reference's blur of the others leaves them (the subtraction would leave rounding there).
-    One map copy and s's own few kernel windows per subject, instead of a blur of all the others."""
+    """S×H×W: the blur of every subject but s, for each s, = (everyone's blur − s's blur); pixels
+    that no other subject's kernel reaches are set to exactly 0, as the reference's blur of the
+    others leaves them (the subtraction would leave rounding there). One map copy and s's own few
+    kernel windows per subject, instead of a blur of all the others; each kernel window is computed
+    once and kept for the halvings (:func:`_half_densities`).
+
+    The maps are NOT divided by their sums: every metric scored on them is unchanged by the scale
+    (the AUCs and NSS) or normalises the map itself (IG, KLD, SIM; CC is a correlation), so the
+    division would be one more pass over each map for nothing. Each is a NaN map when the others
+    have no fixation inside the image, as the data's own density is then."""
     blur = blur_for(tg.size, sigma_px)
-    windows = [blur.windows(x, y) for x, y in tg.subject_points]
+    kernels = [_kernels(blur, x, y) for x, y in tg.subject_points]
     total = blur.buffer("total", 1)[0]
     total.fill(0.0)
     cover = blur.buffer("cover", 1, np.int32)[0]
     cover.fill(0)
-    for ws in windows:
-        for ys, xs, a, b in ws:
-            total[ys, xs] += np.multiply.outer(a, b)
+    for ks in kernels:
+        for ys, xs, kernel in ks:
+            total[ys, xs] += kernel
             cover[ys, xs] += 1
-    tg._blur_parts = (total, cover, dict(zip(tg.subjects, windows)))  # the halvings start from these
-    loo = blur.buffer("loo", len(windows))
+    tg._blur_parts = (total, cover, dict(zip(tg.subjects, kernels)))  # the halvings start from these
+    everyone = sum(len(ks) for ks in kernels)
+    loo = blur.buffer("loo", len(kernels))
     own = blur.buffer("own", 1, np.int32)[0]
-    for k, ws in enumerate(windows):
+    for k, ks in enumerate(kernels):
         np.copyto(loo[k], total)
-        if ws:
-            y0, y1 = min(w[0].start for w in ws), max(w[0].stop for w in ws)
-            x0, x1 = min(w[1].start for w in ws), max(w[1].stop for w in ws)
+        if ks:
+            y0, y1 = min(w[0].start for w in ks), max(w[0].stop for w in ks)
+            x0, x1 = min(w[1].start for w in ks), max(w[1].stop for w in ks)
             own[y0:y1, x0:x1] = 0
-            for ys, xs, a, b in ws:
-                loo[k][ys, xs] -= np.multiply.outer(a, b)
+            for ys, xs, kernel in ks:
+                loo[k][ys, xs] -= kernel
                 own[ys, xs] += 1
             box = loo[k][y0:y1, x0:x1]
             box[cover[y0:y1, x0:x1] == own[y0:y1, x0:x1]] = 0.0
-        _normalise(loo[k])
+        _nan_if_empty(loo[k], len(ks) == everyone)
     return loo
 
 
@@ -328,32 +338,35 @@ def _leave_one_out_rows(chunk: _Chunk, rows: list[dict]) -> None:
 
 
 def _half_densities(ctx: BenchmarkContext, tg: Targets, halves) -> tuple[torch.Tensor, torch.Tensor]:
-    """The densities of both halves of each halving (one half blurred, the other by subtraction)."""
+    """The blurs of both halves of each halving (one half blurred, the other by subtraction; not
+    divided by their sums, see :func:`leave_one_out_densities`)."""
     if ctx.sigma_px <= 0:
         dens = lambda group: np.stack([ctx.data.density(tg.index, sigma_px=ctx.sigma_px, subjects=g) for g in group])  # noqa: E731
         return torch.from_numpy(dens([a for a, _ in halves])), torch.from_numpy(dens([b for _, b in halves]))
     blur = blur_for(tg.size, ctx.sigma_px)
     if tg._blur_parts is None:
         leave_one_out_densities(tg, ctx.sigma_px)
-    total, cover, windows = tg._blur_parts
+    total, cover, kernels = tg._blur_parts
+    everyone = sum(len(ks) for ks in kernels.values())
     out = blur.buffer("halves", 2 * len(halves))
     mine = blur.buffer("own", 1, np.int32)[0]
     for k, (a, b) in enumerate(halves):
         # blur the half with fewer fixations; the other half is everyone's blur minus it, with
         # exact zeros where none of its own kernels reach (as in leave_one_out_densities)
-        wa, wb = [w for s in sorted(a) for w in windows[s]], [w for s in sorted(b) for w in windows[s]]
-        small, large = (k, len(halves) + k) if len(wa) <= len(wb) else (len(halves) + k, k)
-        ws = wa if small == k else wb
+        ka, kb = [w for s in sorted(a) for w in kernels[s]], [w for s in sorted(b) for w in kernels[s]]
+        small, large = (k, len(halves) + k) if len(ka) <= len(kb) else (len(halves) + k, k)
+        ks = ka if small == k else kb
         part, rest = out[small], out[large]
         part.fill(0.0)
         mine.fill(0)
-        for ys, xs, pa, pb in ws:
-            part[ys, xs] += np.multiply.outer(pa, pb)
+        for ys, xs, kernel in ks:
+            part[ys, xs] += kernel
             mine[ys, xs] += 1
         np.subtract(total, part, out=rest)
         rest[cover == mine] = 0.0
-        _normalise(part)
-        _normalise(rest)
+        _nan_if_empty(part, not ks)
+        _nan_if_empty(rest, len(ks) == everyone)
+    tg._blur_parts = None  # the kernel windows of the image are no longer needed
     return torch.from_numpy(out[: len(halves)]), torch.from_numpy(out[len(halves) :])
 
 
