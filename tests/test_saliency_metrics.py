@@ -181,6 +181,29 @@ def test_kld_sim_of_offset_maps_keep_their_digits(case):
         )
 
 
+def test_nss_cc_of_maps_far_from_zero_next_to_a_constant_map():
+    """A map whose mean dwarfs its spread (raw moments would cancel) gets the two-pass moments
+    whether or not a constant map shares the batch, and the constant map scores 0."""
+    c = random_case(1, size=(30, 40), n=25)
+    far = c.preds + 1e6
+    batch = np.stack([far[0], np.full_like(far[0], 3.0), far[1]])
+    fix, dens = c.t(c.fix[[0, 0, 1]]), c.t(c.dens[[0, 0, 1]])
+    nss, cc = S.nss(c.t(batch), fix).numpy(), S.cc(c.t(batch), dens).numpy()
+    for k in (0, 2):
+        m, f, q = batch[k], c.fix[[0, 0, 1]][k], c.dens[[0, 0, 1]][k]
+        z = (m - m.mean()) / m.std()
+        assert nss[k] == pytest.approx((z * f).sum() / f.sum(), rel=1e-6)  # Σ value − n·mean still cancels
+        assert cc[k] == pytest.approx(np.corrcoef(m.ravel(), q.ravel())[0, 1], rel=1e-9)
+    assert nss[1] == 0 and cc[1] == 0
+    alone = S.nss(c.t(batch[[0, 2]]), fix[[0, 2]]).numpy()
+    assert np.array_equal(alone, nss[[0, 2]])
+    # an ordinary map's scores do not depend on a constant map sharing its batch
+    plain = np.stack([c.preds[2], np.full_like(c.preds[2], 3.0)])
+    f2, q2 = c.t(c.fix[[2, 2]]), c.t(c.dens[[2, 2]])
+    assert S.nss(c.t(plain), f2)[0] == S.nss(c.t(plain[:1]), f2[:1])[0]
+    assert S.cc(c.t(plain), q2)[0] == S.cc(c.t(plain[:1]), q2[:1])[0]
+
+
 def test_sim_mit_variant_is_pysaliency_on_minmax_maps(case):
     mm = lambda m: (m - m.min()) / (m.max() - m.min())  # noqa: E731
     ref = [pysaliency.metrics.SIM(mm(a), mm(b)) for a, b in zip(case.preds, case.dens)]

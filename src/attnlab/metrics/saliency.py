@@ -171,9 +171,12 @@ def _moments(p: torch.Tensor, correction: int) -> tuple[torch.Tensor, torch.Tens
         n = p.shape[1]
         mean = row_sums(p) / n
         var = (row_dots(p, p) / n - mean * mean).clamp_min(0)
-        if bool((var <= 1e-8 * mean * mean).any()):  # mean ≫ std: raw moments cancel
-            return torch.std_mean(p, dim=1, correction=correction)
-        return (var * n / (n - correction)).sqrt(), mean
+        std = (var * n / (n - correction)).sqrt()
+        # mean ≫ std: raw moments cancel; two passes over those maps alone (a constant map is
+        # treated as constant by every metric whatever its std, so it needs none)
+        for i in ((var <= 1e-8 * mean * mean) & ~constant(p)).nonzero().flatten().tolist():
+            std[i], mean[i] = torch.std_mean(p[i], correction=correction)
+        return std, mean
 
     return reuse(f"moments{correction}", p, compute)
 
@@ -251,8 +254,8 @@ def cc(pred: torch.Tensor, density: torch.Tensor) -> torch.Tensor:
     flat_map = constant(p) | constant(q) | (sp == 0) | (sq == 0)
     cov = row_dots(p, q) / p.shape[1] - mp * mq
     # raw moments lose ~eps·|mp·mq| / (sp·sq) of CC: centre first where that could reach 1e-10
-    if bool(((mp * mq).abs() > 1e6 * sp * sq).any()):
-        cov = ((p - mp[:, None]) * (q - mq[:, None])).mean(1)
+    for i in (((mp * mq).abs() > 1e6 * sp * sq) & ~flat_map).nonzero().flatten().tolist():
+        cov[i] = ((p[i] - mp[i]) * (q[i] - mq[i])).mean()
     value = torch.where(flat_map, torch.zeros_like(cov), cov / (sp * sq).clamp_min(torch.finfo(p.dtype).tiny))
     return torch.where(ok, value, torch.full_like(value, float("nan")))
 
