@@ -87,3 +87,22 @@ def test_dynamic_programmes_on_hand_checked_cases():
     assert B.damerau_levenshtein_batch(a, la, b, lb, 16).tolist() == [1, 1]
     final, best = B.needleman_wunsch_batch(a, la, b, lb, np.eye(18))
     assert final.tolist() == [2.0, 1.0] and best.tolist() == [2.0, 1.0]
+
+
+@pytest.mark.parametrize("gap", [0.0, -0.5])
+def test_needleman_wunsch_batch_equals_the_per_pair_table(gap):
+    """F[n, m] and the table's maximum of padded random pairs of mixed lengths equal the per-pair
+    matrix, with and without a gap penalty (with none the maximum is F[n, m] itself)."""
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(12, 12))
+    la, lb = rng.integers(0, 9, 40), rng.integers(0, 9, 40)
+    la[0] = lb[1] = 0  # empty sequences
+    a = np.full((40, 8), 10)
+    b = np.full((40, 8), 11)
+    for k in range(40):
+        a[k, : la[k]], b[k, : lb[k]] = rng.integers(0, 10, la[k]), rng.integers(0, 10, lb[k])
+    final, best = B.needleman_wunsch_batch(a, la, b, lb, table, gap)
+    for k in range(40):
+        f = SP.needleman_wunsch(a[k, : la[k]], b[k, : lb[k]], table, gap)
+        assert final[k] == pytest.approx(f[-1, -1], abs=1e-12)
+        assert best[k] == pytest.approx(f.max(), abs=1e-12)

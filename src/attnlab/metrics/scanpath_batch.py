@@ -68,29 +68,39 @@ def needleman_wunsch_batch(
 
     ``a``: B×N, ``b``: B×M integer symbols (padding: any symbol of ``table``), ``table[u, v]``
     scores a substitution. Equals :func:`attnlab.metrics.scanpath.needleman_wunsch` per pair.
+    With ``gap`` = 0 every cell is ≥ the cells above and left of it (F[i, j] is a maximum over
+    moves that include F[i−1, j] + 0 and F[i, j−1] + 0), so the table's maximum IS F[n, m], exactly.
     """
     n_b, m = a.shape[0], b.shape[1]
     cols = np.arange(m + 1)
     rows = np.arange(n_b)
     prev = np.broadcast_to(gap * cols, (n_b, m + 1)).astype(np.float64)
+    track_best = gap != 0
     valid_col = cols[None, :] <= lb[:, None]
-    best = np.where(valid_col, prev, -np.inf).max(1)
+    best = np.where(valid_col, prev, -np.inf).max(1) if track_best else None
     final = np.where(la == 0, prev[rows, lb], np.nan)
     shift = gap * cols[1:]
+    row, steps = np.empty((n_b, m + 1)), np.empty((n_b, m + 1))  # reused row by row: no fresh arrays
     for i in range(1, a.shape[1] + 1):
         sub = table[a[:, i - 1][:, None], b]
-        step = np.maximum(prev[:, :-1] + sub, prev[:, 1:] + gap)
+        step = steps[:, 1:]
+        np.add(prev[:, :-1], sub, out=step)
         if gap == 0:
             # row[j] = max(step[j-1], row[j-1]): a running maximum from row[0] = 0
-            row = np.maximum.accumulate(np.concatenate([np.zeros((n_b, 1)), step], 1), axis=1)
+            np.maximum(step, prev[:, 1:], out=step)
+            steps[:, 0] = 0.0
+            np.maximum.accumulate(steps, axis=1, out=row)
         else:
-            g = np.maximum.accumulate(np.concatenate([np.full((n_b, 1), gap * i), step - shift], 1), axis=1)
-            row = g + gap * cols
-        live = i <= la
-        best = np.where(live, np.maximum(best, np.where(valid_col, row, -np.inf).max(1)), best)
+            np.maximum(step, prev[:, 1:] + gap, out=step)
+            step -= shift
+            steps[:, 0] = gap * i
+            np.maximum.accumulate(steps, axis=1, out=row)
+            row += gap * cols
+            live = i <= la
+            best = np.where(live, np.maximum(best, np.where(valid_col, row, -np.inf).max(1)), best)
         final = np.where(la == i, row[rows, lb], final)
-        prev = row
-    return final, best
+        prev, row = row, prev
+    return final, (best if track_best else final.copy())
 
 
 def damerau_levenshtein_batch(
