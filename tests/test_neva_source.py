@@ -1,18 +1,23 @@
 """``attention=neva:<config or checkpoint>``: NeVA searched in the benchmark's process.
 
 Cheap NeVA as in tests/test_neva_cli.py: 64×64 inputs, 3 fixations of 2 steps; two OSIE-subset images.
+Amortised NeVA: a tiny ``model=neva_amortised`` checkpoint trained by the train command's code (in
+this process), as tests/test_neva_amortised.py trains one.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
+from pathlib import Path
 
 import hydra
 import numpy as np
 import pytest
 import torch
 from conftest import shared_path
+from test_neva_amortised import make_images  # the tiny image folder the amortised train test uses
 
 from attnlab.data.fixations import gaussian_density
 from attnlab.data.images import ImageFolder
@@ -189,3 +194,119 @@ def test_the_model_config_composes_inside_a_running_hydra_job():
         module, name = build_neva(None, 0, FAST)
         assert name == "neva_classifier" and module.search_config.length == 3
         assert GlobalHydra.instance().hydra is running  # the job's Hydra is back
+
+
+# --- amortised NeVA checkpoints ---------------------------------------------------------------
+
+# the amortised train test's tiny run (tests/test_neva_amortised.py: 32×32, a 4×4 grid, 3 batches), with L=3
+# (MultiMatch needs 3 fixations) and a large learning rate (so that 3 steps move α off the image centre)
+AMORTISED_TRAIN = [
+    "model=neva_amortised",
+    "data=images",
+    "data.image_size=[32,32]",
+    "data.batch_size=4",
+    "debug=tiny",
+    "logger=csv",
+    "model.image_size=[32,32]",
+    "model.length=3",
+    "model.net.grid=4",
+    "model.net.input_size=null",
+    "model.lr=0.05",
+]
+
+
+@pytest.fixture(scope="module")
+def amortised_ckpt(tmp_path_factory, one_torch_thread) -> Path:
+    """last.ckpt of ``python -m attnlab.train model=neva_amortised`` (its train function, in this process)."""
+    from attnlab.train import train
+
+    root = tmp_path_factory.mktemp("amortised")
+    make_images(root / "imgs")
+    overrides = [*AMORTISED_TRAIN, f"data.image_dir={root / 'imgs'}", f"paths.output_dir={root / 'run'}"]
+    train(compose_config("train", overrides))
+    ckpt = root / "run" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    return ckpt
+
+
+def test_an_amortised_checkpoint_is_scored_by_the_benchmark(osie_benchmark, amortised_ckpt, caplog):
+    with caplog.at_level(logging.INFO, logger="attnlab.models.neva.source"):
+        result = osie_benchmark(f"attention=[centre_bias,'neva:{amortised_ckpt}']")
+    name = "neva:last"  # the benchmark names a checkpoint by its stem
+    assert "no start position" in caplog.text  # neva.starts (default 4) does not apply, and it says so
+    assert len(result["per_image"][name]) == 2
+    scores = result["metrics"][name]
+    for metric in ("AUC_Judd", "NSS", "CC", "ScanMatch", "SED", "MM_position", "DTW"):
+        assert np.isfinite(scores[metric]), metric
+    assert np.isnan(scores["MM_duration"])  # no durations: not made up
+
+
+@pytest.fixture(scope="module")
+def amortised(data, amortised_ckpt):
+    ctx = context(data, overrides=())
+    source = NevaSource(str(amortised_ckpt), ctx)
+    return source, ctx, [source.scanpaths(ctx, i) for i in range(len(ctx.data))]
+
+
+def test_amortised_scanpaths_are_those_the_module_gives_on_each_image(amortised, amortised_ckpt):
+    from attnlab.models.neva.amortised import AmortisedNevaModule
+    from attnlab.scanpaths import scanpath_model
+
+    source, ctx, paths = amortised
+    assert isinstance(source.module, AmortisedNevaModule) and source.config_name == "neva_amortised"
+    assert not source.module.training and not source.module.task.training
+    assert not any(p.requires_grad for p in source.module.parameters())  # α and the task model frozen
+    # the module as `python -m attnlab.scanpaths ckpt_path=` loads it, run on one image at a time
+    cfg = compose_config("scanpaths", ["model=neva_amortised", f"ckpt_path={amortised_ckpt}"])
+    direct = scanpath_model(cfg).eval()
+    trained = torch.load(amortised_ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert torch.equal(source.module.net.head.weight, trained["net.head.weight"])  # α's trained weights
+    assert direct.length == 3 and direct.image_size == (32, 32)
+    for i, got in enumerate(paths):
+        stimulus = ctx.data.stimuli[i]
+        assert len(got) == 1 and got[0].stimulus == stimulus.id  # no start position: one scanpath
+        image = ImageFolder([stimulus.path], direct.image_size)[0]["image"][None]
+        with torch.inference_mode():
+            alone, _ = direct.scanpaths(image)
+        expected = to_pixels(alone.positions[0], stimulus.size).double().numpy()
+        np.testing.assert_allclose(got[0].xy, expected, rtol=0, atol=1e-3)
+        h, w = stimulus.size
+        path = got[0]
+        assert len(path) == 3 and path.duration is None
+        assert ((path.x >= 0) & (path.x < w) & (path.y >= 0) & (path.y < h)).all()
+        assert np.ptp(path.xy, axis=0).max() > 1  # α moves: not L fixations of the centre
+        m = source.saliency_map(ctx, i)
+        np.testing.assert_array_equal(m, gaussian_density(path.x, path.y, stimulus.size, ctx.sigma_px))
+    assert not np.allclose(paths[0][0].xy, paths[1][0].xy)  # α looks at what is in each image
+
+
+def test_amortised_scanpaths_repeat_under_a_seed(amortised, data, amortised_ckpt):
+    _, _, paths = amortised
+    # the same seed and settings: the same bits; another seed, one image a batch: the same scanpaths (α has
+    # no randomness, so the seed does not enter)
+    for seed, batch_size in ((0, 2), (1, 1)):
+        ctx = context(data, seed=seed, overrides=(), batch_size=batch_size)
+        again = NevaSource(str(amortised_ckpt), ctx)  # built afresh from the file
+        for i in range(len(ctx.data)):
+            (got,) = again.scanpaths(ctx, i)
+            if seed == 0:
+                np.testing.assert_array_equal(got.xy, paths[i][0].xy)
+            else:
+                np.testing.assert_allclose(got.xy, paths[i][0].xy, rtol=0, atol=1e-3)
+
+
+def test_wrong_checkpoints_for_neva_are_one_line_naming_the_file(tmp_path, amortised_ckpt):
+    gating = tmp_path / "gating.ckpt"
+    torch.save(
+        {"attnlab_config": {"model": {"_target_": "attnlab.models.gating.GatingModule"}}, "state_dict": {}}, gating
+    )
+    with pytest.raises(UserError) as err:
+        build_neva(str(gating))
+    message = str(err.value)
+    assert "\n" not in message and str(gating) in message and "is a gating checkpoint" in message
+    assert (
+        "model=neva_amortised" in message and "model=autoencoder" in message and f"attention=gating:{gating}" in message
+    )
+    with pytest.raises(UserError, match=r"stored config decides every setting") as err:
+        build_neva(str(amortised_ckpt), 0, FAST)  # the checkpoint, not neva.overrides, decides
+    assert "\n" not in str(err.value)

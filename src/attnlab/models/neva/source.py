@@ -3,15 +3,24 @@ attention=centre_bias,neva:neva_classifier``.
 
 ``neva:<name>`` builds the NeVA model of ``conf/model/<name>.yaml`` (composed as the scanpaths command
 composes it, ``neva`` alone: ``neva_classifier``); ``neva:<checkpoint>`` takes an autoencoder checkpoint
-of ``python -m attnlab.train model=autoencoder`` as the task model of ``neva_reconstruction``.
+of ``python -m attnlab.train model=autoencoder`` as the task model of ``neva_reconstruction``, or a
+checkpoint of amortised NeVA (``python -m attnlab.train model=neva_amortised``): the trained α and its
+task model, loaded as ``python -m attnlab.scanpaths ckpt_path=`` loads it (the stored config decides
+everything, so ``neva.overrides`` must stay empty), frozen and in eval mode.
 
 Per image it searches 1 + ``starts`` scanpaths: one with the model's configured start (the paper's
 centre) and ``starts`` with random starts (``search.start=random``), each from its own generator
 seeded by (``ctx.seed``, image index, start), so an image's scanpaths do not depend on the batch,
 ``max_images`` or the device. Fixations are in pixels of the ORIGINAL image, without durations (the
 benchmark reports MultiMatch duration as not available). The saliency map is the Gaussian density
-(``ctx.sigma_px``) of the fixations of all the starts. Images are searched ``batch_size`` at a time,
-in the order the benchmark scores them, on the first request for one of them; the time per image is logged.
+(``ctx.sigma_px``) of the fixations of all the starts.
+
+Amortised NeVA takes no start position (its first fixation is α's answer to the fully blurred image,
+nothing fixated yet) and has no randomness, so it gives ONE deterministic scanpath per image (its L
+fixations, subject ``neva``), the same for every seed; ``neva.starts`` does not apply (logged once).
+
+Images are searched ``batch_size`` at a time, in the order the benchmark scores them, on the first
+request for one of them; the time per image is logged.
 
 Settings: :class:`NevaSourceSettings`, the benchmark's ``neva`` node (``neva.starts=2``,
 ``neva.device=cuda``, ``'neva.overrides=[model.search.steps=5]'`` on the command line).
@@ -42,6 +51,8 @@ __all__ = ["NevaSource", "NevaSourceSettings", "build_neva", "neva_configs", "st
 
 NEVA_TARGET = "attnlab.models.neva.NevaModule"
 AUTOENCODER_TARGET = "attnlab.models.neva.autoencoder.AutoencoderModule"
+AMORTISED_TARGET = "attnlab.models.neva.amortised.AmortisedNevaModule"
+AMORTISED = "neva_amortised"  # the config name build_neva gives for an amortised checkpoint
 DEFAULT_CONFIG = "neva_classifier"
 
 
@@ -62,7 +73,8 @@ class NevaSourceSettings:
 
     Args:
         starts: extra scanpaths per image, each searched from random starts (``search.start=random``),
-            next to the one with the model's configured start.
+            next to the one with the model's configured start (not for amortised NeVA, which takes no
+            start: one scanpath per image).
         batch_size: images searched together; each brings 1 + ``starts`` searches to the batch.
         device: where NeVA runs (``cpu``, ``cuda``, ``cuda:1``).
         overrides: overrides of the NeVA config as on the scanpaths command line, e.g.
@@ -124,27 +136,67 @@ def _looks_like_path(argument: str) -> bool:
     return Path(argument).suffix in (".ckpt", ".pt", ".pth") or "/" in argument or Path(argument).expanduser().exists()
 
 
-def _checkpoint_config(path: Path) -> str:
-    """The NeVA config a checkpoint feeds (``neva_reconstruction`` for an autoencoder), or a UserError."""
+def _accepted() -> str:
+    """What ``neva:`` takes, for the error messages."""
+    return (
+        "NeVA takes a checkpoint of `python -m attnlab.train model=neva_amortised` (amortised NeVA), an "
+        "autoencoder checkpoint of `python -m attnlab.train model=autoencoder` or a model config name "
+        f"({', '.join(neva_configs())})"
+    )
+
+
+def _checkpoint_config(path: Path) -> tuple[str, dict[str, Any]]:
+    """(the NeVA config a checkpoint feeds, the checkpoint): ``neva_reconstruction`` for an autoencoder,
+    :data:`AMORTISED` for amortised NeVA; a UserError naming the file for anything else."""
     from attnlab.utils.checkpoint import read_checkpoint, stored_config
 
-    stored = stored_config(read_checkpoint(path))  # a missing or unreadable file is a UserError here
+    checkpoint = read_checkpoint(path)  # a missing or unreadable file is a UserError here
+    stored = stored_config(checkpoint)
     target = str(stored.model.get("_target_")) if stored is not None and "model" in stored else None
     if target == AUTOENCODER_TARGET:
-        return "neva_reconstruction"
+        return "neva_reconstruction", checkpoint
+    if target == AMORTISED_TARGET:
+        return AMORTISED, checkpoint
     if target is None:
         raise UserError(
-            f"attention=neva:{path} carries no stored model config: not an attnlab checkpoint; NeVA takes an "
-            "autoencoder checkpoint of `python -m attnlab.train model=autoencoder` or a model config name "
-            f"({', '.join(neva_configs())})"
+            f"attention=neva:{path} carries no stored model config: not an attnlab checkpoint; {_accepted()}"
         )
     family = _family(target)
-    hint = f"; score it with attention={family}:{path}" if family == "saliency" else ""
+    hint = f"; score it with attention={family}:{path}" if family in ("saliency", "gating") else ""
     raise UserError(
-        f"attention=neva:{path} is a {family} checkpoint ({target}), not an autoencoder: NeVA takes an "
-        f"autoencoder checkpoint of `python -m attnlab.train model=autoencoder` or a model config name "
-        f"({', '.join(neva_configs())}){hint}"
+        f"attention=neva:{path} is a {family} checkpoint ({target}), not amortised NeVA or an autoencoder: "
+        f"{_accepted()}{hint}"
     )
+
+
+def _load_amortised(path: Path, checkpoint: dict[str, Any], overrides: Sequence[str]):
+    """The AmortisedNevaModule of a ``model=neva_amortised`` checkpoint (its stored config and weights),
+    frozen and in eval mode. Read by the helpers of ``attnlab.scanpaths ckpt_path=`` and built by
+    :func:`attnlab.utils.checkpoint.load_model` (models may not import the scanpaths command itself)."""
+    from omegaconf import OmegaConf
+
+    from attnlab.models.neva.amortised import AmortisedNevaModule
+    from attnlab.utils.checkpoint import load_model, stored_config
+    from attnlab.utils.config import validate
+
+    if overrides:  # the checkpoint decides the architecture and the perception settings, as with ckpt_path=
+        raise UserError(
+            f"neva.overrides={list(overrides)}: attention=neva:{path} is an amortised NeVA checkpoint, whose "
+            "stored config decides every setting; leave neva.overrides empty"
+        )
+    cfg = OmegaConf.create({"model": OmegaConf.to_container(stored_config(checkpoint).model, resolve=True)})
+    validate(cfg)
+    try:
+        module = load_model(cfg, checkpoint, path)
+    except Exception as ex:
+        found = _user_error(ex)  # e.g. a task model whose weights are missing, behind Hydra's wrapper
+        if found is None:
+            raise
+        raise found from None
+    if not isinstance(module, AmortisedNevaModule):
+        raise UserError(f"attention=neva:{path} builds {type(module).__name__}, not AmortisedNevaModule")
+    module.requires_grad_(False)  # α too: the benchmark only predicts
+    return module.eval()
 
 
 def _user_error(ex: BaseException) -> Optional[UserError]:
@@ -160,7 +212,8 @@ def _user_error(ex: BaseException) -> Optional[UserError]:
 
 def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] = ()):
     """(NevaModule, config name) of ``neva:<argument>``: a model config name (None: neva_classifier) or an
-    autoencoder checkpoint, composed with ``overrides`` as the scanpaths command line composes it."""
+    autoencoder checkpoint, composed with ``overrides`` as the scanpaths command line composes it; or an
+    amortised NeVA checkpoint: (its AmortisedNevaModule, frozen in eval mode, ``neva_amortised``)."""
     import hydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf, open_dict
@@ -173,7 +226,9 @@ def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] 
     checkpoint = None
     if _looks_like_path(argument):
         checkpoint = Path(argument).expanduser()
-        name = _checkpoint_config(checkpoint)
+        name, stored = _checkpoint_config(checkpoint)
+        if name == AMORTISED:
+            return _load_amortised(checkpoint, stored, overrides), name
     else:
         name = argument
         if name not in _model_configs():
@@ -209,7 +264,8 @@ def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] 
 
 @register_source("neva")
 class NevaSource(AttentionSource):
-    """NeVA scanpaths (1 + ``starts`` per image) and the density of their fixations, searched in this process."""
+    """NeVA scanpaths (1 + ``starts`` per image; amortised NeVA: 1) and the density of their fixations,
+    computed in this process."""
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
         settings = ctx.options.get("neva", NevaSourceSettings())
@@ -222,7 +278,16 @@ class NevaSource(AttentionSource):
         self.module, self.config_name = build_neva(argument, ctx.seed, settings.overrides)
         self.module.to(self.device)
         self.name = f"neva:{argument or DEFAULT_CONFIG}"
-        self.random_search = dataclasses.replace(self.module.search_config, start="random")
+        self.amortised = self.config_name == AMORTISED
+        if self.amortised:
+            log.info(
+                "%s: amortised NeVA takes no start position and is deterministic: one scanpath of %d fixations "
+                "per image (neva.starts=%d does not apply)",
+                self.name,
+                self.module.length,
+                settings.starts,
+            )
+        self.random_search = None if self.amortised else dataclasses.replace(self.module.search_config, start="random")
         # the benchmark scores on one thread; the searches get the threads the process had (as far as cores are idle)
         self.threads = torch.get_num_threads()
         self.order = list(range(len(ctx.data)))
@@ -264,15 +329,22 @@ class NevaSource(AttentionSource):
         started = time.perf_counter()
         images = self._images(ctx, indices)
         stimuli = [ctx.data.stimuli[j] for j in indices]
-        starts = int(self.settings.starts)
+        starts = 0 if self.amortised else int(self.settings.starts)
         threads = torch.get_num_threads()
         if self.device.type == "cpu":  # no more threads than idle cores: on a busy host each op's barrier waits
             torch.set_num_threads(max(1, min(self.threads, free_cpus())))
         used = torch.get_num_threads()
         try:
-            with torch.inference_mode(False), torch.enable_grad():
-                first, _ = self.module.scanpaths(images, generator=[start_generator(ctx.seed, j, 0) for j in indices])
-                if starts:
+            if self.amortised:  # L forward passes of α, no search (no gradients, no generator)
+                with torch.inference_mode():
+                    first, _ = self.module.scanpaths(images)
+            else:
+                with torch.inference_mode(False), torch.enable_grad():
+                    first, _ = self.module.scanpaths(
+                        images, generator=[start_generator(ctx.seed, j, 0) for j in indices]
+                    )
+            if starts:
+                with torch.inference_mode(False), torch.enable_grad():
                     more, _ = self.module.scanpaths(
                         images.repeat_interleave(starts, 0),
                         generator=[start_generator(ctx.seed, j, k) for j in indices for k in range(1, starts + 1)],
