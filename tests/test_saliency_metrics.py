@@ -564,3 +564,49 @@ def test_worker_threads_never_outnumber_free_cpus(monkeypatch):
         assert len(idents) == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_an_inner_shared_inputs_block_leaves_its_intermediates_to_the_outer_one():
+    from attnlab.metrics.maps import flat, reuse, shared_inputs
+
+    rng = np.random.default_rng(3)
+    pred = torch.from_numpy(rng.random((2, 30, 40)))
+    fix = torch.zeros(2, 30, 40, dtype=torch.float64)
+    fix[:, 5, 7] = 1
+    with shared_inputs():
+        alone = S.saliency_metrics(pred, fix, metrics=("NSS",))
+        # the call's statistics are still there: asking again computes nothing
+        stats = reuse("stats", flat(pred), lambda: pytest.fail("recomputed"))
+        assert torch.equal(stats[:, 0], flat(pred).min(1).values)
+    # outside any block nothing is kept
+    assert reuse("stats", flat(pred), lambda: "fresh") == "fresh"
+    assert torch.equal(alone["NSS"], S.nss(pred, fix))
+
+
+def test_auc_keys_from_a_map_with_minimum_zero_give_the_same_auc_as_a_float32_copy(monkeypatch):
+    import attnlab.metrics.auc as A
+
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(0, 80, 30), rng.uniform(0, 60, 30)
+    pred = torch.from_numpy(np.stack([gaussian_density(x[:15], y[:15], (60, 80), 6.0)]))
+    pred[pred < 1e-5] = 0.0  # minimum exactly 0, many ties at 0
+    fix = torch.from_numpy(np.stack([fixation_map(x[15:], y[15:], (60, 80))[0]]))
+    direct = S.auc_judd(pred, fix, jitter=False)
+    monkeypatch.setattr(A, "_float32_resolves", lambda lo, hi: True)  # force the float32 copy path...
+    calls = []
+    real = A.as_float32
+    monkeypatch.setattr(A, "as_float32", lambda *a: calls.append(1) or real(*a))
+    assert torch.equal(S.auc_judd(pred, fix, jitter=False), direct)
+    assert not calls  # ...which a map with minimum 0 no longer takes
+    assert float(direct[0]) == pytest.approx(_reference_judd(pred[0].numpy(), fix[0].numpy()), abs=1e-12)
+
+
+def _reference_judd(m: np.ndarray, counts: np.ndarray) -> float:
+    """AUC-Judd (pysaliency convention, no jitter) by sorting, for one map."""
+    ys, xs = np.nonzero(counts)
+    thresholds = np.repeat(m[ys, xs], counts[ys, xs].astype(int))
+    negatives = np.delete(m.ravel(), ys * m.shape[1] + xs)
+    t = np.sort(np.unique(thresholds))[::-1]
+    tpr = [0.0] + [(thresholds >= v).mean() for v in t] + [1.0]
+    fpr = [0.0] + [(negatives >= v).mean() for v in t] + [1.0]
+    return float(np.trapezoid(tpr, fpr))

@@ -30,7 +30,7 @@ from attnlab.baselines import fitted_centre_bias
 from attnlab.data.fixation_maps import TRUNCATE, gaussian_operator, pixel_indices, sparse_fixation_maps
 from attnlab.data.gaze import Scanpath
 from attnlab.metrics import saliency as S
-from attnlab.metrics.maps import InvalidMapError, match_size
+from attnlab.metrics.maps import InvalidMapError, flat, match_size, row_stats, shared_inputs, store
 from attnlab.metrics.scanpath import FixationClusters
 from attnlab.metrics.scanpath_batch import fit_fixation_clusters_fast, pairwise_scanpath_metrics
 from attnlab.sources import AttentionSource, BenchmarkContext
@@ -88,19 +88,28 @@ class Targets:
     index: int
     size: tuple[int, int]
     points: tuple[np.ndarray, np.ndarray]  # every fixation (x, y)
-    density: np.ndarray  # H×W human density
+    sigma_px: float
     subjects: list[str]
     subject_points: list[tuple[np.ndarray, np.ndarray]]
     humans: list[Scanpath]  # scanpaths the scanpath metrics compare with
     clusters: Optional[FixationClusters]
     _counts: Optional[torch.Tensor] = None
+    _density: Optional[np.ndarray] = None
     _blur_parts: Optional[tuple] = None  # (everyone's blur, kernel cover counts, kernel windows per subject)
 
-    def fixation_counts(self, ctx: BenchmarkContext) -> torch.Tensor:
-        """1×H×W dense fixation counts (AUC-Borji's input), built on first use."""
+    def fixation_counts(self) -> torch.Tensor:
+        """1×H×W fixation counts, sparse (AUC-Borji's input), built on first use."""
         if self._counts is None:
-            self._counts = _tensor(ctx.data.fixation_map(self.index)[0])[None]
+            self._counts = sparse_fixation_maps([self.points], [self.size])
         return self._counts
+
+    def density(self) -> np.ndarray:
+        """H×W human density, built on first use (by :func:`leave_one_out_densities` if that runs
+        first: everyone's blur is its first step)."""
+        if self._density is None:
+            blur = blur_for(self.size, self.sigma_px)
+            self._density = blur.density(blur.windows(*self.points), np.empty(self.size))
+        return self._density
 
 
 def image_targets(ctx: BenchmarkContext, i: int) -> Targets:
@@ -114,20 +123,16 @@ def image_targets(ctx: BenchmarkContext, i: int) -> Targets:
     per_subject = [data._fixations_of(i, {s}) for s in subjects]
     humans = ctx.human_scanpaths[i]
     xy = np.concatenate([h.xy for h in humans]) if humans else np.zeros((0, 2))
-    if ctx.sigma_px > 0:
-        blur = blur_for(size, ctx.sigma_px)
-        density = blur.density(blur.windows(f.x, f.y), np.empty(size))
-    else:
-        density = data.density(i, sigma_px=ctx.sigma_px)
     return Targets(
         i,
         size,
         (f.x, f.y),
-        density,
+        ctx.sigma_px,
         subjects,
         [(p.x, p.y) for p in per_subject],
         humans,
         fit_fixation_clusters_fast(xy) if len(xy) else None,
+        _density=None if ctx.sigma_px > 0 else data.density(i, sigma_px=ctx.sigma_px),
     )
 
 
@@ -144,13 +149,9 @@ class _Blur:
         sigma = round(float(sigma_px), 9)
         self.my, self.mx = gaussian_operator(h, sigma), gaussian_operator(w, sigma)
         self.radius = int(TRUNCATE * sigma + 0.5)  # the operator's kernel radius: rows beyond it are 0
-        self.buffers: dict[str, np.ndarray] = {}
 
     def buffer(self, name: str, count: int, dtype=np.float64) -> np.ndarray:
-        b = self.buffers.get(name)
-        if b is None or b.shape[0] < count:
-            b = self.buffers[name] = np.empty((count, *self.size), dtype=dtype)
-        return b[:count]
+        return map_buffer(self.size, name, count, dtype)
 
     def windows(self, x: np.ndarray, y: np.ndarray) -> list[tuple[slice, slice, np.ndarray, np.ndarray]]:
         """(rows, columns, vertical, horizontal profile) of each fixation inside the image."""
@@ -174,7 +175,22 @@ class _Blur:
         return np.divide(out, out.sum(), out=out)
 
 
-_BLURS: dict[tuple, _Blur] = {}  # per process: the buffers outlive a chunk
+_BLURS: dict[tuple, _Blur] = {}  # per process: the operators outlive a chunk
+_BUFFERS: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # per process, one image size at a time
+
+
+def map_buffer(size: tuple[int, int], name: str, count: int, dtype=np.float64) -> np.ndarray:
+    """count×H×W buffer ``name``, reused from chunk to chunk: fresh memory costs a page fault per
+    4 KiB (a forked worker's first chunk spent a fifth of its time in them); NumPy asks for huge
+    pages for arrays this size. Its content is whatever the last user left."""
+    size = tuple(size)
+    if size not in _BUFFERS:
+        _BUFFERS.clear()  # one image size at a time keeps the memory bounded
+        _BUFFERS[size] = {}
+    b = _BUFFERS[size].get(name)
+    if b is None or b.shape[0] < count or b.dtype != dtype:
+        b = _BUFFERS[size][name] = np.empty((count, *size), dtype=dtype)
+    return b[:count]
 
 
 def blur_for(size: tuple[int, int], sigma_px: float) -> _Blur:
@@ -194,6 +210,14 @@ def _nan_if_empty(m: np.ndarray, empty: bool) -> np.ndarray:
 def _kernels(blur: _Blur, x: np.ndarray, y: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
     """(rows, columns, kernel) of each fixation inside the image: the kernel's window of its blur."""
     return [(ys, xs, np.multiply.outer(a, b)) for ys, xs, a, b in blur.windows(x, y)]
+
+
+def _window_box(kernels: list) -> tuple[slice, slice]:
+    """The bounding box of kernel windows (rows, columns): outside it none of them adds anything."""
+    return (
+        slice(min(w[0].start for w in kernels), max(w[0].stop for w in kernels)),
+        slice(min(w[1].start for w in kernels), max(w[1].stop for w in kernels)),
+    )
 
 
 def leave_one_out_densities(tg: "Targets", sigma_px: float) -> np.ndarray:
@@ -219,19 +243,19 @@ def leave_one_out_densities(tg: "Targets", sigma_px: float) -> np.ndarray:
             cover[ys, xs] += 1
     tg._blur_parts = (total, cover, dict(zip(tg.subjects, kernels)))  # the halvings start from these
     everyone = sum(len(ks) for ks in kernels)
+    if tg._density is None:  # everyone's density, without blurring every fixation once more
+        tg._density = np.divide(total, total.sum()) if everyone else np.full(tg.size, np.nan)
     loo = blur.buffer("loo", len(kernels))
     own = blur.buffer("own", 1, np.int32)[0]
     for k, ks in enumerate(kernels):
         np.copyto(loo[k], total)
         if ks:
-            y0, y1 = min(w[0].start for w in ks), max(w[0].stop for w in ks)
-            x0, x1 = min(w[1].start for w in ks), max(w[1].stop for w in ks)
-            own[y0:y1, x0:x1] = 0
+            box = _window_box(ks)
+            own[box] = 0
             for ys, xs, kernel in ks:
                 loo[k][ys, xs] -= kernel
                 own[ys, xs] += 1
-            box = loo[k][y0:y1, x0:x1]
-            box[cover[y0:y1, x0:x1] == own[y0:y1, x0:x1]] = 0.0
+            loo[k][box][cover[box] == own[box]] = 0.0
         _nan_if_empty(loo[k], len(ks) == everyone)
     return loo
 
@@ -248,6 +272,17 @@ class _Chunk:
         self.targets = [image_targets(ctx, i) for i in indices]
         self.negatives = negatives
         self._baselines: dict[tuple[int, int], torch.Tensor] = {}
+        self._densities: dict[tuple, torch.Tensor] = {}
+
+    def densities(self, ks: list[int], size: tuple[int, int]) -> torch.Tensor:
+        """len(ks)×H×W human densities of targets ``ks`` (all of ``size``), stacked once for every source."""
+        key = (tuple(ks), size)
+        if key not in self._densities:
+            out = map_buffer(size, "densities", len(ks))
+            for row_k, k in enumerate(ks):
+                np.copyto(out[row_k], self.targets[k].density())
+            self._densities = {key: torch.from_numpy(out)}  # the buffer holds one stack at a time
+        return self._densities[key]
 
     def baseline(self, size: tuple[int, int]) -> torch.Tensor:
         if size not in self._baselines:
@@ -284,25 +319,35 @@ def _map_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optional[np.nda
             by_size.setdefault(tg.size, []).append(k)
     for size, ks in by_size.items():
         tgs = [chunk.targets[k] for k in ks]
-        pred = torch.stack([match_size(_tensor(maps[k])[None], size)[0] for k in ks])
+        pred = map_buffer(size, "pred", len(ks))
+        for row_k, k in enumerate(ks):
+            m = maps[k] if maps[k].shape == size else match_size(_tensor(maps[k])[None], size)[0].numpy()
+            np.copyto(pred[row_k], m)
+        pred = torch.from_numpy(pred)
         fix = sparse_fixation_maps([tg.points for tg in tgs], [size] * len(tgs))
-        dens = torch.stack([_tensor(tg.density) for tg in tgs])
+        dens = chunk.densities(ks, size)
         nonfix = chunk.negatives.support_counts([tg.index for tg in tgs], size)
-        try:
-            values = S.saliency_metrics(
-                pred, fix, dens, chunk.baseline(size), nonfix, metrics=BATCHED, seed=seed, jitter=False
-            )
-        except InvalidMapError as ex:
-            sid = chunk.ctx.data.stimuli[tgs[0].index].id
-            raise UserError(
-                f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values"
-            ) from ex
-        for row_k, (k, tg) in enumerate(zip(ks, tgs)):
-            one = {name: _mean(v[row_k : row_k + 1]) for name, v in values.items()}
-            one["AUC_Borji"] = _mean(S.auc_borji(pred[row_k : row_k + 1], tg.fixation_counts(chunk.ctx), seed=seed))
-            rows[k].update({name: one[name] for name in SALIENCY_METRICS if name in one})
-            if float(maps[k].max()) == float(maps[k].min()):
-                rows[k]["constant_map"] = True  # scores as uniform; reported once by the run
+        # one block: AUC-Borji, called per map, finds each map's range where the batch call left it
+        with shared_inputs():
+            try:
+                values = S.saliency_metrics(
+                    pred, fix, dens, chunk.baseline(size), nonfix, metrics=BATCHED, seed=seed, jitter=False
+                )
+            except InvalidMapError as ex:
+                sid = chunk.ctx.data.stimuli[tgs[0].index].id
+                raise UserError(
+                    f"source {source.name}: the saliency map of stimulus {sid!r} contains NaN or inf values"
+                ) from ex
+            ranges = row_stats(flat(pred))
+            for row_k, (k, tg) in enumerate(zip(ks, tgs)):
+                one_map = pred[row_k : row_k + 1]
+                store("stats", flat(one_map), ranges[row_k : row_k + 1])
+                one = {name: _mean(v[row_k : row_k + 1]) for name, v in values.items()}
+                one["AUC_Borji"] = _mean(S.auc_borji(one_map, tg.fixation_counts(), seed=seed))
+                rows[k].update({name: one[name] for name in SALIENCY_METRICS if name in one})
+                low, high = ranges[row_k, :2].tolist() if maps[k].shape == size else (maps[k].min(), maps[k].max())
+                if float(low) == float(high):
+                    rows[k]["constant_map"] = True  # scores as uniform; reported once by the run
 
 
 def _leave_one_out_rows(chunk: _Chunk, rows: list[dict]) -> None:
@@ -358,12 +403,15 @@ def _half_densities(ctx: BenchmarkContext, tg: Targets, halves) -> tuple[torch.T
         ks = ka if small == k else kb
         part, rest = out[small], out[large]
         part.fill(0.0)
-        mine.fill(0)
+        box = _window_box(ks) if ks else None
+        if box:
+            mine[box] = 0
         for ys, xs, kernel in ks:
             part[ys, xs] += kernel
             mine[ys, xs] += 1
         np.subtract(total, part, out=rest)
-        rest[cover == mine] = 0.0
+        if box:  # outside the box the half adds nothing: the rest is everyone's blur there, exactly
+            rest[box][cover[box] == mine[box]] = 0.0
         _nan_if_empty(part, not ks)
         _nan_if_empty(rest, len(ks) == everyone)
     tg._blur_parts = None  # the kernel windows of the image are no longer needed
@@ -419,20 +467,19 @@ def score_chunk(
     """
     chunk = _Chunk(ctx, indices, negatives)
     keep = set(keep_maps)
-    shown: dict[int, dict] = {
-        tg.index: {"density": tg.density, "maps": {}, "scanpaths": {}} for tg in chunk.targets if tg.index in keep
-    }
-    out: dict[str, list[dict]] = {}
+    shown: dict[int, dict] = {tg.index: {"maps": {}, "scanpaths": {}} for tg in chunk.targets if tg.index in keep}
+    out = {s.name: [{"stimulus": ctx.data.stimuli[tg.index].id} for tg in chunk.targets] for s in sources}
+    for source in sources:
+        if source.leave_one_out:  # first: its blurs give the human density the other sources need
+            _leave_one_out_rows(chunk, out[source.name])
     pairs = _Pairs()
     for source in sources:
-        rows = [{"stimulus": ctx.data.stimuli[tg.index].id} for tg in chunk.targets]
-        out[source.name] = rows
+        rows = out[source.name]
         if source.leave_one_out:
-            _leave_one_out_rows(chunk, rows)
             for row, tg in zip(rows, chunk.targets):
                 pairs.add(row, tg.humans, tg, exclude_self=True)
                 if tg.index in shown:
-                    shown[tg.index]["maps"][source.name] = tg.density
+                    shown[tg.index]["maps"][source.name] = tg.density()
             continue
         maps = _maps_of(source, chunk)
         _map_rows(source, chunk, maps, rows)
@@ -444,5 +491,8 @@ def score_chunk(
                 pairs.add(row, list(paths), tg, exclude_self=False)
                 if tg.index in shown:
                     shown[tg.index]["scanpaths"][source.name] = list(paths)
+    for tg in chunk.targets:
+        if tg.index in shown:
+            shown[tg.index]["density"] = tg.density()
     pairs.score()
     return out, shown

@@ -94,9 +94,13 @@ class CentreBiasSource(AttentionSource):
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
         self.model = fitted_centre_bias(ctx)
+        self._maps: dict[tuple[int, int], np.ndarray] = {}  # the map depends on the image size only
 
     def saliency_map(self, ctx, i):
-        return self.model.map(ctx.data.stimuli[i].size)
+        size = tuple(ctx.data.stimuli[i].size)
+        if size not in self._maps:
+            self._maps[size] = self.model.map(size)
+        return self._maps[size].copy()  # callers may write to it; copying costs far less than the map
 
     def scanpaths(self, ctx, i):
         return _sampled_scanpaths(ctx, i, self.model.sample_scanpath)

@@ -123,10 +123,10 @@ def _scaled_keys(m: torch.Tensor, lo: float, scale: float, bins: int, buffers: R
     """⌊(m − lo)·scale⌋ as int32 in [0, bins] for a flat map m ≥ lo with (max m − lo)·scale ≈ bins:
     non-decreasing in m (rounding keeps the order; the clamp catches overshoot past the ends)."""
     keys = buffers("keys", m, torch.int32)
-    if lo == 0 and m.dtype == torch.float32 and m.device.type == "cpu":
+    if lo == 0 and m.device.type == "cpu":
         # one pass, cast in NumPy's small chunks; m ≥ 0 truncates to ≥ 0, and the top (max m rounded
-        # up by a few float32 ulps at most, ~1e-7 of bins) truncates to bins at most: no clamp needed
-        np.multiply(m.numpy(), np.float32(scale), out=keys.numpy(), casting="unsafe")
+        # up by a few ulps at most, ~1e-7 of bins) truncates to bins at most: no clamp needed
+        np.multiply(m.numpy(), np.asarray(scale, dtype=m.numpy().dtype), out=keys.numpy(), casting="unsafe")
         return keys
     scaled = torch.add(m.new_full((), -lo * scale), m, alpha=scale, out=buffers(f"scaled_{m.dtype}", m))
     return keys.copy_(scaled).clamp_(0, bins)
@@ -155,7 +155,9 @@ class OrderKeys:
         bins: int = BINS,
     ) -> None:
         if ordered is None or not _float32_resolves(ordered[1], ordered[2]):
-            ordered = (as_float32(v, buffers, "pixels32"), lo, hi) if _float32_resolves(lo, hi) else (v, lo, hi)
+            # a map with minimum 0 (a blur of fixations) is keyed from its own values in one pass
+            cast = _float32_resolves(lo, hi) and not (lo == 0 and v.device.type == "cpu")
+            ordered = (as_float32(v, buffers, "pixels32"), lo, hi) if cast else (v, lo, hi)
         m, lo, hi = ordered
         scale = bins / (hi - lo) if hi > lo else 0.0
         scale = scale if math.isfinite(scale) else 0.0  # a (nearly) constant map: one bin, all compared

@@ -80,7 +80,11 @@ _SHARED: ContextVar[dict | None] = ContextVar("attnlab_metric_intermediates", de
 @contextmanager
 def shared_inputs():
     """Inside this block every map is validated once and per-map intermediates (normalised maps,
-    moments, fixated pixels) are computed once and reused by all metrics (:func:`saliency_metrics`)."""
+    moments, fixated pixels) are computed once and reused by all metrics (:func:`saliency_metrics`).
+    A block inside another joins it: what the inner one computed stays for the outer one's later calls."""
+    if _SHARED.get() is not None:
+        yield
+        return
     token = _SHARED.set({})
     try:
         yield
