@@ -610,3 +610,15 @@ def _reference_judd(m: np.ndarray, counts: np.ndarray) -> float:
     tpr = [0.0] + [(thresholds >= v).mean() for v in t] + [1.0]
     fpr = [0.0] + [(negatives >= v).mean() for v in t] + [1.0]
     return float(np.trapezoid(tpr, fpr))
+
+
+def test_support_counts_computed_twice_equal_a_fresh_helper():
+    rng = np.random.default_rng(5)
+    xy = [(rng.uniform(0, 40, 9), rng.uniform(0, 30, 9)) for _ in range(4)]
+    shared = S.ShuffledNegatives(xy, [(30, 40)] * 4)
+    for indices in ([0, 1], [3, 2, 0], [1]):
+        got, fresh = shared.support_counts(indices), S.ShuffledNegatives(xy, [(30, 40)] * 4).support_counts(indices)
+        assert torch.equal(got.support, fresh.support) and torch.equal(got.counts, fresh.counts)
+        dense = got.to_sparse().to_dense()
+        for row, i in enumerate(indices):
+            assert np.array_equal(dense[row].numpy(), shared.counts(i))  # every other image's fixations

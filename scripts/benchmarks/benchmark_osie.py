@@ -7,7 +7,9 @@ and every saliency and scanpath metric:
    loading the data, scoring, writing the reports and figure) on all images of
    $ATTNLAB_OSIE_ROOT (default /work/shared/data/osie, 400 images), ``--repeats`` times, median.
    Target: ≤ 60 s.
-2. ``ratio``: on the first ``RATIO_IMAGES`` images, the scoring of the fast path
+2. ``ratio``: on the first ``RATIO_IMAGES`` images (32: one 16-image chunk per worker process, the
+   chunk size of the full run; on 8 images each worker scored one 4-image chunk, so starting the
+   processes and touching fresh memory weighed four times more than in the run), the scoring of the fast path
    (:func:`attnlab.benchmark.run.score_images`, with its worker processes) against the same scores
    computed the plain way: pysaliency 0.2.22 for AUC-Judd, sAUC, NSS, IG, CC, KLD and SIM (one
    pysaliency model per map), multimatch_gaze for MultiMatch, and a per-pair loop of the project's
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from timing import measure, measure_interleaved
 
-RATIO_IMAGES = 8
+RATIO_IMAGES = 32
 SOURCES = ("centre_bias", "uniform", "inter_observer")
 
 

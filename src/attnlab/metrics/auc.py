@@ -541,6 +541,7 @@ class ShuffledNegatives:
         self.sizes = [tuple(s) for s in image_sizes]
         self._pixel_lists: dict[tuple[int, int], list[np.ndarray]] = {}
         self._totals: dict[tuple[int, int], np.ndarray] = {}
+        self._supports: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _pixels(self, size: tuple[int, int]) -> list[np.ndarray]:
         """Flat pixel indices of each image's fixations at ``size`` (repeats kept, outside dropped),
@@ -577,9 +578,9 @@ class ShuffledNegatives:
         the pixels fixated in any image: the fastest input of :func:`auc_shuffled` and
         :func:`attnlab.metrics.saliency.saliency_metrics` for many images."""
         size = tuple(size or self.sizes[indices[0]])
-        support, total = np.unique(
-            np.concatenate(self._pixels(size)), return_counts=True
-        )  # sorts the fixations, not H×W pixels
+        if size not in self._supports:  # sorts the fixations (not H×W pixels), once per size
+            self._supports[size] = np.unique(np.concatenate(self._pixels(size)), return_counts=True)
+        support, total = self._supports[size]
         counts = np.tile(total.astype(np.float64), (len(indices), 1))  # B × (pixels fixated in any image)
         own = [self._pixels(size)[i] for i in indices]
         rows = np.repeat(np.arange(len(indices)), [len(o) for o in own])
