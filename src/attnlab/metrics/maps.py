@@ -81,7 +81,8 @@ _SHARED: ContextVar[dict | None] = ContextVar("attnlab_metric_intermediates", de
 def shared_inputs():
     """Inside this block every map is validated once and per-map intermediates (normalised maps,
     moments, fixated pixels) are computed once and reused by all metrics (:func:`saliency_metrics`).
-    A block inside another joins it: what the inner one computed stays for the outer one's later calls."""
+    A block inside another joins it: what the inner one computed stays for the outer one's later calls
+    (intermediates are keyed by storage, so no map may change in place inside a block)."""
     if _SHARED.get() is not None:
         yield
         return
