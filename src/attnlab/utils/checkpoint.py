@@ -1,19 +1,38 @@
-"""Checkpoints that remember the config that built them, and loading them back into models."""
+"""Checkpoints that remember the config that built them, and loading them back into models.
+
+Every checkpoint and weights file attnlab reads goes through :func:`torch_load`: ``torch.load`` with
+``weights_only=True``, which rebuilds tensors and plain containers only and calls nothing a file
+names, so a crafted pickle is refused before any of it runs. What attnlab writes needs no more
+(:class:`StoreConfig` stores plain containers, :class:`~attnlab.utils.checkpoint_io.RandomState`
+plain tuples and tensors), so nothing is allow-listed. :func:`load_trained` is the one way from a
+checkpoint of ``python -m attnlab.train`` to its model.
+"""
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from attnlab.utils.config import UserError
+from attnlab.utils.config import UserError, validate
 from attnlab.utils.model_data import model_data_mismatch
 
-__all__ = ["StoreConfig", "CONFIG_KEY", "load_model", "read_checkpoint", "stored_config"]
+__all__ = [
+    "StoreConfig",
+    "CONFIG_KEY",
+    "load_model",
+    "load_trained",
+    "read_checkpoint",
+    "stored_config",
+    "torch_load",
+    "unsafe_file_error",
+]
 
 CONFIG_KEY = "attnlab_config"
 
@@ -22,26 +41,57 @@ class StoreConfig(L.Callback):
     """Save the resolved model and data config inside every checkpoint, so eval rebuilds the same model."""
 
     def __init__(self, cfg: DictConfig) -> None:
+        # plain containers: they load with weights_only=True (an OmegaConf object would not)
         self.config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data") if key in cfg}
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[CONFIG_KEY] = self.config
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint on the CPU whatever device it was saved from; clear error if missing."""
+# torch names what its weights-only unpickler refused as ``GLOBAL module.name`` (a function or class
+# the pickle would call) or ``but got <class 'module.name'>`` (an object it would build)
+_REFUSED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
+
+
+def unsafe_file_error(path: Any, ex: pickle.UnpicklingError, what: str = "checkpoint") -> UserError:
+    """The one line for a file ``torch.load(weights_only=True)`` refused: the type it needs, when torch
+    names one (nothing of the file ran), else why it is not a file of tensors and plain types."""
+    found = _REFUSED.search(str(ex))
+    if found:
+        return UserError(
+            f"{what} {path} refused: it needs {found.group(1) or found.group(2)}, which is not a tensor or plain "
+            "type; attnlab reads weights only (torch.load weights_only=True), so nothing in the file ran"
+        )
+    detail = next((line.strip() for line in reversed(str(ex).splitlines()) if line.startswith("Unsupported")), "")
+    return UserError(
+        f"cannot read {what} {path}: not a torch.save file of tensors and plain types"
+        + (f" ({detail})" if detail else "")
+    )
+
+
+def torch_load(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` of a checkpoint or weights file on the CPU with ``weights_only=True``; a missing,
+    unreadable or unsafe file is one :class:`UserError` naming it (``what``: how to call it)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
+        raise UserError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as ex:  # corrupt or not a torch file
-        raise UserError(f"cannot read checkpoint {path}: {ex}") from ex
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as ex:
+        raise unsafe_file_error(path, ex, what) from None
+    except Exception as ex:  # corrupt, truncated or not a torch file
+        detail = next((line.strip() for line in str(ex).splitlines() if line.strip()), type(ex).__name__)
+        raise UserError(f"cannot read {what} {path}: {detail[:200]}") from None
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint, loaded on the CPU whatever device it was saved from (:func:`torch_load`)."""
+    return torch_load(path, "checkpoint")
 
 
 def stored_config(checkpoint: dict[str, Any]) -> DictConfig | None:
     """The model/data config a checkpoint was trained with, if it carries one."""
-    stored = checkpoint.get(CONFIG_KEY)
+    stored = checkpoint.get(CONFIG_KEY) if isinstance(checkpoint, dict) else None
     return OmegaConf.create(stored) if stored else None
 
 
@@ -106,6 +156,114 @@ def use_stored_config(cfg: DictConfig, checkpoint: dict, path: Any = None, overr
             cfg[group] = merged
 
 
+def _user_error(ex: BaseException | None) -> UserError | None:
+    """The UserError behind ``ex`` (Hydra wraps the errors raised while instantiating), or None."""
+    seen = set()
+    while ex is not None and id(ex) not in seen:
+        if isinstance(ex, UserError):
+            return ex
+        seen.add(id(ex))
+        ex = ex.__cause__ or ex.__context__
+    return None
+
+
+def _build(node: DictConfig) -> Any:
+    try:
+        return hydra.utils.instantiate(node, _convert_="all")
+    except Exception as ex:
+        found = _user_error(ex)  # e.g. a task model whose weights file is missing
+        if found is None:
+            raise
+        raise found from None
+
+
+def _mismatch(ex: BaseException) -> str:
+    """The line of a ``load_state_dict`` error that says what does not fit."""
+    lines = str(ex).strip().splitlines()
+    keys = ("size mismatch", "Missing key", "Unexpected key")
+    line = next((x.strip() for x in lines if any(k in x for k in keys)), lines[0] if lines else type(ex).__name__)
+    return line[:200]
+
+
+def _load_weights(module: Any, checkpoint: Any, part: Optional[str], path: Any, name: str, target: str) -> None:
+    try:
+        if part is None and hasattr(module, "load_checkpoint_state"):  # formats of its own (published weights)
+            module.load_checkpoint_state(checkpoint)
+        elif not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise UserError(f"{name} has no state_dict: not a Lightning checkpoint of {target}")
+        else:
+            state = checkpoint["state_dict"]
+            if part is not None:
+                state = {k[len(part) + 1 :]: v for k, v in state.items() if k.startswith(part + ".")}
+            module.load_state_dict(state)
+    except UserError as ex:  # the model's own loader: name the file
+        raise UserError(str(ex) if str(path) in str(ex) else f"{name} does not fit {target}: {ex}") from None
+    except (RuntimeError, KeyError, ValueError) as ex:  # weights of another architecture or size
+        raise UserError(f"{name} does not fit {target}: {_mismatch(ex)}") from None
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+
+
+def load_trained(
+    path: Any,
+    expect: Optional[str] = None,
+    *,
+    kind: Optional[str] = None,
+    name: Optional[str] = None,
+    hint: str = "",
+    part: Optional[str] = None,
+    edit: Optional[Callable[[DictConfig], Any]] = None,
+    checkpoint: Any = None,
+    config: Optional[DictConfig] = None,
+) -> tuple[Any, Optional[DictConfig]]:
+    """(the model a checkpoint describes with its weights loaded strictly, the config stored with it).
+
+    The steps every checkpoint loader of attnlab takes, with one wording of their errors:
+    read the file weights-only (:func:`read_checkpoint`; ``checkpoint``: the file already read); take
+    its stored model config (``config``: build that instead, e.g. eval's ``cfg.model``); check its
+    ``_target_`` is ``expect`` (a class name or a whole target); build it, or only its ``part``
+    (``"net"``), after ``edit(model_config)``; load the ``state_dict`` (the keys below ``part.``; a
+    model's own ``load_checkpoint_state`` for formats of its own, e.g. the paper ``.pt``).
+
+    Every error is one :class:`UserError` naming the file as ``name`` (how the user gave it, e.g.
+    ``attention=neva:PATH``; default the path): ``<name> is not <kind> checkpoint: ...<hint>`` or
+    ``<name> does not fit <target>: ...``; ``kind`` defaults to ``expect``.
+    """
+    name = name or str(path)
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
+    stored = stored_config(checkpoint)
+    kind = kind or (expect.rsplit(".", 1)[-1] if expect else "attnlab")
+    from_stored = config is None
+    if from_stored:
+        if (
+            stored is None
+            or "model" not in stored
+            or not isinstance(checkpoint, dict)
+            or "state_dict" not in checkpoint
+        ):
+            raise UserError(
+                f"{name} is not {_a(kind)} checkpoint: it carries no stored model config "
+                f"(not written by python -m attnlab.train){hint}"
+            )
+        config = stored.model
+    target = str(config.get("_target_", ""))
+    if expect and expect not in (target, target.rsplit(".", 1)[-1]):
+        raise UserError(f"{name} is not {_a(kind)} checkpoint: it holds {target}{hint}")
+    if from_stored:  # a copy, resolved: what the caller edits and gets back
+        config = OmegaConf.create(OmegaConf.to_container(config, resolve=True))
+    if edit is not None:
+        edit(config)
+    if from_stored:
+        validate(OmegaConf.create({"model": config}))  # a stored setting out of range is one line too
+        with open_dict(stored):
+            stored.model = config
+    module = _build(config[part] if part else config)
+    _load_weights(module, checkpoint, part, path, name, target)
+    return module, stored
+
+
 def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.LightningModule:
     """Build the model described by the checkpoint (or by ``cfg.model``) and load its weights; the
     checkpoint's stored config also decides ``cfg.data`` (:func:`use_stored_config`)."""
@@ -119,31 +277,5 @@ def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.Lightni
             choices = None
         if message := model_data_mismatch(choices):
             raise UserError(f"ckpt_path={path} carries no config, so model= and data= decide: {message}")
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
-    try:
-        if hasattr(model, "load_checkpoint_state"):  # model-specific formats (e.g. published weights)
-            model.load_checkpoint_state(checkpoint)
-        elif "state_dict" not in checkpoint:
-            raise UserError(
-                f"ckpt_path={path} has no state_dict: not a Lightning checkpoint of model {cfg.model.get('_target_')}"
-            )
-        else:
-            model.load_state_dict(checkpoint["state_dict"])
-    except UserError as ex:  # the model's own loader: name the file
-        raise UserError(
-            str(ex)
-            if str(path) in str(ex)
-            else f"ckpt_path={path} does not fit model {cfg.model.get('_target_')}: {ex}"
-        ) from None
-    except (RuntimeError, KeyError, ValueError) as ex:  # weights of another architecture or size
-        first = str(ex).strip().splitlines()
-        detail = next(
-            (
-                line.strip()
-                for line in first
-                if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line
-            ),
-            first[0] if first else type(ex).__name__,
-        )
-        raise UserError(f"ckpt_path={path} does not fit model {cfg.model.get('_target_')}: {detail[:200]}") from None
+    model, _ = load_trained(path, name=f"ckpt_path={path}", checkpoint=checkpoint, config=cfg.model)
     return model
