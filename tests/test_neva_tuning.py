@@ -41,8 +41,10 @@ FREE = {
     "model.search.steps",
     "model.search.lr",
     "model.search.start",
+    "neva_input_px",  # the input side, one number (Optuna choices are scalars) that model.image_size reads
 }
-TINY_NEVA = ["model.search.length=3", "model.image_size=[64,64]"]
+INPUT_PX = "neva_input_px"
+TINY_SEARCH = ["model.search.length=3", "hydra.sweeper.params.neva_input_px='choice(48,64)'"]
 
 
 def search_space() -> dict[str, str]:
@@ -86,7 +88,8 @@ def test_every_search_key_is_a_setting_of_the_neva_model(model):
     config (the sweep sets them with ``++``, which would add a renamed key silently), and every value
     of its range composes and validates against the parameter's annotation."""
     base = compose_config("scanpaths", [f"model={model}", "data=osie"])
-    for key in search_space():
+    assert accepts(base.model._target_, "image_size")  # what neva_input_px sets
+    for key in search_space().keys() - {INPUT_PX}:
         parent, _, leaf = key.rpartition(".")
         target = OmegaConf.select(base, parent)._target_
         assert accepts(target, leaf), f"{key}: {leaf} is no parameter of {target}"
@@ -95,9 +98,10 @@ def test_every_search_key_is_a_setting_of_the_neva_model(model):
     for k in range(max(map(len, values.values()))):  # every value of every key, all keys at once
         chosen = {key: v[min(k, len(v) - 1)] for key, v in values.items()}
         overrides = [f"++{key}={value}" for key, value in chosen.items()]
-        cfg = compose_config("scanpaths", [f"model={model}", "data=osie", *overrides])
+        cfg = compose_config("scanpaths", [SEARCH, f"model={model}", "data=osie", *overrides])
         for key, value in chosen.items():
             assert str(OmegaConf.select(cfg, key)) == value, key
+        assert list(cfg.model.image_size) == [int(chosen[INPUT_PX])] * 2
         validate(cfg)  # e.g. an even blur kernel or forgetting > 1 would fail here
     search = hydra.utils.instantiate(cfg.model.search)  # the values reach the SearchConfig
     assert search.start == chosen["model.search.start"] and search.steps == int(chosen["model.search.steps"])
@@ -127,23 +131,28 @@ def test_the_objective_is_the_model_rows_metric_or_one_line():
         objective(cfg, {"scores": {"NeVA": row}})
 
 
-def test_two_trial_sweep_on_two_val_images_returns_the_val_scanmatch(run_cli, tmp_path):
+def test_two_trial_sweep_on_two_val_images_returns_the_val_scanmatch_and_resumes(run_cli, tmp_path):
     root = shared_path("data", "osie_subset")
     db = tmp_path / "study.db"
-    result = run_cli(
-        "attnlab.scanpaths",
-        SEARCH,
-        "model=neva_classifier",
-        "data=osie",
-        f"data.root={root}",
-        "max_images=2",
-        "hydra.sweeper.n_trials=2",
-        f"hydra.sweeper.storage=sqlite:///{db}",
-        "hydra.sweeper.study_name=tiny",
-        *TINY_NEVA,
-        env=ONE_THREAD,
-        timeout=300,
-    )
+
+    def sweep_trials(trials: int, *extra: str):
+        return run_cli(
+            "attnlab.scanpaths",
+            SEARCH,
+            "model=neva_classifier",
+            "data=osie",
+            f"data.root={root}",
+            "max_images=2",
+            f"hydra.sweeper.n_trials={trials}",
+            f"hydra.sweeper.storage=sqlite:///{db}",
+            "hydra.sweeper.study_name=tiny",
+            *TINY_SEARCH,
+            *extra,
+            env=ONE_THREAD,
+            timeout=300,
+        )
+
+    result = sweep_trials(2)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = sorted((tmp_path / "outputs" / "scanpaths" / "multiruns").glob("*"))
     trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials
@@ -164,14 +173,27 @@ def test_two_trial_sweep_on_two_val_images_returns_the_val_scanmatch(run_cli, tm
         names = sorted(p.stem for p in (job / "scanpaths").glob("*.json"))
         assert names == sorted(val) and not set(names) & test
         # the sampled parameters reached the model
-        settings = OmegaConf.load(job / ".hydra" / "config.yaml").model
+        settings = OmegaConf.load(job / ".hydra" / "config.yaml")
         for key, value in trial.params.items():
-            got = OmegaConf.select(OmegaConf.create({"model": settings}), key.lstrip("+"))
+            got = OmegaConf.select(settings, key.lstrip("+"))
             assert got == pytest.approx(value) if isinstance(value, float) else got == value, key
+        assert list(settings.model.image_size) == [trial.params[INPUT_PX]] * 2
         meta = json.loads((job / "scanpaths" / f"{val[0]}.json").read_text())["model"]
         assert meta["steps"] == trial.params["++model.search.steps"] and meta["length"] == 3
     summary = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert summary["best_value"] == pytest.approx(max(t.value for t in trials))
+
+    # the same command with a larger budget continues the stored study: only the missing trial runs
+    result = sweep_trials(3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 trial(s) done, 0 interrupted, 1 to go" in result.stdout + result.stderr
+    resumed = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials
+    assert [t.params for t in resumed[:2]] == [t.params for t in trials] and len(resumed) == 3
+    # another search space in the same study would mix two searches in one TPE model: one line
+    result = sweep_trials(4, "hydra.sweeper.params.neva_input_px='choice(48,80)'")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "was run over another search space (neva_input_px differ)" in result.stderr
+    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == 3
 
 
 # --- the CLIP task offline ---------------------------------------------------------------------

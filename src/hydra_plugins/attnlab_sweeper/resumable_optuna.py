@@ -36,11 +36,11 @@ class ResumableOptunaSweeper(OptunaSweeper):
     def sweep(self, arguments: List[str]) -> None:
         impl = self.sweeper
         if impl.storage:
-            self._continue_study(impl)
+            self._continue_study(impl, arguments)
         return super().sweep(arguments)
 
     @staticmethod
-    def _continue_study(impl: Any) -> None:
+    def _continue_study(impl: Any, arguments: List[str]) -> None:
         import optuna
 
         database = sqlite_file(impl.storage)
@@ -50,6 +50,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
             study = optuna.load_study(study_name=impl.study_name, storage=impl.storage)
         except KeyError:  # no study of that name yet: a fresh sweep
             return
+        check_search_space(study, impl, arguments)
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         storage = study._storage
         for trial in running:  # its sweep was killed; no job will report it
@@ -64,3 +65,25 @@ class ResumableOptunaSweeper(OptunaSweeper):
         )
         impl.n_trials = left
         impl.job_idx = len(study.trials)
+
+
+def check_search_space(study: Any, impl: Any, arguments: List[str]) -> None:
+    """Refuse, in one line, to continue a stored study whose trials searched another space: TPE would
+    mix the two spaces' trials, and the study's best parameters would no longer describe one search."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    from attnlab.utils.cli import fail
+
+    impl._process_searchspace_config()
+    wanted, _ = create_params_from_overrides(impl._parse_sweeper_params_config() + list(arguments))
+    for trial in study.get_trials(deepcopy=False):
+        stored = trial.distributions
+        if not stored:
+            continue
+        if stored != wanted:
+            changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            fail(
+                f"Optuna study {impl.study_name!r} in {impl.storage} was run over another search space "
+                f"({', '.join(changed)} differ): give this sweep a new hydra.sweeper.study_name, or remove the study"
+            )
+        return
