@@ -16,7 +16,7 @@ MODEL_DATA: dict[str, set[str]] = {
     "saliency_dinet": _FIXATION_DATA | {"salicon"},
     "saliency_salicon": _FIXATION_DATA | {"salicon"},
     "saliency_transalnet": _FIXATION_DATA | {"salicon"},
-    "autoencoder": {"images"},
+    "autoencoder": {"images"} | _FIXATION_DATA,  # any photos: a fixation dataset's train split too
 }
 _KNOWN_DATA = set().union(*MODEL_DATA.values()) | {"images"}
 
