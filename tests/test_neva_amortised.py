@@ -267,3 +267,38 @@ def test_every_neva_task_trains_alpha_from_the_config(task, tmp_path):
 def test_a_reconstruction_task_given_both_a_model_and_a_checkpoint_is_one_line(tmp_path):
     with pytest.raises(UserError, match="not both"):
         ReconstructionTask(model=torch.nn.Identity(), checkpoint=str(autoencoder_checkpoint(tmp_path / "ae.ckpt")))
+
+
+def test_scanpath_validation_logs_the_benchmarks_val_scanmatch_and_refuses_data_without_humans(
+    osie_benchmark, tmp_path
+):  # osie_benchmark: ATTNLAB_OSIE_ROOT set to the OSIE subset (or skipped)
+    """α's model selection on human likeness: the callback's val/ScanMatch is the benchmark's ScanMatch
+    of the same scanpaths on the val split (first human fixation dropped); without humans, one line."""
+    import hydra
+    import lightning as L
+
+    from attnlab.benchmark import ScanpathSource, run_benchmark
+    from attnlab.models.neva.validation import ScanpathValidation
+    from attnlab.utils.compose import compose_config
+
+    cfg = compose_config("train", ["model=neva_amortised", "data=osie", "data.image_size=[32,32]", "data.batch_size=4"])
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    callback = ScanpathValidation()
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=1, callbacks=[callback], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(identity_reconstruction(), datamodule=datamodule)
+    logged = float(trainer.callback_metrics["val/ScanMatch"])
+    val = datamodule.splits["val"]
+    assert set(callback.scanpaths) == {s.id for s in val.stimuli} and len(val) > 1
+    by_image = {k: [p] for k, p in callback.scanpaths.items()}
+    common = ["data=osie", "seed=100", "split=val", "progress=false", "figure_images=0", "attention=[]"]
+    bench = compose_config("benchmark", [*common, f"paths.output_dir={tmp_path}"])
+    result = run_benchmark(bench, [ScanpathSource(by_image, "alpha")], reports=False)
+    assert logged == pytest.approx(result["metrics"]["alpha"]["ScanMatch"], abs=1e-6)  # Lightning logs float32
+
+    images = compose_config("train", ["model=neva_amortised", "data=images", "data.image_size=[32,32]"])
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, callbacks=[ScanpathValidation()])
+    with pytest.raises(UserError, match="needs human scanpaths on the val split"):
+        trainer.fit(identity_reconstruction(), datamodule=hydra.utils.instantiate(images.data, _convert_="all"))

@@ -278,3 +278,18 @@ def test_a_clip_weights_file_that_is_no_checkpoint_or_missing_is_one_line(tmp_pa
     missing = tmp_path / "nowhere" / "clip.pt"
     with pytest.raises(UserError, match=f"CLIP weights file not found: {missing}"):
         ClipTask(weights=str(missing))
+
+
+def test_the_tuned_configs_share_one_perception_and_validate():
+    """model=neva_classifier_osie (per-image search, tuned) and experiment=neva_amortised_osie (α trained
+    with that perception) must not drift apart: input size, blur, foveation σ and forgetting agree."""
+    search = compose_config("scanpaths", ["model=neva_classifier_osie", "data=osie"])
+    alpha = compose_config("train", ["experiment=neva_amortised_osie"])
+    validate(search)
+    validate(alpha)
+    assert list(search.model.image_size) == list(alpha.model.image_size) == list(alpha.data.image_size)
+    assert (search.model.blur_kernel, search.model.blur_sigma) == (alpha.model.blur_kernel, alpha.model.blur_sigma)
+    assert search.model.search.sigma_fovea == alpha.model.sigma_fovea
+    assert search.model.search.forgetting == alpha.model.forgetting
+    assert alpha.optimized_metric == "val/ScanMatch" and "scanpath_validation" in alpha.callbacks
+    assert alpha.callbacks.model_checkpoint.monitor == "val/ScanMatch" and alpha.callbacks.model_checkpoint.mode == "max"
