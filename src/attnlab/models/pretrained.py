@@ -27,7 +27,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from attnlab.utils.config import UserError
@@ -95,7 +94,9 @@ def _timm_key(key: str) -> str:
 def efficientnet_lite0_state_dict(path: str | Path | None = None) -> "OrderedDict[str, Tensor]":
     """The published ImageNet weights with timm ``tf_efficientnet_lite0`` key names (CPU tensors)."""
     path = Path(path) if path is not None else efficientnet_lite0_weights_path()
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    from attnlab.utils.checkpoint import torch_load
+
+    raw = torch_load(path, "EfficientNet-Lite0 weights")
     return OrderedDict((_timm_key(k), v) for k, v in raw.items())
 
 

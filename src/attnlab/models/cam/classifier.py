@@ -41,10 +41,9 @@ class Classifier:
 
 
 def _state_dict(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as ex:
-        raise UserError(f"cam.weights={str(path)!r} is no PyTorch weights file: {str(ex).splitlines()[0]}") from None
+    from attnlab.utils.checkpoint import torch_load
+
+    state = torch_load(path, f"cam.weights={str(path)!r}: weights file")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -123,13 +123,9 @@ def load_paper_checkpoint(path: str | Path, variant: str, **overrides: Any) -> G
     """
     if variant not in PAPER_ARCHITECTURES:
         raise UserError(f"unknown paper variant {variant!r}; choose one of: {', '.join(PAPER_ARCHITECTURES)}")
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"paper checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as ex:  # corrupt or not a torch file
-        raise UserError(f"cannot read paper checkpoint {path}: {ex}") from ex
+    from attnlab.utils.checkpoint import torch_load
+
+    state = torch_load(path, "paper checkpoint")
     net = GatingNet(**(PAPER_ARCHITECTURES[variant] | overrides))
     net.load_state_dict(convert_paper_state_dict(state, net))
     return net.eval()

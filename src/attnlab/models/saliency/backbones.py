@@ -126,7 +126,9 @@ class ResNet50Backbone(nn.Module):
                 raise UserError(
                     f"ResNet-50 weights not found: {path}; give a torchvision resnet50 .pth, 'auto' or 'none'"
                 )
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from attnlab.utils.checkpoint import torch_load
+
+        state = torch_load(path, "ResNet-50 weights")
         state = {_resnet_key(k): v for k, v in state.items()}
         missing, unexpected = self.load_state_dict(state, strict=False)
         # only the classifier may be left over; anything else means a different architecture
