@@ -220,6 +220,10 @@ def test_command_writes_the_five_files_with_labels(run_cli, tmp_path):
 
     page = (out / "leaderboard.html").read_text()
     assert "http://" not in page and "https://" not in page and "<link" not in page and "<script" not in page
+    # a Content-Security-Policy in the head: nothing but inline style and data: images may load
+    (policy,) = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert "default-src 'none'" in policy and "img-src data:" in policy and "script-src" not in policy
+    assert page.index("Content-Security-Policy") < page.index("<style>")
     sources = re.findall(r"""src=["']([^"']*)""", page)
     assert len(sources) == 1 and sources[0].startswith("data:image/png;base64,")
     assert "<th>Maps</th>" in page and "<td>—</td>" in page

@@ -202,7 +202,10 @@ def html_page(result: dict[str, Any], figure_png: Optional[bytes]) -> str:
 
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>attnlab leaderboard</title>',
+        '<html lang="en"><head><meta charset="utf-8">',
+        # the page loads nothing from outside: inline style and data: images only, no scripts
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        "<title>attnlab leaderboard</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right;white-space:nowrap}"
         "thead th{background:#f2f2f2}tbody th{text-align:left}img{max-width:100%}</style></head><body>",
@@ -221,6 +224,9 @@ def html_page(result: dict[str, Any], figure_png: Optional[bytes]) -> str:
         ]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 
 def _finite_or_none(value: Any) -> Any:
