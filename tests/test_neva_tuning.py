@@ -292,4 +292,6 @@ def test_the_tuned_configs_share_one_perception_and_validate():
     assert search.model.search.sigma_fovea == alpha.model.sigma_fovea
     assert search.model.search.forgetting == alpha.model.forgetting
     assert alpha.optimized_metric == "val/ScanMatch" and "scanpath_validation" in alpha.callbacks
-    assert alpha.callbacks.model_checkpoint.monitor == "val/ScanMatch" and alpha.callbacks.model_checkpoint.mode == "max"
+    assert (
+        alpha.callbacks.model_checkpoint.monitor == "val/ScanMatch" and alpha.callbacks.model_checkpoint.mode == "max"
+    )
