@@ -28,7 +28,7 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from omegaconf import DictConfig, open_dict
@@ -38,7 +38,7 @@ from attnlab.benchmark.run import run_benchmark, source_list
 from attnlab.benchmark.scoring import LOWER_IS_BETTER
 from attnlab.benchmark.sources import CentreBiasSource, split_label
 from attnlab.metrics.statistics import mean_interval, paired_comparison
-from attnlab.sources import lookup_source
+from attnlab.sources import AttentionSource, lookup_source
 from attnlab.utils.io import write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -270,10 +270,11 @@ def _summary(result: dict[str, Any]) -> str:
     )
 
 
-def run_leaderboard(cfg: DictConfig) -> dict[str, Any]:
-    """Score ``cfg.attention`` (plus the centre bias) on ``cfg.data`` once; write the five files into
+def run_leaderboard(cfg: DictConfig, sources: Sequence[AttentionSource] = ()) -> dict[str, Any]:
+    """Score ``sources`` (already built, e.g. by :func:`attnlab.api.score` from a callable) and
+    ``cfg.attention`` (plus the centre bias) on ``cfg.data`` once; write the five files into
     ``cfg.paths.output_dir``; return the result (``table``: :func:`leaderboard_table`)."""
-    specs = source_list(cfg.attention)
+    specs = source_list(cfg.attention, required=not sources)
     reference = next((k for k, s in enumerate(specs) if _is_centre_bias(s)), None)
     if reference is None:
         log.info("centre_bias added to the sources: every source is compared with it")
@@ -281,12 +282,12 @@ def run_leaderboard(cfg: DictConfig) -> dict[str, Any]:
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.attention = specs
-    result = run_benchmark(cfg, reports=False)
+    result = run_benchmark(cfg, sources, reports=False)
     figure = result.pop("figure")
     _, columns = summary_table(result["per_image"])
     result |= {
-        "attention": specs,
-        "reference": result["sources"][reference],
+        "attention": [s.name for s in sources] + specs,
+        "reference": result["sources"][len(sources) + reference],
         "samples": int(cfg.bootstrap.samples),
         "level": float(cfg.bootstrap.level),
         "seed": int(cfg.seed),
