@@ -183,17 +183,21 @@ def test_two_trial_sweep_on_two_val_images_returns_the_val_scanmatch_and_resumes
     summary = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert summary["best_value"] == pytest.approx(max(t.value for t in trials))
 
-    # the same command with a larger budget continues the stored study: only the missing trial runs
+    # a sweep killed mid-trial leaves it RUNNING; the same command with a larger budget continues the
+    # stored study: the orphan is marked failed and only the missing trial runs
+    optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").ask()
     result = sweep_trials(3)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 trial(s) done, 0 interrupted, 1 to go" in result.stdout + result.stderr
+    assert "2 trial(s) done, 1 interrupted, 1 to go" in result.stdout + result.stderr
     resumed = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials
-    assert [t.params for t in resumed[:2]] == [t.params for t in trials] and len(resumed) == 3
+    assert [t.params for t in resumed[:2]] == [t.params for t in trials] and len(resumed) == 4
+    states = [t.state for t in resumed[2:]]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
     # another search space in the same study would mix two searches in one TPE model: one line
     result = sweep_trials(4, "hydra.sweeper.params.neva_input_px='choice(48,80)'")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "was run over another search space (neva_input_px differ)" in result.stderr
-    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == 3
+    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == 4
 
 
 # --- the CLIP task offline ---------------------------------------------------------------------
