@@ -32,6 +32,7 @@ __all__ = [
     "stored_config",
     "torch_load",
     "unsafe_file_error",
+    "user_error_behind",
 ]
 
 CONFIG_KEY = "attnlab_config"
@@ -156,7 +157,7 @@ def use_stored_config(cfg: DictConfig, checkpoint: dict, path: Any = None, overr
             cfg[group] = merged
 
 
-def _user_error(ex: BaseException | None) -> UserError | None:
+def user_error_behind(ex: BaseException | None) -> UserError | None:
     """The UserError behind ``ex`` (Hydra wraps the errors raised while instantiating), or None."""
     seen = set()
     while ex is not None and id(ex) not in seen:
@@ -171,7 +172,7 @@ def _build(node: DictConfig) -> Any:
     try:
         return hydra.utils.instantiate(node, _convert_="all")
     except Exception as ex:
-        found = _user_error(ex)  # e.g. a task model whose weights file is missing
+        found = user_error_behind(ex)  # e.g. a task model whose weights file is missing
         if found is None:
             raise
         raise found from None

@@ -176,7 +176,7 @@ def _load_amortised(path: Path, checkpoint: dict[str, Any], overrides: Sequence[
     from omegaconf import OmegaConf
 
     from attnlab.models.neva.amortised import AmortisedNevaModule
-    from attnlab.utils.checkpoint import load_model, stored_config
+    from attnlab.utils.checkpoint import load_model, stored_config, user_error_behind
     from attnlab.utils.config import validate
 
     if overrides:  # the checkpoint decides the architecture and the perception settings, as with ckpt_path=
@@ -189,7 +189,7 @@ def _load_amortised(path: Path, checkpoint: dict[str, Any], overrides: Sequence[
     try:
         module = load_model(cfg, checkpoint, path)
     except Exception as ex:
-        found = _user_error(ex)  # e.g. a task model whose weights are missing, behind Hydra's wrapper
+        found = user_error_behind(ex)  # e.g. a task model whose weights are missing, behind Hydra's wrapper
         if found is None:
             raise
         raise found from None
@@ -197,17 +197,6 @@ def _load_amortised(path: Path, checkpoint: dict[str, Any], overrides: Sequence[
         raise UserError(f"attention=neva:{path} builds {type(module).__name__}, not AmortisedNevaModule")
     module.requires_grad_(False)  # α too: the benchmark only predicts
     return module.eval()
-
-
-def _user_error(ex: BaseException) -> Optional[UserError]:
-    """The UserError behind ``ex`` (Hydra wraps the errors raised while instantiating)."""
-    seen = set()
-    while ex is not None and id(ex) not in seen:
-        if isinstance(ex, UserError):
-            return ex
-        seen.add(id(ex))
-        ex = ex.__cause__ or ex.__context__
-    return None
 
 
 def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] = ()):
@@ -247,10 +236,12 @@ def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] 
             cfg.model.task.checkpoint = str(checkpoint)
     model_cfg = OmegaConf.create({"model": OmegaConf.to_container(cfg.model, resolve=True)})
     validate(model_cfg)
+    from attnlab.utils.checkpoint import user_error_behind
+
     try:
         module = hydra.utils.instantiate(model_cfg.model, _convert_="all")
     except Exception as ex:
-        found = _user_error(ex)
+        found = user_error_behind(ex)
         if found is None:
             raise
         raise found from None
