@@ -133,7 +133,7 @@ def test_scored_by_the_benchmark_with_settings_from_the_command_line(osie_root, 
 @pytest.mark.parametrize(
     "argument, message",
     [
-        ("neva_nothing", "no model config 'neva_nothing'; use one of: neva_classifier, neva_classifier_osie, neva_clip, "),
+        ("neva_nothing", "no model config 'neva_nothing'; use one of: neva_classifier, neva_classifier_osie, "),
         ("saliency_dinet", r"model config saliency_dinet builds attnlab.models.saliency.* \(saliency family\), not "),
         ("missing/last.ckpt", "checkpoint not found"),
     ],
