@@ -43,3 +43,14 @@ def test_the_cheap_readme_leaderboard_runs_as_printed(run_cli):
     result = run_cli("attnlab.leaderboard", *overrides, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ScanMatch" in result.stdout
+
+
+def test_the_readme_training_commands_run_in_their_tiny_form(run_cli):
+    """The quickstart's training lines, with debug=tiny added where they lack it (a few batches)."""
+    lines = [o for name, o in readme_commands() if name == "train" and not any("experiment=" in x for x in o)]
+    assert lines
+    env = ONE_THREAD | {"ATTNLAB_OSIE_ROOT": str(shared_path("data", "osie_subset"))}  # the README's export
+    for overrides in lines:
+        tiny = overrides if "debug=tiny" in overrides else [*overrides, "debug=tiny"]
+        result = run_cli("attnlab.train", *tiny, env=env, timeout=300)
+        assert result.returncode == 0, (tiny, result.stderr[-2000:])
