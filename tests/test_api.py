@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.conftest import ONE_THREAD, shared_path
+from conftest import ONE_THREAD, shared_path
 
 COMMON = {"max_images": 2, "samples": 300, "seed": 1}
 
