@@ -55,6 +55,8 @@ def test_option_composes_and_validates(primary, group, option):
     overrides = [f"{group}={option}"]
     if primary == "eval":
         overrides.append("ckpt_path=x.ckpt")
+    if option == "neva_osie_optuna":  # a NeVA search: it sets the NeVA model's input size
+        overrides.append("model=neva_amortised" if primary == "train" else "model=neva_classifier")
     cfg = compose_cfg(primary, overrides)
     assert cfg.hydra.runtime.choices[group] == option
     OmegaConf.resolve(cfg.hydra)  # the hydra node must resolve (run dirs, sweeper)
