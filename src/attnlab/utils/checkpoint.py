@@ -4,8 +4,7 @@ Every checkpoint and weights file attnlab reads goes through :func:`torch_load`:
 ``weights_only=True``, which rebuilds tensors and plain containers only and calls nothing a file
 names, so a crafted pickle is refused before any of it runs. What attnlab writes needs no more
 (:class:`StoreConfig` stores plain containers, :class:`~attnlab.utils.checkpoint_io.RandomState`
-plain tuples and tensors), so nothing is allow-listed. :func:`load_trained` is the one way from a
-checkpoint of ``python -m attnlab.train`` to its model.
+plain tuples and tensors), so nothing is allow-listed.
 """
 
 from __future__ import annotations
@@ -13,21 +12,20 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from attnlab.utils.config import UserError, validate
+from attnlab.utils.config import UserError
 from attnlab.utils.model_data import model_data_mismatch
 
 __all__ = [
     "StoreConfig",
     "CONFIG_KEY",
     "load_model",
-    "load_trained",
     "read_checkpoint",
     "stored_config",
     "torch_load",
@@ -186,83 +184,19 @@ def _mismatch(ex: BaseException) -> str:
     return line[:200]
 
 
-def _load_weights(module: Any, checkpoint: Any, part: Optional[str], path: Any, name: str, target: str) -> None:
+def _load_weights(module: Any, checkpoint: Any, path: Any, name: str, target: str) -> None:
+    """Load ``checkpoint`` into ``module`` strictly; every misfit is one line naming the file as ``name``."""
     try:
-        if part is None and hasattr(module, "load_checkpoint_state"):  # formats of its own (published weights)
+        if hasattr(module, "load_checkpoint_state"):  # formats of its own (published weights)
             module.load_checkpoint_state(checkpoint)
         elif not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
             raise UserError(f"{name} has no state_dict: not a Lightning checkpoint of {target}")
         else:
-            state = checkpoint["state_dict"]
-            if part is not None:
-                state = {k[len(part) + 1 :]: v for k, v in state.items() if k.startswith(part + ".")}
-            module.load_state_dict(state)
+            module.load_state_dict(checkpoint["state_dict"])
     except UserError as ex:  # the model's own loader: name the file
         raise UserError(str(ex) if str(path) in str(ex) else f"{name} does not fit {target}: {ex}") from None
     except (RuntimeError, KeyError, ValueError) as ex:  # weights of another architecture or size
         raise UserError(f"{name} does not fit {target}: {_mismatch(ex)}") from None
-
-
-def _a(kind: str) -> str:
-    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
-
-
-def load_trained(
-    path: Any,
-    expect: Optional[str] = None,
-    *,
-    kind: Optional[str] = None,
-    name: Optional[str] = None,
-    hint: str = "",
-    part: Optional[str] = None,
-    edit: Optional[Callable[[DictConfig], Any]] = None,
-    checkpoint: Any = None,
-    config: Optional[DictConfig] = None,
-) -> tuple[Any, Optional[DictConfig]]:
-    """(the model a checkpoint describes with its weights loaded strictly, the config stored with it).
-
-    The steps every checkpoint loader of attnlab takes, with one wording of their errors:
-    read the file weights-only (:func:`read_checkpoint`; ``checkpoint``: the file already read); take
-    its stored model config (``config``: build that instead, e.g. eval's ``cfg.model``); check its
-    ``_target_`` is ``expect`` (a class name or a whole target); build it, or only its ``part``
-    (``"net"``), after ``edit(model_config)``; load the ``state_dict`` (the keys below ``part.``; a
-    model's own ``load_checkpoint_state`` for formats of its own, e.g. the paper ``.pt``).
-
-    Every error is one :class:`UserError` naming the file as ``name`` (how the user gave it, e.g.
-    ``attention=neva:PATH``; default the path): ``<name> is not <kind> checkpoint: ...<hint>`` or
-    ``<name> does not fit <target>: ...``; ``kind`` defaults to ``expect``.
-    """
-    name = name or str(path)
-    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
-    stored = stored_config(checkpoint)
-    kind = kind or (expect.rsplit(".", 1)[-1] if expect else "attnlab")
-    from_stored = config is None
-    if from_stored:
-        if (
-            stored is None
-            or "model" not in stored
-            or not isinstance(checkpoint, dict)
-            or "state_dict" not in checkpoint
-        ):
-            raise UserError(
-                f"{name} is not {_a(kind)} checkpoint: it carries no stored model config "
-                f"(not written by python -m attnlab.train){hint}"
-            )
-        config = stored.model
-    target = str(config.get("_target_", ""))
-    if expect and expect not in (target, target.rsplit(".", 1)[-1]):
-        raise UserError(f"{name} is not {_a(kind)} checkpoint: it holds {target}{hint}")
-    if from_stored:  # a copy, resolved: what the caller edits and gets back
-        config = OmegaConf.create(OmegaConf.to_container(config, resolve=True))
-    if edit is not None:
-        edit(config)
-    if from_stored:
-        validate(OmegaConf.create({"model": config}))  # a stored setting out of range is one line too
-        with open_dict(stored):
-            stored.model = config
-    module = _build(config[part] if part else config)
-    _load_weights(module, checkpoint, part, path, name, target)
-    return module, stored
 
 
 def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.LightningModule:
@@ -278,5 +212,6 @@ def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.Lightni
             choices = None
         if message := model_data_mismatch(choices):
             raise UserError(f"ckpt_path={path} carries no config, so model= and data= decide: {message}")
-    model, _ = load_trained(path, name=f"ckpt_path={path}", checkpoint=checkpoint, config=cfg.model)
+    model = _build(cfg.model)
+    _load_weights(model, checkpoint, path, f"ckpt_path={path}", f"model {cfg.model.get('_target_')}")
     return model
