@@ -178,6 +178,29 @@ def test_cat2000_fixture(tmp_path):
     np.testing.assert_array_equal(counts, locs)
 
 
+def test_toronto_fixture_and_its_bad_files(tmp_path):
+    from attnlab.data.toronto import load_toronto
+
+    base = tmp_path / "eyetrackingdata" / "fixdens"
+    (base / "Original Image Set").mkdir(parents=True)
+    Image.new("RGB", (32, 24)).save(base / "Original Image Set" / "1.jpg")
+    fixated = np.zeros((24, 32), np.uint8)
+    fixated[3, 4] = fixated[20, 30] = 1
+    maps = np.empty((1, 2), dtype=object)
+    maps[0, 0], maps[0, 1] = fixated, fixated  # map 2 has no image: not scored
+    savemat(base / "origfixdata.mat", {"white": maps})
+    data = load_toronto(tmp_path)
+    assert data.ids == ["1"]
+    np.testing.assert_array_equal(data.fixation_map(0)[0], fixated)
+    maps[0, 0] = np.zeros((10, 10), np.uint8)
+    savemat(base / "origfixdata.mat", {"white": maps})
+    with pytest.raises(UserError, match="map 1 is 10×10 but image 1.jpg is 24×32"):
+        load_toronto(tmp_path)
+    savemat(base / "origfixdata.mat", {"black": maps})
+    with pytest.raises(UserError, match="no variable 'white'"):
+        load_toronto(tmp_path)
+
+
 @pytest.mark.parametrize("fmt", ["json", "csv"])
 def test_folder_format_round_trip(tmp_path, fmt):
     from attnlab.data.folder import load_folder, read_scanpaths

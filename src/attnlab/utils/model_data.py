@@ -9,7 +9,7 @@ __all__ = ["MODEL_DATA", "model_data_mismatch"]
 
 # Which datasets each model config trains on (the names of conf/model and conf/data). A model or a
 # dataset not named here (your own config) is not checked.
-_FIXATION_DATA = {"osie", "mit1003", "salicon_fixations", "cat2000", "fixation_folder"}
+_FIXATION_DATA = {"osie", "mit1003", "salicon_fixations", "cat2000", "toronto", "fixation_folder"}
 MODEL_DATA: dict[str, set[str]] = {
     "gating_mnist": {"multimnist"},
     "gating_coco": {"coco_objects"},
