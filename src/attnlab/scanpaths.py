@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from attnlab.utils.cli import entry_point
+from attnlab.utils.compose import CONFIG_DIR
 from attnlab.utils.config import UserError
 from attnlab.utils.instantiate import instantiate_trainer
 from attnlab.utils.io import write_csv, write_json
@@ -177,6 +178,7 @@ def score_with_benchmark(cfg: DictConfig, records: list[dict]) -> dict[str, Any]
         for p in paths:
             by_image.setdefault(p.stimulus, []).append(p)
         sources.append(ScanpathSource(by_image, name))
+    conventions = OmegaConf.load(Path(CONFIG_DIR) / "benchmark.yaml")  # the benchmark's own defaults
     bench_cfg = OmegaConf.create(
         {
             "data": OmegaConf.to_container(cfg.data, resolve=True),
@@ -187,6 +189,7 @@ def score_with_benchmark(cfg: DictConfig, records: list[dict]) -> dict[str, Any]
             "max_images": cfg.get("max_images"),
             "sigma_px": scoring.get("sigma_px"),
             "scanpath_drop_first": bool(scoring.drop_first_human),
+            **{key: conventions[key] for key in ("metric_specific", "conditional_metrics")},
             "figure_images": int(scoring.figure_images),
             "progress": True,
         }

@@ -1,7 +1,9 @@
 """The attention-source protocol: what a model implements to be scored by ``attnlab.benchmark``.
 
 A source produces, for image ``i`` of :attr:`BenchmarkContext.data`, a saliency map (H×W, any
-size: the benchmark resizes it) and/or scanpaths. Sources are found by name:
+size: the benchmark resizes it) and/or scanpaths; a probabilistic source also gives its log density
+(``log_density``), and a scanpath model the density of the next fixation given the earlier ones
+(``conditional_log_density``). Sources are found by name:
 
 - built in (the benchmark registers ``uniform``, ``centre_bias``, ``inter_observer``);
 - registered in this process with :func:`register_source`;
@@ -54,6 +56,10 @@ class BenchmarkContext:
     # (``cam.layer=...`` builds the node ``cam: {_target_: ...}``); absent: the source's defaults
     options: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    # probabilistic sources: each saliency metric on the map it rewards, and the fixation-conditional
+    # metrics (the command's ``metric_specific=`` / ``conditional_metrics=``; attnlab.benchmark.probabilistic)
+    metric_specific: bool = True
+    conditional_metrics: bool = True
 
 
 class AttentionSource:
@@ -76,6 +82,25 @@ class AttentionSource:
 
     def scanpaths(self, ctx: BenchmarkContext, i: int) -> Optional[list[Scanpath]]:
         return None
+
+    def log_density(self, ctx: BenchmarkContext, i: int) -> Optional[np.ndarray]:
+        """A probabilistic source's density of fixations on image ``i``: natural log, H×W at any size,
+        summing to 1 (``exp``) at its own size; the benchmark resizes it and then scores each saliency
+        metric on the map that metric rewards (``metric_specific``). ``None``: a map source."""
+        return None
+
+    def conditional_log_density(
+        self, ctx: BenchmarkContext, i: int, history_x: np.ndarray, history_y: np.ndarray
+    ) -> Optional[np.ndarray]:
+        """The density of the next fixation given the earlier ones (pixels of image ``i``), as
+        :meth:`log_density`; the conditional metrics call it with each human's true history. The
+        default ignores the history: a history-free density source, p(x_t | h) = p(x_t)."""
+        return self.log_density(ctx, i)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the source's next-fixation density uses the history (it overrides the method)."""
+        return type(self).conditional_log_density is not AttentionSource.conditional_log_density
 
 
 SourceFactory = Callable[[Optional[str], BenchmarkContext], AttentionSource]

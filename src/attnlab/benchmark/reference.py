@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from attnlab.baselines import fitted_centre_bias
+from attnlab.benchmark import probabilistic as P
 from attnlab.benchmark.scoring import (
     DISTRIBUTION_METRICS,
     INTER_OBSERVER_SPLITS,
@@ -120,6 +121,43 @@ def _scanpath_metrics(
     }
 
 
+def _probabilistic_metrics(
+    source: AttentionSource, ctx: BenchmarkContext, i: int, tg: ImageTargets, log_p: np.ndarray
+) -> dict[str, float]:
+    """Every metric of a density source on image i, one map and one fixation at a time."""
+    row: dict[str, float] = {"probabilistic": True}
+    log_centre = np.log(tg.baseline.numpy())
+    if ctx.metric_specific:
+        for group, derived in P.metric_specific_maps(log_p, log_centre, ctx.sigma_px).items():
+            values = _map_metrics(torch.as_tensor(derived)[None], tg.fixations[None], tg.density[None], tg, ctx.seed)
+            row |= {m: values[m] for m, g in P.METRIC_MAPS.items() if g == group}
+    else:
+        smap = torch.as_tensor(np.asarray(source.saliency_map(ctx, i), dtype=np.float64))[None]
+        row |= _map_metrics(smap, tg.fixations[None], tg.density[None], tg, ctx.seed)
+    if not ctx.conditional_metrics:
+        return row
+    h, w = tg.size
+    values: dict[str, list[float]] = {m: [] for m in P.CONDITIONAL_METRICS}
+    for path in ctx.human_scanpaths[i]:
+        for t in range(len(path.x)):
+            x, y = path.x[t], path.y[t]
+            if not (0 <= x < w and 0 <= y < h):
+                continue
+            lp = log_p
+            if source.conditional:
+                lp = P.density_at_size(
+                    source.conditional_log_density(ctx, i, path.x[:t], path.y[:t]), tg.size, source, ctx, i
+                )
+            p = np.exp(lp)
+            r, c = int(y), int(x)
+            values["LL"].append(np.log2(p[r, c]) + np.log2(h * w))
+            values["IG_cond"].append(np.log2(p[r, c]) - np.log2(np.exp(log_centre[r, c])))
+            spread = p.std() > P.CONSTANT * p.mean()
+            values["NSS_cond"].append((p[r, c] - p.mean()) / p.std() if spread else 0.0)
+            values["AUC_cond"].append(float((p < p[r, c]).mean() + 0.5 * (p == p[r, c]).mean()))
+    return row | {m: float(np.mean(v)) if v else float("nan") for m, v in values.items()}
+
+
 def score_image_reference(
     source: AttentionSource, ctx: BenchmarkContext, i: int, tg: ImageTargets
 ) -> tuple[dict[str, float], Optional[np.ndarray]]:
@@ -144,8 +182,13 @@ def score_image_reference(
             shown = source.saliency_map(ctx, i)
         else:
             smap = source.saliency_map(ctx, i)
+            wanted = ctx.metric_specific or ctx.conditional_metrics
+            log_p = source.log_density(ctx, i) if wanted else None
             if smap is not None:
                 shown = np.asarray(smap, dtype=np.float64)
+            if log_p is not None:
+                row |= _probabilistic_metrics(source, ctx, i, tg, P.density_at_size(log_p, tg.size, source, ctx, i))
+            elif smap is not None:
                 pred = torch.as_tensor(shown)[None]
                 row |= _map_metrics(pred, tg.fixations[None], tg.density[None], tg, ctx.seed)
             paths = source.scanpaths(ctx, i)

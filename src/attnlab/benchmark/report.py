@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from attnlab.benchmark.probabilistic import CONDITIONAL_METRICS
 from attnlab.benchmark.scoring import LOWER_IS_BETTER, SALIENCY_METRICS, SCANPATH_METRICS
 from attnlab.utils.io import write_csv, write_json, write_text
 
@@ -15,9 +16,8 @@ __all__ = ["summary_table", "markdown", "write_reports", "write_figure"]
 
 def summary_table(per_image: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, dict[str, float]], list[str]]:
     """({source: {metric: mean over images, NaN skipped}}, the metric columns any source has)."""
-    columns = [
-        m for m in SALIENCY_METRICS + SCANPATH_METRICS if any(m in r for rows in per_image.values() for r in rows)
-    ]
+    known = SALIENCY_METRICS + CONDITIONAL_METRICS + SCANPATH_METRICS
+    columns = [m for m in known if any(m in r for rows in per_image.values() for r in rows)]
     table = {}
     for name, rows in per_image.items():
         table[name] = {}
@@ -42,6 +42,11 @@ def write_reports(out: Path, result: dict[str, Any], columns: list[str]) -> str:
     """``benchmark.md``, ``benchmark.csv`` and ``benchmark.json`` in ``out`` (atomic); returns the markdown."""
     table = result["metrics"]
     text = markdown(table, columns)
+    if result.get("probabilistic"):
+        text += (
+            "\n\nProbabilistic sources, scored on metric-specific maps (Kümmerer et al. 2018) with the conditional "
+            f"metrics: {', '.join(result['probabilistic'])}; every other row is scored on its map."
+        )
     write_text(out / "benchmark.md", text + "\n")
     write_csv(
         out / "benchmark.csv", ["source", *columns], [[name, *[row[c] for c in columns]] for name, row in table.items()]

@@ -137,7 +137,16 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), repo
     humans = (
         data.filtered(drop_first=bool(cfg.scanpath_drop_first)).scanpaths if cfg.scanpath_drop_first else data.scanpaths
     )
-    ctx = BenchmarkContext(data, train, sigma_px, int(cfg.seed), humans, source_options(cfg))
+    ctx = BenchmarkContext(
+        data,
+        train,
+        sigma_px,
+        int(cfg.seed),
+        humans,
+        source_options(cfg),
+        metric_specific=bool(cfg.metric_specific),
+        conditional_metrics=bool(cfg.conditional_metrics),
+    )
     fitted_centre_bias(ctx)  # fitted once, here, before any worker needs it
     sources = list(sources) + [resolve_source(s, ctx) for s in source_list(cfg.attention, required=not sources)]
     check_unique_names(sources)
@@ -202,6 +211,8 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), repo
         "constant_maps": constant,
         "dropped_model_fixations": {s.name: s.dropped for s in sources if getattr(s, "dropped", {}).get("of")},
         "metrics": table,
+        # scored with metric-specific maps and conditional metrics (attnlab.benchmark.probabilistic)
+        "probabilistic": [name for name, rows in per_image.items() if any(r.get("probabilistic") for r in rows)],
         "per_image": per_image,
     }
     if reports:

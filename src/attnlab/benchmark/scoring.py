@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from attnlab.baselines import fitted_centre_bias
+from attnlab.benchmark import probabilistic as P
 from attnlab.data.fixation_maps import TRUNCATE, gaussian_operator, pixel_indices, sparse_fixation_maps
 from attnlab.data.gaze import Scanpath
 from attnlab.metrics import saliency as S
@@ -309,10 +310,19 @@ def _maps_of(source: AttentionSource, chunk: _Chunk) -> list[Optional[np.ndarray
     return out
 
 
-def _map_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optional[np.ndarray]], rows: list[dict]) -> None:
-    """Saliency metrics of one map per image: one call per image size for the batch-invariant
-    metrics, AUC-Borji per image (its random draws depend on the batch)."""
+def _map_rows(
+    source: AttentionSource,
+    chunk: _Chunk,
+    maps: list[Optional[np.ndarray]],
+    rows: list[dict],
+    metrics: Sequence[str] = SALIENCY_METRICS,
+    flag_constant: bool = True,
+) -> None:
+    """Saliency ``metrics`` of one map per image: one call per image size for the batch-invariant
+    metrics, AUC-Borji per image (its random draws depend on the batch). ``flag_constant``: mark rows
+    whose map is constant (reported by the run: it scores as the uniform map)."""
     seed = chunk.ctx.seed
+    batched = tuple(m for m in BATCHED if m in metrics)
     by_size: dict[tuple[int, int], list[int]] = {}
     for k, (tg, m) in enumerate(zip(chunk.targets, maps)):
         if m is not None:
@@ -331,7 +341,7 @@ def _map_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optional[np.nda
         with shared_inputs():
             try:
                 values = S.saliency_metrics(
-                    pred, fix, dens, chunk.baseline(size), nonfix, metrics=BATCHED, seed=seed, jitter=False
+                    pred, fix, dens, chunk.baseline(size), nonfix, metrics=batched, seed=seed, jitter=False
                 )
             except InvalidMapError as ex:
                 sid = chunk.ctx.data.stimuli[tgs[0].index].id
@@ -343,10 +353,11 @@ def _map_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optional[np.nda
                 one_map = pred[row_k : row_k + 1]
                 store("stats", flat(one_map), ranges[row_k : row_k + 1])
                 one = {name: _mean(v[row_k : row_k + 1]) for name, v in values.items()}
-                one["AUC_Borji"] = _mean(S.auc_borji(one_map, tg.fixation_counts(), seed=seed))
+                if "AUC_Borji" in metrics:
+                    one["AUC_Borji"] = _mean(S.auc_borji(one_map, tg.fixation_counts(), seed=seed))
                 rows[k].update({name: one[name] for name in SALIENCY_METRICS if name in one})
                 low, high = ranges[row_k, :2].tolist() if maps[k].shape == size else (maps[k].min(), maps[k].max())
-                if float(low) == float(high):
+                if flag_constant and float(low) == float(high):
                     rows[k]["constant_map"] = True  # scores as uniform; reported once by the run
 
 
@@ -418,6 +429,32 @@ def _half_densities(ctx: BenchmarkContext, tg: Targets, halves) -> tuple[torch.T
     return torch.from_numpy(out[: len(halves)]), torch.from_numpy(out[len(halves) :])
 
 
+def _probabilistic_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optional[np.ndarray]], rows: list[dict]):
+    """A density source's saliency metrics on the metric-specific maps and its conditional metrics
+    (:mod:`attnlab.benchmark.probabilistic`); a map source's saliency metrics on its maps."""
+    ctx = chunk.ctx
+    wanted = ctx.metric_specific or ctx.conditional_metrics
+    log_ps = P.source_log_densities(source, ctx, [tg.index for tg in chunk.targets]) if wanted else []
+    if not any(lp is not None for lp in log_ps):
+        _map_rows(source, chunk, maps, rows)
+        return
+    if any(lp is None for lp in log_ps):
+        raise UserError(f"source {source.name}: gives a log density for some images only")
+    log_centres = [np.log(chunk.baseline(tg.size).numpy()) for tg in chunk.targets]
+    if ctx.metric_specific:
+        derived = [P.metric_specific_maps(lp, lc, ctx.sigma_px) for lp, lc in zip(log_ps, log_centres)]
+        for group in dict.fromkeys(P.METRIC_MAPS.values()):
+            metrics = [m for m, g in P.METRIC_MAPS.items() if g == group]
+            # the centre bias over itself is constant by definition: only the density itself is flagged
+            _map_rows(source, chunk, [d[group] for d in derived], rows, metrics, flag_constant=group == "density")
+    else:
+        _map_rows(source, chunk, maps, rows)
+    for row, tg, lp, lc in zip(rows, chunk.targets, log_ps, log_centres):
+        row["probabilistic"] = True
+        if ctx.conditional_metrics:
+            row.update(P.conditional_scores(source, ctx, tg.index, lp, lc))
+
+
 class _Pairs:
     """Every scanpath pair of the chunk, tagged with the (source, image) row it averages into."""
 
@@ -482,7 +519,7 @@ def score_chunk(
                     shown[tg.index]["maps"][source.name] = tg.density()
             continue
         maps = _maps_of(source, chunk)
-        _map_rows(source, chunk, maps, rows)
+        _probabilistic_rows(source, chunk, maps, rows)
         for row, tg, m in zip(rows, chunk.targets, maps):
             if m is not None and tg.index in shown:
                 shown[tg.index]["maps"][source.name] = m

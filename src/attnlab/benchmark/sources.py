@@ -82,6 +82,9 @@ class UniformSource(AttentionSource):
     def saliency_map(self, ctx, i):
         return uniform_map(ctx.data.stimuli[i].size)
 
+    def log_density(self, ctx, i):
+        return np.log(uniform_map(ctx.data.stimuli[i].size))
+
     def scanpaths(self, ctx, i):
         return _sampled_scanpaths(ctx, i, lambda n, size, rng: uniform_scanpath(n, size, rng))
 
@@ -101,6 +104,9 @@ class CentreBiasSource(AttentionSource):
         if size not in self._maps:
             self._maps[size] = self.model.map(size)
         return self._maps[size].copy()  # callers may write to it; copying costs far less than the map
+
+    def log_density(self, ctx, i):
+        return np.log(self.saliency_map(ctx, i))
 
     def scanpaths(self, ctx, i):
         return _sampled_scanpaths(ctx, i, self.model.sample_scanpath)

@@ -94,6 +94,8 @@ def benchmark(
     max_images: Optional[PositiveInt],
     sigma_px: Optional[PositiveFloat],
     scanpath_drop_first: bool,
+    metric_specific: bool,
+    conditional_metrics: bool,
     figure_images: NonNegativeInt,
     progress: bool,
 ) -> None:

@@ -1,0 +1,163 @@
+"""Probabilistic sources scored as the MIT/Tübingen benchmark scores them.
+
+- **Metric-specific maps** (Kümmerer, Wallis & Bethge, ECCV 2018): a source with a density p is scored on
+  each saliency metric with the map that metric rewards under p (:data:`METRIC_MAPS`): p itself for
+  AUC-Judd, AUC-Borji, NSS and IG; log p − log p_centre for shuffled AUC (pysaliency's
+  ``ShuffledAUCSaliencyMapModel``: the negatives are other images' fixations, i.e. the centre bias); p
+  blurred with the Gaussian of the human density for CC, KLD and SIM (the expected empirical map; the
+  optimised SIM map of pysaliency's ``SIMSaliencyMapModel`` is not computed, its starting point is used).
+- **Fixation-conditional metrics** (Kümmerer & Bethge 2021): for every human scanpath and fixation, the
+  source's density of that fixation given the human's true earlier ones (teacher forcing), scored as
+  :data:`CONDITIONAL_METRICS` — ``LL`` (log₂ p + log₂ HW: bits per fixation over the uniform model),
+  ``IG_cond`` (bits over the centre bias), ``NSS_cond`` and ``AUC_cond`` (all pixels as negatives) of the
+  conditional map at the fixation — averaged over the image's fixations. History-free sources get
+  p(x_t | h) = p(x_t). Densities live on the image's pixel grid; a fixation's probability is its pixel's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from attnlab.data.fixation_maps import gaussian_operator, pixel_indices
+from attnlab.data.gaze import Scanpath
+from attnlab.metrics.maps import match_size
+from attnlab.sources import AttentionSource, BenchmarkContext
+from attnlab.utils.config import UserError
+
+__all__ = [
+    "METRIC_MAPS",
+    "CONDITIONAL_METRICS",
+    "NORM_TOLERANCE",
+    "density_at_size",
+    "metric_specific_maps",
+    "blurred",
+    "conditional_scores",
+    "source_log_densities",
+]
+
+# the map each saliency metric is scored on, derived from a density
+METRIC_MAPS = {
+    "AUC_Judd": "density",
+    "AUC_Borji": "density",
+    "NSS": "density",
+    "IG": "density",
+    "sAUC": "over_centre",
+    "CC": "blurred",
+    "KLD": "blurred",
+    "SIM": "blurred",
+}
+CONDITIONAL_METRICS = ("LL", "IG_cond", "NSS_cond", "AUC_cond")
+CONSTANT = 1e-9  # a density whose spread is below this fraction of its mean is constant (rounding only)
+NORM_TOLERANCE = 1e-3  # |Σ p − 1| allowed at the source's own size (float32 networks sum to ~1e-6)
+
+
+def _fail(source: AttentionSource, ctx: BenchmarkContext, i: int, what: str) -> UserError:
+    return UserError(f"source {source.name}: the log density of stimulus {ctx.data.stimuli[i].id!r} {what}")
+
+
+def density_at_size(
+    log_density: np.ndarray, size: tuple[int, int], source: AttentionSource, ctx: BenchmarkContext, i: int
+) -> np.ndarray:
+    """The source's log density checked (no NaN or +inf, sums to 1 at its own size) and brought to the
+    image's ``size``: bilinear on the log density, then renormalised there (as pysaliency's resizing)."""
+    log_p = np.asarray(log_density, dtype=np.float64)
+    if log_p.ndim != 2:
+        raise _fail(source, ctx, i, f"has shape {log_p.shape}, not H×W")
+    if np.isnan(log_p).any() or np.isposinf(log_p).any():
+        raise _fail(source, ctx, i, "contains NaN or +inf")
+    total = float(np.exp(log_p).sum())
+    if abs(total - 1.0) > NORM_TOLERANCE:
+        raise _fail(source, ctx, i, f"does not sum to 1 (Σ exp = {total:.6g}); return a normalised log density")
+    if log_p.shape != tuple(size):
+        finite = np.where(np.isfinite(log_p), log_p, np.log(np.finfo(float).tiny))  # −inf does not interpolate
+        log_p = match_size(torch.from_numpy(finite)[None], tuple(size))[0].numpy()
+        top = log_p.max()
+        log_p = log_p - (top + math.log(np.exp(log_p - top).sum()))
+    return log_p
+
+
+def blurred(p: np.ndarray, sigma_px: float) -> np.ndarray:
+    """``p`` blurred with the Gaussian the human density uses (the blur operator of
+    :func:`attnlab.data.fixation_maps.gaussian_density`, reflect boundary): rows, then columns."""
+    if sigma_px <= 0:
+        return p
+    h, w = p.shape
+    return gaussian_operator(h, sigma_px) @ p @ gaussian_operator(w, sigma_px).T
+
+
+def metric_specific_maps(log_p: np.ndarray, log_centre: np.ndarray, sigma_px: float) -> dict[str, np.ndarray]:
+    """{group of :data:`METRIC_MAPS`: its map} for a log density at the image's size."""
+    p = np.exp(log_p)
+    if np.ptp(p) <= CONSTANT * p.mean():  # a flat density (uniform) stays flat: no blur rounding to score
+        return {"density": p, "over_centre": p, "blurred": p}
+    with np.errstate(invalid="ignore"):
+        over = np.where(np.isfinite(log_p), log_p - log_centre, -np.inf)
+    floor = over[np.isfinite(over)].min() - 1.0 if np.isfinite(over).any() else 0.0
+    return {
+        "density": p,
+        "over_centre": np.where(np.isfinite(over), over, floor),  # rank-based: a floor below all is exact
+        "blurred": blurred(p, sigma_px),
+    }
+
+
+def source_log_densities(source: AttentionSource, ctx: BenchmarkContext, indices) -> list[Optional[np.ndarray]]:
+    """Each image's log density at its size (None for a map source)."""
+    out = []
+    for i in indices:
+        log_p = source.log_density(ctx, i)
+        out.append(None if log_p is None else density_at_size(log_p, ctx.data.stimuli[i].size, source, ctx, i))
+    return out
+
+
+def _fixation_pixels(path: Scanpath, size: tuple[int, int]) -> list[tuple[int, int, int]]:
+    """(index in the scanpath, row, column) of each fixation inside the image (the others are dropped,
+    as for every metric; they stay in the later fixations' history)."""
+    rows, cols, inside = pixel_indices(path.x, path.y, size, None)
+    return list(zip(np.flatnonzero(inside).tolist(), rows.tolist(), cols.tolist()))
+
+
+def conditional_scores(
+    source: AttentionSource,
+    ctx: BenchmarkContext,
+    i: int,
+    log_p: Optional[np.ndarray],
+    log_centre: np.ndarray,
+) -> dict[str, float]:
+    """:data:`CONDITIONAL_METRICS` of image ``i``: per fixation of every human scanpath, averaged over the
+    image's fixations. ``log_p``: the history-free density at the image's size (used when the source
+    does not condition on the history)."""
+    size = tuple(ctx.data.stimuli[i].size)
+    h, w = size
+    values: dict[str, list[float]] = {m: [] for m in CONDITIONAL_METRICS}
+    free = None if log_p is None else _map_statistics(log_p)
+    for path in ctx.human_scanpaths[i]:
+        for t, r, c in _fixation_pixels(path, size):
+            if source.conditional:
+                lp = source.conditional_log_density(ctx, i, path.x[:t], path.y[:t])
+                if lp is None:
+                    raise _fail(source, ctx, i, "is None for a history: a conditional source must always give one")
+                lp = density_at_size(lp, size, source, ctx, i)
+                stats = _map_statistics(lp)
+            else:
+                lp, stats = log_p, free
+            if not np.isfinite(lp[r, c]):
+                raise _fail(source, ctx, i, f"is −inf at a human fixation (x={path.x[t]:.1f}, y={path.y[t]:.1f})")
+            values["LL"].append(lp[r, c] / math.log(2) + math.log2(h * w))
+            values["IG_cond"].append((lp[r, c] - log_centre[r, c]) / math.log(2))
+            p_at, mean, std, ordered = math.exp(lp[r, c]), *stats
+            values["NSS_cond"].append((p_at - mean) / std if std > 0 else 0.0)
+            below = np.searchsorted(ordered, p_at, "left")
+            ties = np.searchsorted(ordered, p_at, "right") - below
+            values["AUC_cond"].append((below + 0.5 * ties) / ordered.size)
+    return {m: float(np.mean(v)) if v else float("nan") for m, v in values.items()}
+
+
+def _map_statistics(log_p: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Mean, standard deviation (ddof 0, as NSS) and the sorted values of p = exp(log_p)."""
+    p = np.exp(log_p).ravel()
+    std = float(p.std())
+    return float(p.mean()), std if std > CONSTANT * p.mean() else 0.0, np.sort(p)

@@ -1,0 +1,273 @@
+"""Probabilistic sources scored as the Tübingen benchmark does: metric-specific maps and fixation-conditional
+metrics, against pysaliency (its reference code) on OSIE images, a closed-form case and the bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import shared_path
+
+from attnlab.sources import AttentionSource
+from attnlab.utils.config import UserError
+
+pysaliency = pytest.importorskip("pysaliency")
+
+
+@pytest.fixture(scope="module")
+def osie():
+    from attnlab.data.osie import load_osie
+
+    return load_osie(shared_path("data", "osie_subset"))
+
+
+def context(osie, images=2, **flags):
+    from attnlab.benchmark import BenchmarkContext
+    from attnlab.metrics.saliency import ShuffledNegatives
+
+    data = osie.subset(range(images))
+    ctx = BenchmarkContext(data, osie, 24.0, 3, data.filtered(drop_first=True).scanpaths, **flags)
+    negatives = ShuffledNegatives(
+        [(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli]
+    )
+    return ctx, negatives
+
+
+def smooth_log_density(size, seed):
+    """A positive, smooth, normalised density: a few Gaussian bumps on a floor."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    ys, xs = np.mgrid[0:h, 0:w]
+    p = np.full(size, 0.05)
+    for _ in range(4):
+        cx, cy, s = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(30, 120)
+        p += np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * s**2))
+    return np.log(p / p.sum())
+
+
+class DensitySource(AttentionSource):
+    """Fixed densities per image (history-free)."""
+
+    name = "density"
+
+    def __init__(self, log_densities):
+        self.log_densities = log_densities
+
+    def saliency_map(self, ctx, i):
+        return np.exp(self.log_densities[i])
+
+    def log_density(self, ctx, i):
+        return self.log_densities[i]
+
+
+class NearLastFixation(DensitySource):
+    """A scanpath model: a mixture of the image density and a Gaussian around the last fixation."""
+
+    name = "near_last"
+
+    def conditional_log_density(self, ctx, i, history_x, history_y):
+        log_p = self.log_densities[i]
+        if not len(history_x):
+            return log_p
+        h, w = log_p.shape
+        ys, xs = np.mgrid[0:h, 0:w]
+        near = np.exp(-((xs + 0.5 - history_x[-1]) ** 2 + (ys + 0.5 - history_y[-1]) ** 2) / (2 * 60.0**2))
+        mix = 0.5 * np.exp(log_p) + 0.5 * near / near.sum()
+        return np.log(mix)
+
+
+class ArrayModel(pysaliency.Model):
+    """pysaliency's view of the same densities, by stimulus index."""
+
+    def __init__(self, stimuli, log_densities):
+        super().__init__(caching=False)
+        self.ids = [s.stimulus_id for s in stimuli.stimulus_objects]
+        self.log_densities = log_densities
+
+    def _log_density(self, stimulus):  # pragma: no cover - log_density is overridden
+        raise NotImplementedError
+
+    def log_density(self, stimulus):
+        from pysaliency.models import handle_stimulus
+
+        return self.log_densities[self.ids.index(handle_stimulus(stimulus).stimulus_id)]
+
+
+class ArrayScanpathModel(pysaliency.ScanpathModel):
+    def __init__(self, stimuli, source):
+        super().__init__()
+        self.ids = [s.stimulus_id for s in stimuli.stimulus_objects]
+        self.source = source
+
+    def conditional_log_density(self, stimulus, x_hist, y_hist, t_hist, attributes=None, out=None):
+        from pysaliency.models import handle_stimulus
+
+        i = self.ids.index(handle_stimulus(stimulus).stimulus_id)
+        return self.source.conditional_log_density(None, i, np.asarray(x_hist), np.asarray(y_hist))
+
+
+def pysaliency_inputs(ctx):
+    data = ctx.data
+    stimuli = pysaliency.Stimuli([data.load_image(i) for i in range(len(data))])
+    every = [data.fixations(i) for i in range(len(data))]
+    fixations = pysaliency.Fixations.create_without_history(
+        np.concatenate([f.x for f in every]),
+        np.concatenate([f.y for f in every]),
+        np.concatenate([np.full(len(f.x), i) for i, f in enumerate(every)]),
+    )
+    trains = [(i, p) for i, paths in enumerate(ctx.human_scanpaths) for p in paths if len(p.x)]
+    scanpaths = pysaliency.FixationTrains.from_fixation_trains(
+        [p.x for _, p in trains],
+        [p.y for _, p in trains],
+        [np.arange(len(p.x), dtype=float) for _, p in trains],
+        [i for i, _ in trains],
+        [0 for _ in trains],
+    )
+    return stimuli, fixations, scanpaths
+
+
+def per_image(values, ns, count):
+    return np.array([values[ns == i].mean() for i in range(count)])
+
+
+def scored(ctx, negatives, source):
+    """The fast path's rows and the plain reference's, which must agree."""
+    from attnlab.benchmark.reference import reference_targets, score_image_reference
+    from attnlab.benchmark.scoring import score_chunk
+
+    indices = list(range(len(ctx.data)))
+    fast = score_chunk([source], ctx, indices, negatives)[0][source.name]
+    for i in indices:
+        ref, _ = score_image_reference(source, ctx, i, reference_targets(ctx, i, negatives))
+        for metric, v in ref.items():
+            assert fast[i][metric] == pytest.approx(v, rel=1e-6, abs=1e-9), (metric, i)
+    return fast
+
+
+def test_metric_specific_maps_and_conditional_metrics_equal_pysaliency(osie, one_torch_thread):
+    from attnlab.baselines import fitted_centre_bias
+
+    ctx, negatives = context(osie)
+    sizes = [s.size for s in ctx.data.stimuli]
+    log_p = [smooth_log_density(size, seed) for seed, size in enumerate(sizes)]
+    rows = scored(ctx, negatives, DensitySource(log_p))
+    stimuli, fixations, scanpaths = pysaliency_inputs(ctx)
+    model = ArrayModel(stimuli, log_p)
+    centre = ArrayModel(stimuli, [np.log(fitted_centre_bias(ctx).map(s)) for s in sizes])
+    ours = lambda metric: np.array([r[metric] for r in rows])  # noqa: E731
+    # shuffled AUC on log p − log p_centre (pysaliency's ShuffledAUCSaliencyMapModel)
+    shuffled = pysaliency.models.ShuffledAUCSaliencyMapModel(model, centre)
+    expected = shuffled.AUCs(stimuli, fixations, nonfixations="shuffled")
+    np.testing.assert_allclose(ours("sAUC"), per_image(expected, fixations.n, 2), rtol=1e-6)
+    # IG and NSS on the density itself
+    np.testing.assert_allclose(
+        ours("IG"), per_image(model.information_gains(stimuli, fixations, centre), fixations.n, 2), rtol=1e-6
+    )
+    saliency = pysaliency.saliency_map_models.DensitySaliencyMapModel(model)
+    np.testing.assert_allclose(ours("NSS"), per_image(saliency.NSSs(stimuli, fixations), fixations.n, 2), rtol=1e-6)
+    # conditional: log-likelihood over uniform and IG over the centre bias of every scanpath fixation
+    uniform_ig = model.information_gains(stimuli, scanpaths, pysaliency.UniformModel())
+    np.testing.assert_allclose(ours("LL"), per_image(uniform_ig, scanpaths.n, 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        ours("IG_cond"), per_image(model.information_gains(stimuli, scanpaths, centre), scanpaths.n, 2), rtol=1e-6
+    )
+
+
+def test_a_scanpath_model_conditions_on_the_true_history_as_pysaliency_does(osie, one_torch_thread):
+    from attnlab.baselines import fitted_centre_bias
+
+    ctx, negatives = context(osie, metric_specific=False)
+    sizes = [s.size for s in ctx.data.stimuli]
+    log_p = [smooth_log_density(size, seed) for seed, size in enumerate(sizes)]
+    source = NearLastFixation(log_p)
+    assert source.conditional and not DensitySource(log_p).conditional
+    rows = scored(ctx, negatives, source)
+    stimuli, _, scanpaths = pysaliency_inputs(ctx)
+    model = ArrayScanpathModel(stimuli, source)
+    centre = ArrayModel(stimuli, [np.log(fitted_centre_bias(ctx).map(s)) for s in sizes])
+    lls = model.log_likelihoods(stimuli, scanpaths) / math.log(2) + np.log2(
+        [sizes[n][0] * sizes[n][1] for n in scanpaths.n]
+    )
+    np.testing.assert_allclose([r["LL"] for r in rows], per_image(lls, scanpaths.n, 2), rtol=1e-6)
+    gains = model.information_gains(stimuli, scanpaths, centre)
+    np.testing.assert_allclose([r["IG_cond"] for r in rows], per_image(gains, scanpaths.n, 2), rtol=1e-6)
+    # the history helps this model: near the last fixation is where people look next
+    free = scored(ctx, negatives, DensitySource(log_p))
+    assert all(r["LL"] > f["LL"] for r, f in zip(rows, free))
+
+
+def test_the_empirical_distribution_blurred_is_the_human_density(osie, one_torch_thread):
+    """Closed form: a density that puts the image's fixations' mass on their pixels, blurred as the human
+    density is, IS the human density: CC 1, KLD 0, SIM 1 under metric-specific maps (not on the raw map)."""
+    from attnlab.data.fixation_maps import fixation_map
+
+    ctx, negatives = context(osie)
+    log_p = []
+    for i, s in enumerate(ctx.data.stimuli):
+        counts, _ = fixation_map(ctx.data.fixations(i).x, ctx.data.fixations(i).y, s.size)
+        with np.errstate(divide="ignore"):
+            log_p.append(np.log(counts / counts.sum()))
+    ctx.conditional_metrics = False  # a fixation of the scanpaths may fall where no fixation of the map is
+    for row in scored(ctx, negatives, DensitySource(log_p)):
+        assert row["CC"] == pytest.approx(1.0, abs=1e-9) and row["SIM"] == pytest.approx(1.0, abs=1e-6)
+        assert row["KLD"] == pytest.approx(0.0, abs=1e-6)
+    ctx.metric_specific = False
+    for row in scored(ctx, negatives, DensitySource(log_p)):
+        assert row["CC"] < 0.5  # the raw counts against the blurred density
+
+
+def test_metric_specific_maps_change_the_centre_bias_as_the_convention_says(osie, one_torch_thread):
+    from attnlab.benchmark import resolve_source
+
+    ctx, negatives = context(osie)
+    centre = resolve_source("centre_bias", ctx)
+    specific = scored(ctx, negatives, centre)
+    ctx.metric_specific = False
+    plain = scored(ctx, negatives, centre)
+    for a, b in zip(specific, plain):
+        assert a["sAUC"] == 0.5 and b["sAUC"] != 0.5  # the centre bias over itself says nothing
+        # the density is its map (exp(log p) rounds in the last bit)
+        assert a["NSS"] == pytest.approx(b["NSS"], rel=1e-12) and a["AUC_Judd"] == pytest.approx(b["AUC_Judd"])
+        assert a["CC"] != b["CC"] and a["IG_cond"] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (lambda lp: lp + 0.1, "does not sum to 1"),
+        (lambda lp: np.where(lp > np.median(lp), np.nan, lp), "NaN"),
+        (lambda lp: np.full_like(lp, -np.inf), "does not sum to 1"),
+    ],
+)
+def test_a_bad_density_is_one_line(osie, broken, message):
+    from attnlab.benchmark.scoring import score_chunk
+
+    ctx, negatives = context(osie, 1)
+    log_p = [broken(smooth_log_density(ctx.data.stimuli[0].size, 0))]
+    with pytest.raises(UserError, match=message) as error:
+        score_chunk([DensitySource(log_p)], ctx, [0], negatives)
+    assert "\n" not in str(error.value) and "density" in str(error.value)
+
+
+def test_minus_infinity_at_a_human_fixation_is_one_line(osie):
+    from attnlab.benchmark.scoring import score_chunk
+
+    ctx, negatives = context(osie, 1)
+    size = ctx.data.stimuli[0].size
+    first = ctx.human_scanpaths[0][0]
+    p = np.ones(size)
+    p[int(first.y[0]), int(first.x[0])] = 0.0
+    with np.errstate(divide="ignore"):
+        log_p = [np.log(p / p.sum())]
+    with pytest.raises(UserError, match="−inf at a human fixation"):
+        score_chunk([DensitySource(log_p)], ctx, [0], negatives)
+
+
+def test_the_benchmark_marks_probabilistic_rows_and_leaves_map_sources_without_conditional_metrics(
+    tmp_path, osie_benchmark
+):
+    out = osie_benchmark("attention=[centre_bias,inter_observer]", "max_images=2")
+    assert out["probabilistic"] == ["centre_bias"]
+    assert out["metrics"]["centre_bias"]["IG_cond"] == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(out["metrics"]["inter_observer"]["LL"])  # "—" in the table
