@@ -271,3 +271,37 @@ def test_the_benchmark_marks_probabilistic_rows_and_leaves_map_sources_without_c
     assert out["probabilistic"] == ["centre_bias"]
     assert out["metrics"]["centre_bias"]["IG_cond"] == pytest.approx(0.0, abs=1e-12)
     assert math.isnan(out["metrics"]["inter_observer"]["LL"])  # "—" in the table
+
+
+def test_calibration_recovers_the_transform_and_the_mixture_it_was_sampled_from():
+    from attnlab.benchmark.calibration import _log_mixture, fit_calibration
+
+    rng = np.random.default_rng(0)
+    size, beta, alpha = (40, 50), 8.0, 0.3
+    images = []
+    for seed in range(12):
+        z = np.exp(smooth_log_density(size, seed))
+        z = (z - z.min()) / (z.max() - z.min())
+        log_centre = np.log(np.full(size, 1.0 / (size[0] * size[1])))
+        p = np.exp(_log_mixture(z, log_centre, beta, alpha)).ravel()
+        images.append((z, log_centre, rng.choice(p.size, 400, p=p / p.sum())))
+    fitted_beta, fitted_alpha = fit_calibration(images)
+    assert fitted_beta == pytest.approx(beta, rel=0.15) and fitted_alpha == pytest.approx(alpha, abs=0.08)
+
+
+def test_a_calibrated_map_folder_is_a_density_row_with_a_finite_information_gain(tmp_path, osie_benchmark):
+    from attnlab.data.osie import load_osie
+
+    osie = load_osie(shared_path("data", "osie_subset"))
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    for s in osie.stimuli:  # a CAM-like map: one blob, zero elsewhere
+        m = np.zeros((60, 80))
+        m[20:40, 30:50] = 1.0
+        np.save(folder / f"{s.id}.npy", m)
+    out = osie_benchmark(f"attention=['maps={folder}','calibrated:{folder}']", "calibrated.train_images=5")
+    raw, calibrated = out["metrics"]["maps"], out["metrics"][f"calibrated:{folder.name}"]
+    assert out["probabilistic"] == [f"calibrated:{folder.name}"]
+    assert raw["IG"] < -5  # the zeros: almost no probability where people also look
+    assert np.isfinite(calibrated["IG"]) and calibrated["IG"] > raw["IG"] + 5
+    assert np.isfinite(calibrated["LL"]) and math.isnan(raw["LL"])

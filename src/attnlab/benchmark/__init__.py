@@ -14,12 +14,14 @@ Output in the run folder (:mod:`attnlab.benchmark.report`): ``benchmark.md`` (pr
 ``saliency_grid.png`` (stimulus, human density, each source's map for the first images).
 
 Modules: ``__main__`` (the command), ``run`` (:func:`run_benchmark`), ``sources``, ``scoring``,
+``probabilistic`` (metric-specific maps, conditional metrics), ``calibration`` (``calibrated:<source>``),
 ``report``.
 """
 
 from __future__ import annotations
 
 from attnlab.baselines import fitted_centre_bias
+from attnlab.benchmark import calibration  # noqa: F401 - registers calibrated:<source>
 from attnlab.benchmark.run import run_benchmark, source_list
 from attnlab.benchmark.scoring import INTER_OBSERVER_SPLITS, LOWER_IS_BETTER, SALIENCY_METRICS, SCANPATH_METRICS
 from attnlab.benchmark.sources import MapFolderSource, ScanpathFileSource, ScanpathSource, resolve_source
