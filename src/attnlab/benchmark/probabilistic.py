@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from attnlab.data.fixation_maps import gaussian_operator, pixel_indices
+from attnlab.data.fixation_maps import TRUNCATE, pixel_indices
 from attnlab.data.gaze import Scanpath
 from attnlab.metrics.maps import match_size
 from attnlab.sources import AttentionSource, BenchmarkContext
@@ -37,6 +37,8 @@ __all__ = [
     "blurred",
     "conditional_scores",
     "source_log_densities",
+    "derived_once",
+    "map_statistics",
 ]
 
 # the map each saliency metric is scored on, derived from a density
@@ -81,12 +83,11 @@ def density_at_size(
 
 
 def blurred(p: np.ndarray, sigma_px: float) -> np.ndarray:
-    """``p`` blurred with the Gaussian the human density uses (the blur operator of
-    :func:`attnlab.data.fixation_maps.gaussian_density`, reflect boundary): rows, then columns."""
-    if sigma_px <= 0:
-        return p
-    h, w = p.shape
-    return gaussian_operator(h, sigma_px) @ p @ gaussian_operator(w, sigma_px).T
+    """``p`` blurred with the Gaussian the human density uses (:func:`attnlab.data.fixation_maps.gaussian_density`
+    is scipy's filter with reflect boundary, truncated at 4σ; tests/test_fixation_data.py holds them equal)."""
+    from scipy.ndimage import gaussian_filter
+
+    return p if sigma_px <= 0 else gaussian_filter(p, float(sigma_px), mode="reflect", truncate=TRUNCATE)
 
 
 def metric_specific_maps(log_p: np.ndarray, log_centre: np.ndarray, sigma_px: float) -> dict[str, np.ndarray]:
@@ -105,12 +106,30 @@ def metric_specific_maps(log_p: np.ndarray, log_centre: np.ndarray, sigma_px: fl
 
 
 def source_log_densities(source: AttentionSource, ctx: BenchmarkContext, indices) -> list[Optional[np.ndarray]]:
-    """Each image's log density at its size (None for a map source)."""
-    out = []
+    """Each image's log density at its size (None for a map source). A source that returns one array
+    for many images (the centre bias: one per image size) gets one checked, resized array back for
+    them, so what is derived from it can be computed once (:func:`derived_once`)."""
+    out, seen = [], {}
     for i in indices:
-        log_p = source.log_density(ctx, i)
-        out.append(None if log_p is None else density_at_size(log_p, ctx.data.stimuli[i].size, source, ctx, i))
+        raw = source.log_density(ctx, i)
+        if raw is None:
+            out.append(None)
+            continue
+        size = tuple(ctx.data.stimuli[i].size)
+        key = (id(raw), size)
+        if key not in seen:  # raw is kept alive with it, so its id is not reused meanwhile
+            seen[key] = (raw, density_at_size(raw, size, source, ctx, i))
+        out.append(seen[key][1])
     return out
+
+
+def derived_once(log_ps: list[np.ndarray], compute) -> list:
+    """``compute(log_p)`` for each log density, once per distinct array (see :func:`source_log_densities`)."""
+    done: dict[int, object] = {}
+    for lp in log_ps:
+        if id(lp) not in done:
+            done[id(lp)] = compute(lp)
+    return [done[id(lp)] for lp in log_ps]
 
 
 def _fixation_pixels(path: Scanpath, size: tuple[int, int]) -> list[tuple[int, int, int]]:
@@ -126,37 +145,50 @@ def conditional_scores(
     i: int,
     log_p: Optional[np.ndarray],
     log_centre: np.ndarray,
+    free: Optional[tuple] = None,
 ) -> dict[str, float]:
     """:data:`CONDITIONAL_METRICS` of image ``i``: per fixation of every human scanpath, averaged over the
     image's fixations. ``log_p``: the history-free density at the image's size (used when the source
-    does not condition on the history)."""
+    does not condition on the history), ``free`` its :func:`map_statistics` if already computed."""
     size = tuple(ctx.data.stimuli[i].size)
-    h, w = size
-    values: dict[str, list[float]] = {m: [] for m in CONDITIONAL_METRICS}
-    free = None if log_p is None else _map_statistics(log_p)
-    for path in ctx.human_scanpaths[i]:
-        for t, r, c in _fixation_pixels(path, size):
-            if source.conditional:
+    scored = []  # per block of fixations scored on one density: {metric: values}
+    if not source.conditional:
+        pixels = [(r, c) for path in ctx.human_scanpaths[i] for _, r, c in _fixation_pixels(path, size)]
+        if pixels:
+            rows, cols = np.array(pixels).T
+            scored.append(_at_fixations(source, ctx, i, log_p, free or map_statistics(log_p), rows, cols, log_centre))
+    else:
+        for path in ctx.human_scanpaths[i]:
+            for t, r, c in _fixation_pixels(path, size):
                 lp = source.conditional_log_density(ctx, i, path.x[:t], path.y[:t])
                 if lp is None:
                     raise _fail(source, ctx, i, "is None for a history: a conditional source must always give one")
                 lp = density_at_size(lp, size, source, ctx, i)
-                stats = _map_statistics(lp)
-            else:
-                lp, stats = log_p, free
-            if not np.isfinite(lp[r, c]):
-                raise _fail(source, ctx, i, f"is −inf at a human fixation (x={path.x[t]:.1f}, y={path.y[t]:.1f})")
-            values["LL"].append(lp[r, c] / math.log(2) + math.log2(h * w))
-            values["IG_cond"].append((lp[r, c] - log_centre[r, c]) / math.log(2))
-            p_at, mean, std, ordered = math.exp(lp[r, c]), *stats
-            values["NSS_cond"].append((p_at - mean) / std if std > 0 else 0.0)
-            below = np.searchsorted(ordered, p_at, "left")
-            ties = np.searchsorted(ordered, p_at, "right") - below
-            values["AUC_cond"].append((below + 0.5 * ties) / ordered.size)
-    return {m: float(np.mean(v)) if v else float("nan") for m, v in values.items()}
+                scored.append(_at_fixations(source, ctx, i, lp, map_statistics(lp), [r], [c], log_centre))
+    if not scored:
+        return {m: float("nan") for m in CONDITIONAL_METRICS}
+    return {m: float(np.mean(np.concatenate([v[m] for v in scored]))) for m in CONDITIONAL_METRICS}
 
 
-def _map_statistics(log_p: np.ndarray) -> tuple[float, float, np.ndarray]:
+def _at_fixations(source, ctx, i, log_p, stats, rows, cols, log_centre) -> dict[str, np.ndarray]:
+    """The conditional metrics of the fixations at (rows, cols), all scored on the density ``log_p``."""
+    at = log_p[rows, cols]
+    if not np.isfinite(at).all():
+        r, c = np.asarray(rows)[~np.isfinite(at)][0], np.asarray(cols)[~np.isfinite(at)][0]
+        raise _fail(source, ctx, i, f"is −inf at a human fixation (pixel x={c}, y={r})")
+    mean, std, ordered = stats
+    p_at = np.exp(at)
+    below = np.searchsorted(ordered, p_at, "left")
+    ties = np.searchsorted(ordered, p_at, "right") - below
+    return {
+        "LL": at / math.log(2) + math.log2(log_p.size),
+        "IG_cond": (at - log_centre[rows, cols]) / math.log(2),
+        "NSS_cond": (p_at - mean) / std if std > 0 else np.zeros_like(at),
+        "AUC_cond": (below + 0.5 * ties) / ordered.size,
+    }
+
+
+def map_statistics(log_p: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Mean, standard deviation (ddof 0, as NSS) and the sorted values of p = exp(log_p)."""
     p = np.exp(log_p).ravel()
     std = float(p.std())

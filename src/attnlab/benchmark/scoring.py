@@ -290,6 +290,12 @@ class _Chunk:
             self._baselines[size] = _tensor(fitted_centre_bias(self.ctx).map(size))
         return self._baselines[size]
 
+    def log_baseline(self, size: tuple[int, int]) -> np.ndarray:
+        size = tuple(size)
+        if ("log", size) not in self._baselines:
+            self._baselines[("log", size)] = np.log(self.baseline(size).numpy())
+        return self._baselines[("log", size)]
+
 
 def _mean(values: torch.Tensor) -> float:
     return S.mean_over_images(values)[0]
@@ -440,19 +446,22 @@ def _probabilistic_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optio
         return
     if any(lp is None for lp in log_ps):
         raise UserError(f"source {source.name}: gives a log density for some images only")
-    log_centres = [np.log(chunk.baseline(tg.size).numpy()) for tg in chunk.targets]
-    if ctx.metric_specific:
-        derived = [P.metric_specific_maps(lp, lc, ctx.sigma_px) for lp, lc in zip(log_ps, log_centres)]
+    log_centres = [chunk.log_baseline(tg.size) for tg in chunk.targets]
+    if ctx.metric_specific:  # the centre bias of one size: derived once
+        derived = P.derived_once(
+            log_ps, lambda lp: P.metric_specific_maps(lp, chunk.log_baseline(lp.shape), ctx.sigma_px)
+        )
         for group in dict.fromkeys(P.METRIC_MAPS.values()):
             metrics = [m for m, g in P.METRIC_MAPS.items() if g == group]
             # the centre bias over itself is constant by definition: only the density itself is flagged
             _map_rows(source, chunk, [d[group] for d in derived], rows, metrics, flag_constant=group == "density")
     else:
         _map_rows(source, chunk, maps, rows)
-    for row, tg, lp, lc in zip(rows, chunk.targets, log_ps, log_centres):
+    stats = P.derived_once(log_ps, P.map_statistics) if ctx.conditional_metrics and not source.conditional else None
+    for k, (row, tg, lp, lc) in enumerate(zip(rows, chunk.targets, log_ps, log_centres)):
         row["probabilistic"] = True
         if ctx.conditional_metrics:
-            row.update(P.conditional_scores(source, ctx, tg.index, lp, lc))
+            row.update(P.conditional_scores(source, ctx, tg.index, lp, lc, stats[k] if stats else None))
 
 
 class _Pairs:

@@ -71,6 +71,17 @@ def _sampled_scanpaths(ctx: BenchmarkContext, i: int, draw) -> list[Scanpath]:
     return out
 
 
+def _per_size(source: AttentionSource, store: str, size, compute) -> np.ndarray:
+    """One read-only array per image size, the same object each time: the benchmark derives the
+    metric-specific maps of a density once per distinct array."""
+    maps = source.__dict__.setdefault(store, {})
+    size = tuple(size)
+    if size not in maps:
+        maps[size] = compute(size)
+        maps[size].setflags(write=False)
+    return maps[size]
+
+
 @register_source("uniform")
 class UniformSource(AttentionSource):
     name = "uniform"
@@ -83,7 +94,7 @@ class UniformSource(AttentionSource):
         return uniform_map(ctx.data.stimuli[i].size)
 
     def log_density(self, ctx, i):
-        return np.log(uniform_map(ctx.data.stimuli[i].size))
+        return _per_size(self, "_log_maps", ctx.data.stimuli[i].size, lambda size: np.log(uniform_map(size)))
 
     def scanpaths(self, ctx, i):
         return _sampled_scanpaths(ctx, i, lambda n, size, rng: uniform_scanpath(n, size, rng))
@@ -106,7 +117,7 @@ class CentreBiasSource(AttentionSource):
         return self._maps[size].copy()  # callers may write to it; copying costs far less than the map
 
     def log_density(self, ctx, i):
-        return np.log(self.saliency_map(ctx, i))
+        return _per_size(self, "_log_maps", ctx.data.stimuli[i].size, lambda size: np.log(self.model.map(size)))
 
     def scanpaths(self, ctx, i):
         return _sampled_scanpaths(ctx, i, self.model.sample_scanpath)
