@@ -148,6 +148,9 @@ def test_duplicate_names_and_a_missing_centre_bias(tmp_path, one_torch_thread):
     assert result["sources"] == ["centre_bias", "U"] and result["reference"] == "centre_bias"
     assert result["table"]["U"]["NSS"]["verdict"] in ("worse", None)
     assert {p.name for p in tmp_path.iterdir()} >= {"leaderboard.md", "leaderboard.html"}
+    # both rows are densities: the legend says they are scored on metric-specific maps
+    assert result["probabilistic"] == ["centre_bias", "U"]
+    assert "Probabilistic sources (centre_bias, U)" in (tmp_path / "leaderboard.md").read_text()
 
 
 def model_sources(tmp_path: Path) -> tuple[Path, Path]:

@@ -165,7 +165,15 @@ def _legend(result: dict[str, Any]) -> list[str]:
         f"{BETTER} better / {WORSE} worse than the centre bias ({result['reference']}): the {level}% interval of the "
         "paired difference (same images) excludes 0; ↓ marks metrics where lower is better. "
         f"{MISSING}: the metric does not apply to the source (e.g. scanpath metrics of a map).",
-    ]
+    ] + (
+        [
+            f"Probabilistic sources ({', '.join(result['probabilistic'])}) are scored on metric-specific maps "
+            "(Kümmerer et al. 2018) and get the conditional metrics (LL, IG_cond, NSS_cond, AUC_cond: each human "
+            "fixation given its true history); the others are scored on their maps."
+        ]
+        if result.get("probabilistic")
+        else []
+    )
 
 
 def markdown(result: dict[str, Any]) -> str:
