@@ -17,6 +17,7 @@ MODEL_DATA: dict[str, set[str]] = {
     "saliency_salicon": _FIXATION_DATA | {"salicon"},
     "saliency_transalnet": _FIXATION_DATA | {"salicon"},
     "autoencoder": {"images"} | _FIXATION_DATA,  # any photos: a fixation dataset's train split too
+    "scanpath_deepgaze": {"osie_steps"},
 }
 _KNOWN_DATA = set().union(*MODEL_DATA.values()) | {"images"}
 
