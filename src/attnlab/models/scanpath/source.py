@@ -17,13 +17,26 @@ import torch
 
 from attnlab.data.fixations import Scanpath
 from attnlab.sources import AttentionSource, BenchmarkContext, register_source
-from attnlab.utils.config import UserError
+from attnlab.utils.config import PositiveFloat, UserError, check_arguments
 
-__all__ = ["ScanpathModelSource", "HistoryFreeScanpathSource", "load_scanpath_model"]
+__all__ = ["ScanpathModelSource", "HistoryFreeScanpathSource", "ScanpathSamplingSettings", "load_scanpath_model"]
 
 log = logging.getLogger(__name__)
 
 TARGET = "attnlab.models.scanpath.ScanpathModule"
+
+
+class ScanpathSamplingSettings:
+    """Settings of ``scanpath:<ckpt>``'s sampled scanpaths (the config node ``scanpath:``).
+
+    Args:
+        temperature: each fixation is drawn from p^(1/temperature), renormalised: 1 samples the model's
+            own density; lower values pick likelier places (towards winner-take-all). Tune it on val.
+    """
+
+    def __init__(self, temperature: PositiveFloat = 1.0) -> None:
+        check_arguments(ScanpathSamplingSettings, {"temperature": temperature})
+        self.temperature = float(temperature)
 
 
 def load_scanpath_model(path: str):
@@ -52,6 +65,8 @@ class _ScanpathModelBase(AttentionSource):
         self.image_size = tuple(cfg.data.get("image_size") or (240, 320))
         self.history = int(cfg.data.history)
         self.name = self.kind
+        settings = ctx.options.get("scanpath") if ctx is not None else None
+        self.temperature = (settings or ScanpathSamplingSettings()).temperature
         self._priority: tuple = (None, None)
         self._said_cut = False
 
@@ -116,7 +131,8 @@ class ScanpathModelSource(_ScanpathModelBase):
             log_p = self._log_densities(ctx, i, histories, masks)  # N×gh×gw
             gh, gw = log_p.shape[-2:]
             for j, rng in enumerate(rngs):
-                p = np.exp(log_p[j].ravel())
+                scaled = log_p[j].ravel() / self.temperature
+                p = np.exp(scaled - scaled.max())
                 cell = rng.choice(p.size, p=p / p.sum())
                 drawn[j, t] = ((cell % gw + rng.random()) / gw, (cell // gw + rng.random()) / gh)
             histories = np.concatenate([drawn[:, t : t + 1], histories[:, :-1]], 1)
