@@ -7,7 +7,10 @@
 4. Positives are divided by the largest positive, negatives by the largest |negative|.
 5. Categories: each concept's normalised importance is summed per category (concepts without a
    category go to "other"), then positive totals are divided by the largest and negative totals by
-   the largest |total|.
+   the largest |total|. A concept's category is its ``group`` in the dissection when it has one
+   (COCO's supercategories), else its entry in ``categories``.
+6. Intervals: when the dissection kept its per-image numbers (``bootstrap`` > 0), steps 2–5 are
+   repeated on each bootstrap resample of the images, giving 95% intervals of every number.
 
 Run it with ``python -m attnlab.analyze analysis=contributions ckpt_path=<phase-2 .ckpt>
 analysis.dissection=<dissection.json>``; it writes ``contributions.csv``, ``categories.csv``, the
@@ -26,7 +29,7 @@ from typing import Any, Literal, Optional, Sequence
 import torch
 from torch import Tensor
 
-from attnlab.utils.config import PositiveInt, UserError
+from attnlab.utils.config import NonNegativeInt, PositiveInt, UserError
 from attnlab.utils.io import open_atomic
 
 log = logging.getLogger(__name__)
@@ -175,7 +178,11 @@ class ContributionAnalysis:
         iou: which dissection score to use: "image_mean" (the reference) or "dataset".
         top_k: concepts per basis that share its weight.
         top_n: positive and negative concepts shown in the figure.
-        categories: category → concept names; anything unlisted is "other".
+        categories: category → concept names, for concepts without a group in the dissection;
+            anything unlisted is "other".
+        bootstrap: resamples of the dissection's images for intervals (0: none; needs the
+            dissection's ``dissection_images.pt``).
+        seed: of the resampling.
     """
 
     checkpoint: str | None = None
@@ -184,6 +191,8 @@ class ContributionAnalysis:
     top_k: PositiveInt = 5
     top_n: PositiveInt = 30
     categories: Optional[dict[str, list[str]]] = field(default_factory=dict)
+    bootstrap: NonNegativeInt = 1000
+    seed: int = 0
     name: str = field(default="contributions", init=False)
     needs_model: bool = field(default=False, init=False)
 
@@ -208,22 +217,32 @@ class ContributionAnalysis:
         importance, count = concept_importance(iou, weights, self.top_k)
         normalised = normalise_by_sign(importance)
         lookup = category_of(self.categories)
+        groups = {n: c.get("group") or lookup.get(_key(n), OTHER) for n, c in zip(names, dissection["concepts"])}
+        categories = self.categories
+        if any(c.get("group") for c in dissection["concepts"]):  # COCO: the supercategories
+            categories = {g: [n for n in names if groups[n] == g] for g in dict.fromkeys(groups.values()) if g != OTHER}
         rows = [
             {
                 "concept": n,
-                "category": lookup.get(_key(n), OTHER),
+                "category": groups[n],
                 "importance": float(v),
                 "normalised": float(z),
                 "bases": int(b),
             }
             for n, v, z, b in zip(names, importance.tolist(), normalised.tolist(), count.tolist())
         ]
+        totals = category_totals(names, normalised, categories)
+        intervals = self._intervals(dissection, path, names, key, weights, categories)
+        if intervals:
+            for r in rows:
+                r |= intervals["concepts"][r["concept"]]
+            for c, v in totals.items():
+                v |= intervals["categories"][c]
         rows.sort(key=lambda r: -r["importance"])
         positives = [r for r in rows if r["importance"] > 0][: self.top_n]
         negatives = [r for r in rows if r["importance"] < 0][::-1][: self.top_n][::-1]
-        totals = category_totals(names, normalised, self.categories)
         out_dir = Path(out_dir)
-        palette = _palette(list(dict.fromkeys([*self.categories, OTHER])))
+        palette = _palette(list(dict.fromkeys([*categories, OTHER])))
         title = Path(str(self.checkpoint)).name
         figures = [
             str(
@@ -240,6 +259,7 @@ class ContributionAnalysis:
             "dissection": str(path),
             "iou": self.iou,
             "top_k": self.top_k,
+            "bootstrap": {"resamples": self.bootstrap, "seed": self.seed} if intervals else None,
             "basis_weights": [float(w) for w in weights],
             "concepts": rows,
             "top_positive": [r["concept"] for r in positives],
@@ -247,6 +267,50 @@ class ContributionAnalysis:
             "categories": totals,
             "figures": figures,
             "tables": [str(out_dir / "contributions.csv"), str(out_dir / "categories.csv")],
+        }
+
+    def _intervals(
+        self,
+        dissection: dict[str, Any],
+        path: Path,
+        names: list[str],
+        key: str,
+        weights: Tensor,
+        categories: dict[str, list[str]],
+    ) -> dict[str, Any] | None:
+        """95% bootstrap intervals of importance, normalised importance and category totals."""
+        from attnlab.analysis.dissection import bootstrap_weights, weighted_scores
+
+        stored = dissection.get("per_image")
+        if not self.bootstrap or not stored:
+            return None
+        file = Path(stored) if Path(stored).is_file() else path.parent / Path(stored).name
+        if not file.is_file():
+            log.warning("per-image dissection numbers %s not found: contributions without intervals", stored)
+            return None
+        per_image = torch.load(file, map_location="cpu", weights_only=True)
+        n_images = len(per_image["basis_area"])
+        score = key.removeprefix("iou_")
+        raw, scaled, cats = [], [], []
+        for chunk in bootstrap_weights(n_images, self.bootstrap, self.seed).split(100):
+            for iou in weighted_scores(per_image, len(names), chunk, score):
+                importance, _ = concept_importance(iou, weights, self.top_k)
+                z = normalise_by_sign(importance)
+                raw.append(importance)
+                scaled.append(z)
+                t = category_totals(names, z, categories)
+                cats.append(torch.tensor([t[c]["normalised"] for c in t], dtype=torch.float64))
+        raw_t, scaled_t, cats_t = torch.stack(raw), torch.stack(scaled), torch.stack(cats)
+        q = torch.tensor([0.025, 0.975], dtype=torch.float64)
+        lo_hi = lambda v: [float(x) for x in torch.quantile(v, q)]
+        order = list(category_totals(names, scaled_t[0], categories))
+        interval = lambda prefix, v: dict(zip((f"{prefix}_low", f"{prefix}_high"), lo_hi(v)))
+        return {
+            "concepts": {
+                n: interval("importance", raw_t[:, j]) | interval("normalised", scaled_t[:, j])
+                for j, n in enumerate(names)
+            },
+            "categories": {c: interval("normalised", cats_t[:, j]) for j, c in enumerate(order)},
         }
 
     @staticmethod

@@ -87,6 +87,8 @@ def load_scene_graphs(path: str | Path, limit: int | None = None) -> list[SceneG
         raise UserError(f"cannot read scene graphs {path}: {ex}") from ex
     if not isinstance(raw, dict):
         raise UserError(f"{path} is not a GQA scene-graph file: expected an object mapping imageId to its graph")
+    if {"images", "annotations", "categories"} <= set(raw):
+        raise UserError(f"{path} is a COCO instances file, not GQA scene graphs: pass it as analysis.annotations")
     graphs = []
     for image_id in sorted(raw):
         g = raw[image_id]
