@@ -146,3 +146,22 @@ def test_a_checkpoint_of_another_family_is_one_line(tmp_path):
     with pytest.raises(UserError, match="not a checkpoint of the scanpath model") as error:
         ScanpathModelSource(str(path), None)
     assert "\n" not in str(error.value)
+
+
+def test_a_lower_temperature_draws_likelier_places(checkpoint, osie_steps):
+    from attnlab.models.scanpath.source import ScanpathModelSource, ScanpathSamplingSettings
+
+    with pytest.raises(UserError, match="temperature"):
+        ScanpathSamplingSettings(temperature=0)
+    ctx = context(osie_steps)
+    free = ScanpathModelSource(str(checkpoint), ctx).log_density(ctx, 0)
+    h, w = ctx.data.stimuli[0].size
+    gh, gw = free.shape
+
+    def mean_log_density(temperature):
+        ctx.options["scanpath"] = ScanpathSamplingSettings(temperature=temperature)
+        paths = ScanpathModelSource(str(checkpoint), ctx).scanpaths(ctx, 0)
+        first = np.array([[p.x[0], p.y[0]] for p in paths])  # the first fixation has no history
+        return free[(first[:, 1] / h * gh).astype(int), (first[:, 0] / w * gw).astype(int)].mean()
+
+    assert mean_log_density(0.2) > mean_log_density(1.0)
