@@ -18,6 +18,8 @@ class SplitDataModule(L.LightningDataModule):
     Training batches are shuffled by a generator seeded from ``seed``, so runs repeat exactly.
     """
 
+    collate_fn = None  # how a batch is put together (None: torch's default stacking)
+
     def split_dataset(self, split: str) -> Dataset:  # pragma: no cover - implemented by subclasses
         raise NotImplementedError
 
@@ -37,6 +39,7 @@ class SplitDataModule(L.LightningDataModule):
             generator=generator,
             num_workers=workers,
             persistent_workers=workers > 0,
+            collate_fn=self.collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from attnlab.data.base import SplitDataModule
 from attnlab.data.fixation_datamodule import FixationDataModule
 from attnlab.data.fixations import FixationDataset
 from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2
@@ -81,8 +81,10 @@ class ScanpathSteps(Dataset):
         }
 
 
-class ScanpathStepsDataModule(L.LightningDataModule):
+class ScanpathStepsDataModule(SplitDataModule):
     """``data=osie_steps``: the splits of a fixation datamodule as next-fixation samples.
+
+    A batch is a list of items (each image keeps its own number of samples).
 
     Args:
         fixations: the fixation datamodule whose splits (and ``drop_first``) are used.
@@ -90,6 +92,8 @@ class ScanpathStepsDataModule(L.LightningDataModule):
         image_size: the images' size for the model's features (H, W).
         batch_size: images per batch (each with all its samples).
     """
+
+    collate_fn = list  # a batch is a list of items: each image keeps its own number of samples
 
     def __init__(
         self,
@@ -101,6 +105,7 @@ class ScanpathStepsDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.fixations = fixations
+        self.seed = fixations.seed  # the training batches' shuffling
         self.image_size = tuple(image_size)
         self.history = int(history)
         self.batch_size = int(batch_size)
@@ -120,20 +125,5 @@ class ScanpathStepsDataModule(L.LightningDataModule):
         """The training images' fixations (the centre bias is fitted on them)."""
         return self.fixations.splits["train"]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=list,  # images keep their own number of samples
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+    def split_dataset(self, split: str) -> ScanpathSteps:
+        return self.splits["test" if split == "predict" else split]
