@@ -180,5 +180,7 @@ def test_wta_centre_bias_through_the_benchmark(tmp_path, osie_benchmark):
     for row, c in zip(rows, centre):
         for metric in ("ScanMatch", "SED", "MM_position", "MM_duration", "DTW", "SS", "NSS", "CC"):
             assert np.isfinite(row[metric]), metric
-        assert row["NSS"] == c["NSS"] and row["CC"] == c["CC"]  # the map is the centre bias itself
+        # the map is the centre bias itself: same NSS (the density is its own NSS map, up to exp(log p)
+        # rounding); the centre bias row's CC is on its blurred density (metric-specific maps), WTA's on the map
+        assert row["NSS"] == pytest.approx(c["NSS"], rel=1e-12) and row["CC"] != c["CC"]
     assert (tmp_path / "saliency_grid.png").is_file()
