@@ -7,7 +7,7 @@
 Each --model names a run folder of ``analysis=dissection analysis.annotations=...`` and one of
 ``analysis=contributions`` on its dissection (``-`` if none). Writes ``coco_dissection_tables.md``,
 ``coco_supercategories.png`` (contributions by supercategory, the models side by side) and
-``coco_bases.png`` (photos of a few concepts with each model's best-aligned basis).
+``coco_bases.jpg`` (photos of a few concepts with each model's best-aligned basis).
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "coco_dissection_tables.md").write_text(tables(models))
     supercategory_figure(models, out / "coco_supercategories.png")
-    bases_figure(models, args.concepts.split(","), args.photos, out / "coco_bases.png")
+    bases_figure(models, args.concepts.split(","), args.photos, out / "coco_bases.jpg")
     print(f"written to {out}")
 
 

@@ -14,8 +14,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+import attnlab.benchmark.probabilistic as P
 from attnlab.baselines import fitted_centre_bias
-from attnlab.benchmark import probabilistic as P
 from attnlab.benchmark.scoring import (
     DISTRIBUTION_METRICS,
     INTER_OBSERVER_SPLITS,

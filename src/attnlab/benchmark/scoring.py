@@ -26,8 +26,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+import attnlab.benchmark.probabilistic as P
 from attnlab.baselines import fitted_centre_bias
-from attnlab.benchmark import probabilistic as P
 from attnlab.data.fixation_maps import TRUNCATE, gaussian_operator, pixel_indices, sparse_fixation_maps
 from attnlab.data.gaze import Scanpath
 from attnlab.metrics import saliency as S
