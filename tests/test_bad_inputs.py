@@ -194,6 +194,7 @@ CONFIG_ROWS = [
     ("train-split-negative", "train", ["model=autoencoder", "data.split=[0.5,-0.2,0.7]"], ["data.split"]),
     ("train-image-size-zero", "train", ["model=autoencoder", "data.image_size=[0,32]"], ["data.image_size"]),
     ("train-strict-not-boolean", "train", ["model=autoencoder", "data.strict=maybe"], ["data.strict", "maybe"]),
+    ("train-devices-text", "train", ["trainer.devices=yes"], ["trainer.devices", "yes"]),  # found by test_properties
     ("eval-without-checkpoint", "eval", [], ["ckpt_path"]),
     ("eval-checkpoint-missing", "eval", ["ckpt_path=/nonexistent.ckpt"], ["checkpoint not found", "/nonexistent.ckpt"]),
     ("eval-seed-float", "eval", ["ckpt_path=/nonexistent.ckpt", "seed=1.5"], ["seed", "1.5"]),
@@ -432,6 +433,17 @@ SCANPATH_FILE_ROWS = [
     ("json-list-of-numbers", json.dumps([1, 2, 3]), None, ["scanpaths.json"]),
     ("json-stimulus-map-of-numbers", json.dumps({"im0": 5}), None, ["scanpaths.json"]),
     ("info-json-a-list", None, json.dumps([35]), ["info.json"]),
+    # found by tests/test_properties.py: values that were coerced instead of refused
+    ("json-x-null", json.dumps([{"stimulus": "im0", "x": None, "y": [1]}]), None, ["scanpaths.json", "x must be"]),
+    ("json-x-nested", json.dumps([{"stimulus": "im0", "x": [[1, 2]], "y": [1, 2]}]), None, ["x must be a list"]),
+    ("json-y-booleans", json.dumps([{"stimulus": "im0", "x": [1], "y": [True]}]), None, ["y must be a list"]),
+    (
+        "json-duration-a-number",
+        json.dumps([{"stimulus": "im0", "x": [1], "y": [1], "duration": 200}]),
+        None,
+        ["duration must be"],
+    ),
+    ("json-stimulus-null", json.dumps([{"stimulus": None, "x": [1], "y": [1]}]), None, ["scanpath 0 needs"]),
 ]
 
 
@@ -580,6 +592,67 @@ def test_constant_and_all_zero_maps_score_as_uniform_and_are_named(run, tmp_path
             assert rows[sid][metric] == pytest.approx(uniform[sid][metric], abs=1e-12), (sid, metric)
 
 
+def _png(array: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+_RNG = np.random.default_rng(4)
+# found by tests/test_properties.py: (id, file name, bytes, names the one line must contain)
+MAP_FILE_ROWS = [
+    ("rendered-heat-map", "im2.png", _png(_RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)), ["im2.png", "colour"]),
+    ("not-an-image", "im2.png", b"\x89PNG not really", ["cannot read saliency map", "im2.png"]),
+    ("object-array", "im2.npy", _npy(np.array([{"a": 1}, None], dtype=object)), ["cannot read saliency map"]),
+    ("complex-values", "im2.npy", _npy(np.ones((H, W), dtype=complex)), ["im2.npy", "complex"]),
+    ("empty-array", "im2.npy", _npy(np.zeros((0, W))), ["im2.npy", "shape"]),
+]
+
+
+@pytest.mark.parametrize("name,data,names", [pytest.param(n, d, m, id=k) for k, n, d, m in MAP_FILE_ROWS])
+def test_bad_map_file_is_one_line(run, tmp_path, name, data, names):
+    folder = fixation_folder(tmp_path / "mine")
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for k in range(5):
+        np.save(maps / f"im{k}.npy", np.random.default_rng(k).random((H, W)))
+    (maps / "im2.npy").unlink()
+    (maps / name).write_bytes(data)
+    before = snapshot(tmp_path)
+    result = run("benchmark", *[a for a in BENCH if not a.startswith("attention=")], f"data.root={folder}",
+                 f"attention={maps}")  # fmt: skip
+    assert_failed_cleanly(result, tmp_path, before, *names)
+
+
+def test_maps_of_another_size_are_resized_and_said_once(run, tmp_path):
+    """Maps at half the image's size (and a grey map saved as RGB) score, with one line saying so."""
+    data = fixation_folder(tmp_path / "mine")
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for k in range(5):
+        grey = np.random.default_rng(k).integers(0, 256, (H // 2, W // 2), dtype=np.uint8)
+        (maps / f"im{k}.png").write_bytes(_png(np.stack([grey] * 3, -1) if k == 0 else grey))
+    result = run("benchmark", *[a for a in BENCH if not a.startswith("attention=")], f"data.root={data}",
+                 f"attention={maps}")  # fmt: skip
+    text = result.out + result.err
+    assert result.rc == 0 and "Traceback" not in text, text[-3000:]
+    lines = [line for line in text.splitlines() if "not their image's size" in line]
+    assert len(lines) == 1 and "5 of 5 maps" in lines[0] and f"{W // 2}×{H // 2} for a {W}×{H} image" in lines[0]
+    assert len(_scores(tmp_path)["per_image"]["maps"]) == 5
+
+
 # --- 4. checkpoints: the stored config decides the family ---------------------------------------------
 
 
@@ -689,6 +762,31 @@ def test_unreadable_checkpoint_is_one_line(run, tmp_path, content):
     before = snapshot(tmp_path)
     result = run("eval", f"ckpt_path={ckpt}")
     assert_failed_cleanly(result, tmp_path, before, "model.ckpt")
+
+
+# found by tests/test_properties.py: a stored config is as untrusted as the file it is in
+STORED_CONFIG_ROWS = [
+    ("setting-out-of-range", lambda c: c["model"].update(glimpses=-3), ["stores an invalid config", "glimpses"]),
+    ("setting-null", lambda c: c["model"].update(glimpses=None), ["glimpses"]),
+    ("required-setting-missing", lambda c: c["model"].pop("net"), ["cannot be built", "net"]),
+    ("no-target", lambda c: c["model"].pop("_target_"), ["without a _target_"]),
+    ("not-a-mapping", lambda c: c.update(model=[1, 2]), ["not {model: ..., data: ...}"]),
+]
+
+
+@pytest.mark.parametrize("edit,names", [pytest.param(e, n, id=k) for k, e, n in STORED_CONFIG_ROWS])
+def test_checkpoint_with_a_bad_stored_config_is_one_line(run, tmp_path, checkpoints, edit, names):
+    import torch
+
+    from attnlab.utils.checkpoint import CONFIG_KEY
+
+    contents = torch.load(checkpoints["gating_mnist"], weights_only=True)
+    edit(contents[CONFIG_KEY])
+    ckpt = tmp_path / "edited.ckpt"
+    torch.save(contents, ckpt)
+    before = snapshot(tmp_path)
+    result = run("eval", f"ckpt_path={ckpt}")
+    assert_failed_cleanly(result, tmp_path, before, "edited.ckpt", *names)
 
 
 def test_checkpoint_decides_the_data_and_keeps_data_overrides(tmp_path, checkpoints, monkeypatch):

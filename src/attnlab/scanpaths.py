@@ -241,7 +241,7 @@ def scanpath_model(cfg: DictConfig) -> L.LightningModule:
 
     path = cfg.ckpt_path
     checkpoint = read_checkpoint(path)
-    stored = stored_config(checkpoint)
+    stored = stored_config(checkpoint, path)
     asked = cfg.model.get("_target_")
     trained = stored.model.get("_target_") if stored is not None and "model" in stored else None
     if trained is None or "state_dict" not in checkpoint:

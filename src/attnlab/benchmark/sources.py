@@ -209,8 +209,64 @@ class WtaSource(AttentionSource):
         ]
 
 
+MAP_SUFFIXES = (".npy", ".png", ".jpg", ".jpeg")
+_GREY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "F"}
+_CHANNEL_TOLERANCE = 2.0  # grey levels: a greyscale map saved as an RGB JPEG differs this much between channels
+
+
+def _one_channel(m: np.ndarray, path: Path) -> np.ndarray:
+    """An H×W×3|4 map saved with equal colour channels as its grey values; a map whose channels differ
+    (a rendered heat map: its colours are no saliency values) is refused, not averaged."""
+    rgb = m[..., :3]
+    if np.ptp(rgb, axis=-1).max(initial=0) > _CHANNEL_TOLERANCE:
+        raise UserError(
+            f"saliency map {path} is a colour image whose channels differ (a rendered heat map?); "
+            "save the map itself as a one-channel image or .npy"
+        )
+    return rgb.mean(-1)
+
+
+def read_map_file(path: Path) -> np.ndarray:
+    """A saliency map file (``.npy`` of real numbers, or a one-channel or grey image) as an H×W float64
+    array of the values it holds; anything else is one :class:`UserError` naming the file."""
+    try:
+        if path.suffix == ".npy":
+            m = np.load(path, allow_pickle=False)  # an object array would need pickle: refused
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                m = np.asarray(im.convert("F") if im.mode in _GREY_MODES else im.convert("RGB"), dtype=np.float64)
+    except Exception as ex:  # not a .npy / image file, truncated, or an object array
+        raise UserError(f"cannot read saliency map {path}: {str(ex).splitlines()[0] if str(ex) else type(ex).__name__}")
+    if not (np.issubdtype(m.dtype, np.number) or m.dtype == bool) or np.iscomplexobj(m):
+        raise UserError(f"saliency map {path} holds {m.dtype} values; expected real numbers")
+    m = np.squeeze(np.asarray(m, dtype=np.float64))
+    if m.ndim == 3 and m.shape[-1] in (3, 4):
+        m = _one_channel(m, path)
+    if m.ndim != 2 or m.size == 0:
+        raise UserError(f"saliency map {path} has shape {m.shape}; expected H×W")
+    return m
+
+
+def _map_shape(path: Path) -> tuple[int, int] | None:
+    """(H, W) of a map file from its header only (None when the header does not say)."""
+    try:
+        if path.suffix == ".npy":
+            shape = tuple(d for d in np.load(path, mmap_mode="r", allow_pickle=False).shape if d != 1)  # squeezed
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                shape = (im.height, im.width)
+    except Exception:  # unreadable: saliency_map says why
+        return None
+    return tuple(shape[:2]) if len(shape) >= 2 else None
+
+
 class MapFolderSource(AttentionSource):
-    """Saliency maps ``<folder>/<stimulus id>.png|.npy``."""
+    """Saliency maps ``<folder>/<stimulus id>.npy|.png|.jpg`` (:func:`read_map_file`); a map of another
+    size than its image is resized to it (bilinear, as the MIT benchmark does) and the count said once."""
 
     parallel_safe = True  # reads files
 
@@ -218,25 +274,31 @@ class MapFolderSource(AttentionSource):
         self.folder = folder
         self.name = folder.name
 
-    def saliency_map(self, ctx, i):
+    def path(self, ctx, i) -> Path:
         sid = ctx.data.stimuli[i].id
-        for suffix in (".npy", ".png", ".jpg", ".jpeg"):
-            path = self.folder / f"{sid}{suffix}"
-            if path.is_file():
-                if suffix == ".npy":
-                    m = np.load(path)
-                else:
-                    from PIL import Image
-
-                    with Image.open(path) as im:
-                        m = np.asarray(im.convert("F"), dtype=np.float64)
-                m = np.squeeze(np.asarray(m, dtype=np.float64))
-                if m.ndim == 3:  # colour maps: the mean over channels
-                    m = m.mean(-1)
-                if m.ndim != 2:
-                    raise UserError(f"saliency map {path} has shape {m.shape}; expected H×W")
-                return m
+        for suffix in MAP_SUFFIXES:
+            if (self.folder / f"{sid}{suffix}").is_file():
+                return self.folder / f"{sid}{suffix}"
         raise UserError(f"no saliency map for stimulus {sid!r} in {self.folder} (expected {sid}.png or {sid}.npy)")
+
+    def prepare(self, ctx, indices):
+        """Every map is there before scoring starts; the maps of another size are counted, said once."""
+        resized = []
+        for i in indices:
+            path, size = self.path(ctx, i), tuple(ctx.data.stimuli[i].size)
+            shape = _map_shape(path)
+            if shape is not None and shape != size:
+                resized.append((path.name, shape, size))
+        if resized:
+            name, (h, w), (ih, iw) = resized[0]
+            log.warning(
+                "source %s: %d of %d maps are not their image's size (e.g. %s is %d×%d for a %d×%d image); "
+                "each is resized bilinearly to its image",
+                self.name, len(resized), len(indices), name, w, h, iw, ih,
+            )  # fmt: skip
+
+    def saliency_map(self, ctx, i):
+        return read_map_file(self.path(ctx, i))
 
 
 class ScanpathSource(AttentionSource):

@@ -17,7 +17,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -75,20 +74,6 @@ def _default_image_dir(annotation_file: Path) -> Path:
     return annotation_file.parent
 
 
-def _check_format(path: Path) -> None:
-    """One line when the file is JSON but not COCO instances (pycocotools would fail with a KeyError)."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as ex:
-        raise UserError(f"cannot read COCO annotations {path}: {ex}") from ex
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(raw, dict) or k not in raw]
-    if missing:
-        raise UserError(
-            f"{path} is not a COCO instances file: no {', '.join(missing)} "
-            "(a GQA/Visual Genome scene-graph file goes to analysis.scene_graphs)"
-        )
-
-
 def load_coco_concepts(
     annotation_files: str | Path | Sequence[str | Path],
     image_dirs: str | Path | Sequence[str | Path] | None = None,
@@ -129,7 +114,6 @@ def load_coco_concepts(
         path = Path(str(file)).expanduser()
         if not path.is_file():
             raise UserError(f"COCO annotations not found: {path}")
-        _check_format(path)
         coco = read_coco(path)
         root = Path(str(folder)).expanduser() if folder else _default_image_dir(path)
         concept_of: dict[int, str] = {}

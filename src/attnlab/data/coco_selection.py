@@ -134,15 +134,72 @@ def category_labels(categories: Sequence[dict], use_supercategory: bool) -> dict
     return {int(c["id"]): str(c["supercategory"] if use else c["name"]) for c in categories}
 
 
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # not NaN
+
+
+def _text(v) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+# What attnlab reads of each entry (field: (check, what is expected)); segmentations are each reader's
+# to decode or skip and count.
+_ENTRY_FIELDS = {
+    "images": {"id": (_integer, "an integer"), "file_name": (_text, "a file name"),
+               "height": (lambda v: _integer(v) and v > 0, "a positive integer"),
+               "width": (lambda v: _integer(v) and v > 0, "a positive integer")},
+    "annotations": {"id": (_integer, "an integer"), "image_id": (_integer, "an integer"),
+                    "category_id": (_integer, "an integer"),
+                    "area": (lambda v: v is None or _real(v) and v >= 0, "a non-negative number"),
+                    "iscrowd": (lambda v: v in (None, 0, 1) and not isinstance(v, bool), "0 or 1")},
+    "categories": {"id": (_integer, "an integer"), "name": (_text, "a name")},
+}  # fmt: skip
+
+
+def _instances_problem(raw: Any) -> str | None:
+    """The first way ``raw`` is not a COCO instances document, or None."""
+    missing = [k for k in _ENTRY_FIELDS if not isinstance(raw, dict) or k not in raw]
+    if missing:
+        return (
+            f"not a COCO instances file: no {', '.join(missing)} "
+            "(a GQA/Visual Genome scene-graph file goes to analysis.scene_graphs)"
+        )
+    for section, fields in _ENTRY_FIELDS.items():
+        if not isinstance(raw[section], list):
+            return f"{section} is a {type(raw[section]).__name__}, not a list"
+        for k, entry in enumerate(raw[section]):
+            if not isinstance(entry, dict):
+                return f"{section}[{k}] is a {type(entry).__name__}, not an object"
+            for name, (ok, expected) in fields.items():
+                if not ok(entry.get(name)):
+                    return f"{section}[{k}].{name} is {json.dumps(entry.get(name))[:40]}; expected {expected}"
+            supercategory = entry.get("supercategory")
+            if section == "categories" and supercategory is not None and not isinstance(supercategory, str):
+                return f"categories[{k}].supercategory is {json.dumps(supercategory)[:40]}; expected a name"
+    return None
+
+
 def read_coco(path: Path):
-    """A ``pycocotools.coco.COCO`` index of an instances file; :class:`UserError` when unreadable."""
+    """A ``pycocotools.coco.COCO`` index of an instances file, its fields checked first (pycocotools
+    itself would fail later with a KeyError or TypeError); :class:`UserError` when unreadable."""
     from pycocotools.coco import COCO
 
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints progress lines
-            return COCO(str(path))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AssertionError) as ex:
-        raise UserError(f"cannot read COCO annotations {path}: {type(ex).__name__}: {ex}") from ex
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as ex:
+        raise UserError(f"cannot read COCO annotations {path}: {type(ex).__name__}: {ex}") from None
+    problem = _instances_problem(raw)
+    if problem:
+        raise UserError(f"{path}: {problem}")
+    with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints progress lines
+        coco = COCO()
+        coco.dataset = raw
+        coco.createIndex()
+    return coco
 
 
 def build_metadata(

@@ -47,6 +47,18 @@ def _stimulus_key(value) -> str:
     return Path(str(value)).stem if Path(str(value)).suffix.lower() in IMAGE_SUFFIXES + (".npy",) else str(value)
 
 
+def _numbers(record: dict, field: str, k: int, path: Path) -> list | None:
+    """``record[field]`` as it is written: a list of JSON numbers (``null`` for an absent duration or
+    onset). Anything else (a bare number, a nested list, text, true/false) is refused, not coerced."""
+    value = record.get(field)
+    if value is None and field in ("duration", "onset"):
+        return None
+    numbers = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not numbers:
+        raise UserError(f"{path}: scanpath {k}: {field} must be a list of numbers, got {json.dumps(value)[:60]}")
+    return value
+
+
 def read_scanpaths(path: str | Path, drop_not_finite: bool = True) -> dict[str, list[Scanpath]]:
     """Scanpaths of a JSON/CSV file (format above), grouped by stimulus id in file order.
 
@@ -77,12 +89,14 @@ def read_scanpaths(path: str | Path, drop_not_finite: bool = True) -> dict[str, 
                         },
                     )
                     r.setdefault("x", []), r.setdefault("y", [])
-                stim = _stimulus_key(r.get("stimulus", r.get("name") or r.get("image") or ""))
-                if not stim or "x" not in r or "y" not in r:
+                named = r.get("stimulus", r.get("name") or r.get("image") or "")
+                if not isinstance(named, (str, int)) or isinstance(named, bool) or "x" not in r or "y" not in r:
+                    raise UserError(f"{path}: scanpath {k} needs 'stimulus' (a name), 'x' and 'y'")
+                stim = _stimulus_key(named)
+                if not stim:
                     raise UserError(f"{path}: scanpath {k} needs 'stimulus', 'x' and 'y'")
-                groups.setdefault(stim, []).append(
-                    Scanpath(r["x"], r["y"], r.get("duration"), r.get("onset"), str(r.get("subject", k)), stim)
-                )
+                x, y, duration, onset = (_numbers(r, c, k, path) for c in ("x", "y", "duration", "onset"))
+                groups.setdefault(stim, []).append(Scanpath(x, y, duration, onset, str(r.get("subject", k)), stim))
         elif suffix == ".csv":
             with path.open(newline="") as f:
                 rows = list(csv.DictReader(f))
@@ -123,6 +137,8 @@ def read_scanpaths(path: str | Path, drop_not_finite: bool = True) -> dict[str, 
             flush()
         else:
             raise UserError(f"scanpath file {path} must end in .json or .csv")
+    except UserError as ex:  # a scanpath's own check: say which file
+        raise ex if str(path) in str(ex) else UserError(f"{path}: {ex}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as ex:
         raise UserError(
             f"cannot read scanpaths from {path}: {str(ex).splitlines()[0] if str(ex) else type(ex).__name__}"

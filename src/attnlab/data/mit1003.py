@@ -91,12 +91,10 @@ def _read_subject(path: Path, name: str, size: tuple[int, int], ppd: float, velo
     except Exception as ex:
         raise UserError(f"cannot read MIT1003 gaze data {path}: {ex}") from ex
     if "fixations" in mat:  # already extracted
-        xy = np.asarray(mat["fixations"], dtype=np.float64).reshape(-1, 2)
-        starts = (
-            np.asarray(mat.get("starts", np.full(len(xy), np.nan)), dtype=np.float64).reshape(-1) * 1000.0 / SAMPLE_RATE
-        )
-        durations = np.asarray(mat["durations"], dtype=np.float64).reshape(-1) if "durations" in mat else None
-        return xy[:, 0], xy[:, 1], starts if len(starts) == len(xy) else None, durations
+        xy = _points(mat["fixations"], path, "fixations")
+        starts = _vector(mat["starts"], len(xy), path, "starts") * 1000.0 / SAMPLE_RATE if "starts" in mat else None
+        durations = _vector(mat["durations"], len(xy), path, "durations") if "durations" in mat else None
+        return xy[:, 0], xy[:, 1], starts, durations
     key = name[:63] if name[:63] in mat else next((k for k in mat if not k.startswith("__")), None)
     record = _struct(mat.get(key)) if key else None
     data = _struct(record.get("DATA")) if isinstance(record, dict) else None
@@ -104,8 +102,34 @@ def _read_subject(path: Path, name: str, size: tuple[int, int], ppd: float, velo
         data = _struct(data[0]) if len(data) else None
     if not isinstance(data, dict) or "eyeData" not in data:
         raise UserError(f"{path}: expected a struct {name[:63]}.DATA(1).eyeData with raw gaze samples")
-    x, y, onset, duration = detect_fixations(data["eyeData"], size, ppd, velocity, min_ms)
+    x, y, onset, duration = detect_fixations(_points(data["eyeData"], path, "eyeData"), size, ppd, velocity, min_ms)
     return x, y, onset, duration
+
+
+def _numeric(value, path: Path, what: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.size and (not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array)):
+        raise UserError(f"{path}: {what} holds {array.dtype} values; expected numbers")
+    return array.astype(np.float64)
+
+
+def _points(value, path: Path, what: str) -> np.ndarray:
+    """An N×2 array of (x, y) as the file holds it; any other shape is one line, not reshaped."""
+    array = _numeric(value, path, what)
+    if array.size == 0:
+        return np.zeros((0, 2))
+    if array.ndim == 1 and array.shape[0] == 2:  # one point (MATLAB drops the singleton dimension)
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise UserError(f"{path}: {what} has shape {array.shape}; expected N×2 (x, y)")
+    return array
+
+
+def _vector(value, n: int, path: Path, what: str) -> np.ndarray:
+    array = _numeric(value, path, what).reshape(-1) if np.size(value) else np.zeros(0)
+    if np.ndim(value) > 1 and sum(d > 1 for d in np.shape(value)) > 1 or len(array) != n:
+        raise UserError(f"{path}: {what} has shape {np.shape(value)}; expected one value for each of the {n} fixations")
+    return array
 
 
 def load_mit1003(

@@ -63,11 +63,18 @@ def _layout(root: str | Path) -> tuple[Path, Path]:
     )
 
 
-def _cell(value) -> np.ndarray:
-    """A MATLAB numeric field as a flat float array (empty fields become empty arrays)."""
+def _cell(value, where: str, mat_path: Path) -> np.ndarray:
+    """A MATLAB numeric vector field (1×n or n×1) as a flat float array (empty fields become empty
+    arrays); text, a matrix or a struct is one line, not coerced or flattened."""
     while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
         value = value.reshape(-1)[0]
-    return np.asarray(value, dtype=np.float64).reshape(-1) if np.size(value) else np.zeros(0)
+    if not np.size(value):
+        return np.zeros(0)
+    array = np.asarray(value)
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array) or sum(d > 1 for d in array.shape) > 1:
+        shown = f"{array.dtype} of shape {array.shape}" if array.dtype.kind not in "US" else repr(value)[:30]
+        raise UserError(f"{mat_path}: {where} is {shown}; expected a vector of numbers ({STRUCTURE})")
+    return array.astype(np.float64).reshape(-1)
 
 
 def _record(value):
@@ -126,13 +133,18 @@ def _scanpaths(record, i: int, stimulus: Stimulus, mat_path: Path) -> list[Scanp
     paths = []
     for s, subject in enumerate(_elements(_field(record, "subjects", f"fixations({i})", mat_path))):
         where = f"fixations({i}).subjects({s + 1})"
-        x = _cell(_field(subject, "fix_x", where, mat_path)) - MATLAB_ORIGIN
-        y = _cell(_field(subject, "fix_y", where, mat_path)) - MATLAB_ORIGIN
+        x = _cell(_field(subject, "fix_x", where, mat_path), f"{where}.fix_x", mat_path) - MATLAB_ORIGIN
+        y = _cell(_field(subject, "fix_y", where, mat_path), f"{where}.fix_y", mat_path) - MATLAB_ORIGIN
         duration = _field(subject, "fix_duration", where, mat_path, optional=True)
         if len(x) == 0 and len(y) == 0:
             continue
-        duration = None if duration is None or np.size(duration) == 0 else _cell(duration)
-        paths.append(Scanpath(x, y, duration=duration, subject=f"s{s + 1:02d}", stimulus=stimulus.id))
+        duration = (
+            None if duration is None or np.size(duration) == 0 else _cell(duration, f"{where}.fix_duration", mat_path)
+        )
+        try:
+            paths.append(Scanpath(x, y, duration=duration, subject=f"s{s + 1:02d}", stimulus=stimulus.id))
+        except UserError as ex:  # x, y and durations of different lengths
+            raise UserError(f"{mat_path}: {where}: {ex}") from None
     return paths
 
 

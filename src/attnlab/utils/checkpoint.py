@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from attnlab.utils.config import UserError
+from attnlab.utils.config import UserError, validate
 from attnlab.utils.model_data import model_data_mismatch
 
 __all__ = [
@@ -88,10 +88,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch_load(path, "checkpoint")
 
 
-def stored_config(checkpoint: dict[str, Any]) -> DictConfig | None:
-    """The model/data config a checkpoint was trained with, if it carries one."""
+def stored_config(checkpoint: dict[str, Any], path: Any = None) -> DictConfig | None:
+    """The model/data config a checkpoint was trained with, if it carries one, checked like a config
+    given on the command line (the file may come from anyone): one :class:`UserError` when it is not."""
     stored = checkpoint.get(CONFIG_KEY) if isinstance(checkpoint, dict) else None
-    return OmegaConf.create(stored) if stored else None
+    if not stored:
+        return None
+    path = path or "(in memory)"
+    groups = ("model", "data")
+    if not isinstance(stored, dict) or not all(isinstance(stored.get(g, {}), dict) for g in groups):
+        raise UserError(f"checkpoint {path} stores a config that is not {{model: ..., data: ...}}")
+    for group in groups:
+        if group in stored and not isinstance(stored[group].get("_target_"), str):
+            raise UserError(f"checkpoint {path} stores a {group} config without a _target_")
+    try:
+        config = OmegaConf.create(stored)
+        validate(config)
+    except UserError as ex:
+        raise UserError(f"checkpoint {path} stores an invalid config: {ex}") from None
+    except Exception as ex:  # e.g. an interpolation that cannot resolve
+        raise UserError(f"checkpoint {path} stores an unreadable config: {str(ex).splitlines()[0]}") from None
+    return config
 
 
 def _command_line() -> list[str]:
@@ -126,7 +143,7 @@ def use_stored_config(cfg: DictConfig, checkpoint: dict, path: Any = None, overr
     """Let the checkpoint's stored config decide ``cfg.model`` and ``cfg.data`` (the family it was
     trained in). ``model=X``/``data=X`` on the command line that names another class is a
     :class:`UserError`; ``data.key=value`` overrides (a new ``data.root``, a smaller split) still apply."""
-    stored = stored_config(checkpoint)
+    stored = stored_config(checkpoint, path)
     if stored is None:
         return
     overrides = _command_line() if overrides is None else overrides
@@ -166,14 +183,18 @@ def user_error_behind(ex: BaseException | None) -> UserError | None:
     return None
 
 
-def _build(node: DictConfig) -> Any:
+def _build(node: DictConfig, path: Any = None) -> Any:
     try:
         return hydra.utils.instantiate(node, _convert_="all")
     except Exception as ex:
         found = user_error_behind(ex)  # e.g. a task model whose weights file is missing
-        if found is None:
+        if found is not None:
+            raise found from None
+        cause = ex.__cause__ or ex
+        if path is None or not isinstance(cause, (TypeError, ValueError)):
             raise
-        raise found from None
+        # a stored config that validates key by key but cannot build (a required setting left out)
+        raise UserError(f"ckpt_path={path}: {node.get('_target_')} cannot be built from its config: {cause}") from None
 
 
 def _mismatch(ex: BaseException) -> str:
@@ -203,7 +224,9 @@ def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.Lightni
     """Build the model described by the checkpoint (or by ``cfg.model``) and load its weights; the
     checkpoint's stored config also decides ``cfg.data`` (:func:`use_stored_config`)."""
     use_stored_config(cfg, checkpoint, path)
-    if stored_config(checkpoint) is None:  # e.g. a paper .pt: model= and data= must go together
+    if not (
+        isinstance(checkpoint, dict) and checkpoint.get(CONFIG_KEY)
+    ):  # e.g. a paper .pt: model= and data= must go together
         try:
             from hydra.core.hydra_config import HydraConfig
 
@@ -212,6 +235,6 @@ def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.Lightni
             choices = None
         if message := model_data_mismatch(choices):
             raise UserError(f"ckpt_path={path} carries no config, so model= and data= decide: {message}")
-    model = _build(cfg.model)
+    model = _build(cfg.model, path)
     _load_weights(model, checkpoint, path, f"ckpt_path={path}", f"model {cfg.model.get('_target_')}")
     return model

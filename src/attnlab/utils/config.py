@@ -20,6 +20,7 @@ import functools
 import importlib
 import inspect
 import math
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -250,9 +251,24 @@ def _checks(annotation: Any) -> list[Check]:
 
 # --- walking a config ----------------------------------------------------------------------------------
 
+
+def _lightning_devices(v: Any) -> bool:
+    """What Lightning's ``devices`` accepts: a count, -1 (all), "auto", GPU indices as a list or "0,1"."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return v > 0 or v == -1
+    if isinstance(v, list):
+        return bool(v) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v)
+    return isinstance(v, str) and re.fullmatch(r"auto|-1|\d+|\d+(,\d+)+,?", v) is not None
+
+
 # Lightning's Trainer declares its own settings; these are the ones it checks only after a run has started.
 _EXTRA_RULES: dict[str, dict[str, Any]] = {
     "lightning.Trainer": {
+        "devices": Annotated[
+            Any, Check(_lightning_devices, "a positive integer, -1 (all), auto, or GPU indices ([0, 1] or '0,1')")
+        ],
         "accelerator": Optional[Literal["cpu", "gpu", "cuda", "mps", "auto"]],
         "max_epochs": Optional[PositiveInt],
         "num_nodes": PositiveInt,

@@ -32,8 +32,13 @@ def instantiate_group(cfg: DictConfig | None) -> list[Any]:
 
 
 def check_devices(accelerator: str | None, devices: Any) -> None:
-    """Fail with one line when the requested GPUs do not exist on this machine."""
+    """Fail with one line when the requested GPUs do not exist on this machine, or when GPU indices
+    are given to the CPU (Lightning takes a count of CPU processes there)."""
     if accelerator not in ("gpu", "cuda"):
+        if accelerator == "cpu" and not (
+            devices in (None, "auto", -1) or isinstance(devices, int) or str(devices).isdigit()
+        ):
+            raise UserError(f"trainer.devices={devices}: GPU indices need trainer=gpu; on the CPU give a count")
         return
     import torch
 

@@ -55,7 +55,7 @@ def load_gating_net(path: str | Path) -> GatingNet:
             f"{path} is not a gating checkpoint: neither the paper's state dict (keys like conv1.weight) nor a "
             "Lightning checkpoint written by attnlab.train"
         )
-    cfg = stored_config(checkpoint)
+    cfg = stored_config(checkpoint, path)
     target = str(cfg.model.get("_target_", "")) if cfg is not None and "model" in cfg else ""
     if not target:
         raise UserError(

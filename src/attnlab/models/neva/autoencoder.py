@@ -132,7 +132,7 @@ def load_autoencoder(checkpoint: str | Path) -> ConvAutoencoder:
     from attnlab.utils.checkpoint import read_checkpoint, stored_config
 
     ckpt = read_checkpoint(checkpoint)
-    stored = stored_config(ckpt)
+    stored = stored_config(ckpt, checkpoint)
     if stored is None or "model" not in stored or "net" not in stored.model:
         raise UserError(f"{checkpoint} is not an attnlab autoencoder checkpoint (no stored model config)")
     trained = str(stored.model.get("_target_", ""))

@@ -151,7 +151,7 @@ def _checkpoint_config(path: Path) -> tuple[str, dict[str, Any]]:
     from attnlab.utils.checkpoint import read_checkpoint, stored_config
 
     checkpoint = read_checkpoint(path)  # a missing or unreadable file is a UserError here
-    stored = stored_config(checkpoint)
+    stored = stored_config(checkpoint, path)
     target = str(stored.model.get("_target_")) if stored is not None and "model" in stored else None
     if target == AUTOENCODER_TARGET:
         return "neva_reconstruction", checkpoint

@@ -246,7 +246,7 @@ def load_saliency_model(path: str, device: str | torch.device = "cpu") -> tuple[
     from attnlab.utils.checkpoint import read_checkpoint, stored_config
 
     checkpoint = read_checkpoint(path)
-    cfg = stored_config(checkpoint)
+    cfg = stored_config(checkpoint, path)
     if cfg is None or "model" not in cfg or "SaliencyModule" not in str(cfg.model.get("_target_", "")):
         raise UserError(f"{path} is not a checkpoint of a saliency model (model=saliency_*) trained with attnlab.train")
     with open_dict(cfg):

@@ -44,7 +44,7 @@ def load_scanpath_model(path: str):
     from attnlab.utils.checkpoint import load_model, read_checkpoint, stored_config
 
     checkpoint = read_checkpoint(path)
-    cfg = stored_config(checkpoint)
+    cfg = stored_config(checkpoint, path)
     target = None if cfg is None else cfg.get("model", {}).get("_target_")
     if target != TARGET:
         raise UserError(
