@@ -277,7 +277,9 @@ def test_osie_fixations_mat_is_read_or_refused(tmp_path_factory, images):
 def mit1003_subject_files(draw):
     """A subject's .mat for one image: extracted fixations, or raw samples under <name>.DATA.eyeData."""
     arrays = st.one_of(
-        st.sampled_from([(4, 2), (3,), (5, 3), (0, 2), (2, 2, 2), (6, 2)]).map(lambda s: np.arange(float(np.prod(s))).reshape(s) + 5),
+        st.sampled_from([(4, 2), (3,), (5, 3), (0, 2), (2, 2, 2), (6, 2)]).map(
+            lambda shape: np.arange(float(np.prod(shape))).reshape(shape) + 5
+        ),
         st.text(max_size=4),
         st.just(np.array([["a", "b"]])),
     )  # fmt: skip
@@ -528,3 +530,41 @@ def test_every_setting_takes_its_type_or_is_one_line(command, capfd, tmp_path, m
             assert given_value is None or (is_real(given_value) and math.isfinite(given_value)), (override, given_value)
 
     check()
+
+
+# --- the HTML report -------------------------------------------------------------------------------------
+
+
+@BOUNDED
+@given(names=st.lists(st.text(min_size=1, max_size=12), min_size=2, max_size=3, unique=True),
+       dataset=st.text(max_size=12))  # fmt: skip
+def test_html_report_shows_any_name_as_text_and_loads_nothing(names, dataset):
+    """Source and dataset names (a label, a folder name: anyone's text) appear as text on the page: they
+    add no element or attribute, and the page's policy lets it load nothing from outside."""
+    from html.parser import HTMLParser
+
+    from attnlab.leaderboard import CSP, html_page, leaderboard_table
+
+    per_image = {n: [{"stimulus": f"s{k}", "NSS": float(k + j)} for k in range(4)] for j, n in enumerate(names)}
+    result = {"table": leaderboard_table(per_image, ["NSS"], names[0], samples=50), "metrics": ["NSS"],
+              "sources": names, "reference": names[0], "level": 0.95, "images": 4, "split": "test",
+              "dataset": dataset, "samples": 50}  # fmt: skip
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.tags, self.text = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, tuple(k for k, _ in attrs)))
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = Page()
+    page.feed(html_page(result, None))
+    assert {t for t, _ in page.tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "table",
+                                         "thead", "tbody", "tr", "th", "td"}  # fmt: skip
+    assert ("meta", ("http-equiv", "content")) in page.tags and "default-src 'none'" in CSP
+    text = "".join(page.text)
+    assert all(name in text for name in names) and dataset in text
