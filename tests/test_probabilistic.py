@@ -199,7 +199,8 @@ def test_a_scanpath_model_conditions_on_the_true_history_as_pysaliency_does(osie
 
 def test_the_empirical_distribution_blurred_is_the_human_density(osie, one_torch_thread):
     """Closed form: a density that puts the image's fixations' mass on their pixels, blurred as the human
-    density is, IS the human density: CC 1, KLD 0, SIM 1 under metric-specific maps (not on the raw map)."""
+    density is, IS the human density: CC 1, KLD 0 under metric-specific maps (not on the raw map). (SIM is
+    scored on the map of the highest EXPECTED SIM, which is not this one realisation of it.)"""
     from attnlab.data.fixation_maps import fixation_map
 
     ctx, negatives = context(osie)
@@ -210,11 +211,66 @@ def test_the_empirical_distribution_blurred_is_the_human_density(osie, one_torch
             log_p.append(np.log(counts / counts.sum()))
     ctx.conditional_metrics = False  # a fixation of the scanpaths may fall where no fixation of the map is
     for row in scored(ctx, negatives, DensitySource(log_p)):
-        assert row["CC"] == pytest.approx(1.0, abs=1e-9) and row["SIM"] == pytest.approx(1.0, abs=1e-6)
+        assert row["CC"] == pytest.approx(1.0, abs=1e-9) and 0 < row["SIM"] < 1
         assert row["KLD"] == pytest.approx(0.0, abs=1e-6)
     ctx.metric_specific = False
     for row in scored(ctx, negatives, DensitySource(log_p)):
         assert row["CC"] < 0.5  # the raw counts against the blurred density
+
+
+def _expected_sim(saliency: np.ndarray, p: np.ndarray, sigma: float, fixations: int, samples: int = 3000) -> float:
+    """Mean SIM of ``saliency`` against fresh empirical maps of ``p`` (the human density's blur)."""
+    from scipy.ndimage import gaussian_filter
+
+    h, w = p.shape
+    drawn = np.random.default_rng(12345).choice(h * w, size=(samples, fixations), p=p.ravel())
+    counts = np.zeros((samples, h * w))
+    np.add.at(counts, (np.repeat(np.arange(samples), fixations), drawn.ravel()), 1.0)
+    empirical = gaussian_filter(counts.reshape(samples, h, w), (0, sigma, sigma), mode="reflect", truncate=4.0)
+    empirical /= empirical.sum((1, 2), keepdims=True)
+    return float(np.minimum(empirical, saliency[None] / saliency.sum()).sum((1, 2)).mean())
+
+
+def _peaked_density(h: int, w: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:h, 0:w]
+    p = np.zeros((h, w))
+    for _ in range(3):
+        cy, cx, s = rng.uniform(5, h - 5), rng.uniform(5, w - 5), rng.uniform(2, 6)
+        p += np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * s * s))
+    p += 0.01 * p.max()
+    return p / p.sum()
+
+
+@pytest.mark.parametrize("shape, gain", [("peaked", 1e-3), ("nearly-flat", -1e-4)])
+def test_the_sim_map_has_a_higher_expected_sim_than_the_blur_and_pysaliencys_optimiser(shape, gain):
+    """SIM's metric-specific map against new samples: above the blurred density (pysaliency's starting
+    point; clearly for a peaked density, never below it for a nearly flat one, where the ranks are mostly
+    noise) and above the map pysaliency's ``maximize_expected_sim`` reaches by gradient ascent (torch
+    backend), on the human density's blur."""
+    from pysaliency.metric_optimization_torch import maximize_expected_sim
+
+    from attnlab.benchmark.probabilistic import blurred, sim_map
+
+    h, w, sigma, n = 30, 40, 2.0, 40
+    p = _peaked_density(h, w) if shape == "peaked" else np.exp(smooth_log_density((h, w), 3))
+    ours = sim_map(p, sigma, n, seed=0)
+    theirs, _ = maximize_expected_sim(np.log(p), kernel_size=sigma, train_samples_per_epoch=500, val_samples=500,
+                                      fixation_count=n, max_iter=60, verbose=False)  # fmt: skip
+    assert ours.shape == p.shape and ours.min() >= 0 and ours.sum() == pytest.approx(1.0)
+    mine, blur, pysal = (_expected_sim(m, p, sigma, n) for m in (ours, blurred(p, sigma), theirs))
+    assert mine > blur + gain and mine > pysal, (mine, blur, pysal)
+
+
+def test_the_sim_map_is_coarsened_within_its_limits_and_seeded():
+    from attnlab.benchmark.probabilistic import SIM_MAX_CELLS, sim_map
+
+    p = np.exp(smooth_log_density((600, 800), 1))
+    a, b = sim_map(p, 24.0, 120, seed=5), sim_map(p, 24.0, 120, seed=5)
+    np.testing.assert_array_equal(a, b)  # the same seed, the same map (a density shared by images: one map)
+    assert a.shape == (600, 800) and a.sum() == pytest.approx(1.0) and 600 * 800 / 64 <= SIM_MAX_CELLS < 600 * 800
+    small = sim_map(p, 2.0, 120, seed=5)  # a narrow blur on a big image: capped at SIM_MAX_CELLS cells
+    assert small.shape == (600, 800) and np.isfinite(small).all()
 
 
 def test_metric_specific_maps_change_the_centre_bias_as_the_convention_says(osie, one_torch_thread):

@@ -5,7 +5,7 @@
   AUC-Judd, AUC-Borji, NSS and IG; log p − log p_centre for shuffled AUC (pysaliency's
   ``ShuffledAUCSaliencyMapModel``: the negatives are other images' fixations, i.e. the centre bias); p
   blurred with the Gaussian of the human density for CC, KLD and SIM (the expected empirical map; the
-  optimised SIM map of pysaliency's ``SIMSaliencyMapModel`` is not computed, its starting point is used).
+  SIM map is not the blur but the map that maximises the expected SIM, :func:`sim_map`).
 - **Fixation-conditional metrics** (Kümmerer & Bethge 2021): for every human scanpath and fixation, the
   source's density of that fixation given the human's true earlier ones (teacher forcing), scored as
   :data:`CONDITIONAL_METRICS` — ``LL`` (log₂ p + log₂ HW: bits per fixation over the uniform model),
@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+import attnlab.metrics.registry as R
 from attnlab.data.fixation_maps import TRUNCATE, pixel_indices
 from attnlab.data.gaze import Scanpath
 from attnlab.metrics.maps import match_size
@@ -35,6 +36,8 @@ __all__ = [
     "density_at_size",
     "metric_specific_maps",
     "blurred",
+    "sim_map",
+    "fixations_per_image",
     "conditional_scores",
     "source_log_densities",
     "derived_once",
@@ -50,9 +53,14 @@ METRIC_MAPS = {
     "sAUC": "over_centre",
     "CC": "blurred",
     "KLD": "blurred",
-    "SIM": "blurred",
+    "SIM": "sim_optimal",
 }
-CONDITIONAL_METRICS = ("LL", "IG_cond", "NSS_cond", "AUC_cond")
+# sim_map: empirical maps sampled per density, on the coarsest grid that keeps the blur ≥ 3 of its cells wide,
+# and at most 2^15 cells (its sorted samples: 64 MiB)
+SIM_SAMPLES = 256
+SIM_MIN_BLUR_CELLS = 3.0
+SIM_MAX_CELLS = 1 << 15
+CONDITIONAL_METRICS = R.names("conditional")
 CONSTANT = 1e-9  # a density whose spread is below this fraction of its mean is constant (rounding only)
 NORM_TOLERANCE = 1e-3  # |Σ p − 1| allowed at the source's own size (float32 networks sum to ~1e-6)
 
@@ -90,11 +98,65 @@ def blurred(p: np.ndarray, sigma_px: float) -> np.ndarray:
     return p if sigma_px <= 0 else gaussian_filter(p, float(sigma_px), mode="reflect", truncate=TRUNCATE)
 
 
-def metric_specific_maps(log_p: np.ndarray, log_centre: np.ndarray, sigma_px: float) -> dict[str, np.ndarray]:
-    """{group of :data:`METRIC_MAPS`: its map} for a log density at the image's size."""
+def _empirical_maps(mass: np.ndarray, shape: tuple[int, int], fixations: int, samples: int, blur: float, rng):
+    """``samples`` empirical maps (samples × cells, each summing to 1): ``fixations`` fixations drawn from
+    the cells' ``mass``, blurred as the human density is."""
+    from scipy.ndimage import gaussian_filter
+
+    drawn = rng.choice(mass.size, size=(samples, fixations), p=mass / mass.sum())
+    counts = np.zeros((samples, mass.size))
+    np.add.at(counts, (np.repeat(np.arange(samples), fixations), drawn.ravel()), 1.0)
+    maps = gaussian_filter(counts.reshape(samples, *shape), (0, blur, blur), mode="reflect", truncate=TRUNCATE)
+    maps = maps.reshape(samples, -1)
+    return maps / maps.sum(1, keepdims=True)
+
+
+def _common_rank(empirical: np.ndarray) -> np.ndarray:
+    """The maximiser s (Σ s = 1) of the mean SIM Σ_k Σ_j min(s_j, e_kj) / K over the rows e_k: the mean is
+    concave in s and its slope in s_j is the share of samples above s_j, so at the optimum every cell sits
+    at one common rank of its own sampled values (interpolated between two ranks to sum to 1)."""
+    ranked = np.sort(empirical, axis=0)
+    totals = ranked.sum(1)  # Σ_j of each rank, non-decreasing from Σ min (≤ 1) to Σ max (≥ 1)
+    r = int(np.clip(np.searchsorted(totals, 1.0), 1, len(totals) - 1))
+    t = (1.0 - totals[r - 1]) / (totals[r] - totals[r - 1]) if totals[r] > totals[r - 1] else 0.0
+    return ranked[r - 1] + float(np.clip(t, 0.0, 1.0)) * (ranked[r] - ranked[r - 1])
+
+
+def sim_map(p: np.ndarray, sigma_px: float, fixations: int, seed: int) -> np.ndarray:
+    """The map with the highest expected SIM under the density ``p`` (what pysaliency's
+    ``SIMSaliencyMapModel`` approaches by gradient ascent from the blurred density): the exact maximiser
+    for :data:`SIM_SAMPLES` sampled empirical maps (``fixations`` fixations from ``p``, blurred as the
+    human density is; :func:`_common_rank`), shrunk towards the blurred density by the step that scores
+    best on :data:`SIM_SAMPLES` further samples (so sampling noise in the ranks of a flat density
+    never makes it worse than the blur). Computed on a grid coarsened while the blur stays
+    ≥ :data:`SIM_MIN_BLUR_CELLS` cells wide (and to at most :data:`SIM_MAX_CELLS` cells), then resized back."""
+    h, w = p.shape
+    f = max(1, int(sigma_px // SIM_MIN_BLUR_CELLS), math.ceil(math.sqrt(h * w / SIM_MAX_CELLS)))
+    gh, gw = -(-h // f), -(-w // f)
+    cells = np.zeros((gh * f, gw * f))
+    cells[:h, :w] = p
+    mass = cells.reshape(gh, f, gw, f).sum((1, 3))
+    rng, blur = np.random.default_rng(seed), sigma_px / f
+    optimum = _common_rank(_empirical_maps(mass.ravel(), (gh, gw), fixations, SIM_SAMPLES, blur, rng))
+    expected = blurred(mass, blur).ravel()
+    expected /= expected.sum()
+    held_out = _empirical_maps(mass.ravel(), (gh, gw), fixations, SIM_SAMPLES, blur, rng)
+    steps = np.linspace(0.0, 1.0, 21)
+    scores = [np.minimum(held_out, expected + a * (optimum - expected)).sum(1).mean() for a in steps]
+    s = (expected + steps[int(np.argmax(scores))] * (optimum - expected)).reshape(gh, gw)
+    if f > 1:  # back to pixels: each cell's mass spread over its f×f pixels, bilinearly
+        s = match_size(torch.from_numpy(s)[None], (gh * f, gw * f))[0].numpy()[:h, :w].clip(min=0.0)
+    return s / s.sum()
+
+
+def metric_specific_maps(
+    log_p: np.ndarray, log_centre: np.ndarray, sigma_px: float, sim_fixations: int, seed: int
+) -> dict[str, np.ndarray]:
+    """{group of :data:`METRIC_MAPS`: its map} for a log density at the image's size (``sim_fixations``,
+    ``seed``: the empirical maps :func:`sim_map` samples)."""
     p = np.exp(log_p)
     if np.ptp(p) <= CONSTANT * p.mean():  # a flat density (uniform) stays flat: no blur rounding to score
-        return {"density": p, "over_centre": p, "blurred": p}
+        return {"density": p, "over_centre": p, "blurred": p, "sim_optimal": p}
     with np.errstate(invalid="ignore"):
         over = np.where(np.isfinite(log_p), log_p - log_centre, -np.inf)
     floor = over[np.isfinite(over)].min() - 1.0 if np.isfinite(over).any() else 0.0
@@ -102,7 +164,17 @@ def metric_specific_maps(log_p: np.ndarray, log_centre: np.ndarray, sigma_px: fl
         "density": p,
         "over_centre": np.where(np.isfinite(over), over, floor),  # rank-based: a floor below all is exact
         "blurred": blurred(p, sigma_px),
+        "sim_optimal": sim_map(p, sigma_px, sim_fixations, seed),
     }
+
+
+def fixations_per_image(ctx: BenchmarkContext) -> int:
+    """How many fixations :func:`sim_map`'s empirical maps hold: the training split's mean per image (so a
+    density shared by many images, the centre bias, has one SIM map, and no test fixation is used)."""
+    if "fixations_per_image" not in ctx.cache:
+        counts = [sum(len(p) for p in paths) for paths in ctx.train.scanpaths] or [1]
+        ctx.cache["fixations_per_image"] = max(1, round(float(np.mean(counts))))
+    return ctx.cache["fixations_per_image"]
 
 
 def source_log_densities(source: AttentionSource, ctx: BenchmarkContext, indices) -> list[Optional[np.ndarray]]:

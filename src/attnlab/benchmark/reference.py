@@ -25,8 +25,9 @@ from attnlab.benchmark.scoring import (
 )
 from attnlab.data.fixations import Scanpath
 from attnlab.metrics import saliency as S
+from attnlab.metrics import saliency_reference as R
 from attnlab.metrics import scanpath as SP
-from attnlab.metrics.maps import InvalidMapError
+from attnlab.metrics.maps import InvalidMapError, as_batch, match_size
 from attnlab.sources import AttentionSource, BenchmarkContext
 from attnlab.utils.config import UserError
 
@@ -75,24 +76,22 @@ def reference_targets(ctx: BenchmarkContext, i: int, negatives: S.ShuffledNegati
 def _map_metrics(
     pred: torch.Tensor, fixations: Optional[torch.Tensor], density: Optional[torch.Tensor], tg: ImageTargets, seed: int
 ) -> dict[str, float]:
-    """Saliency metrics of B maps against B targets, averaged over the batch (NaN = skipped)."""
-    b = pred.shape[0]
-    values = {}
-    if fixations is not None:  # one call: each map validated once, intermediates shared
-        names = LOCATION_METRICS + (DISTRIBUTION_METRICS if density is not None else ())
-        values |= S.saliency_metrics(
-            pred,
-            fixations,
-            density,
-            tg.baseline,
-            tg.nonfixations.expand(b, -1, -1),
-            metrics=names,
-            seed=seed,
-            jitter=False,
-        )
-    elif density is not None:
-        values |= {"CC": S.cc(pred, density), "KLD": S.kld(pred, density), "SIM": S.sim(pred, density)}
-    return {k: S.mean_over_images(v)[0] for k, v in values.items()}
+    """Saliency metrics of B maps against B targets by their plain definitions
+    (:mod:`attnlab.metrics.saliency_reference`; AUC-Borji, random, by its one function), averaged over the
+    batch (NaN = skipped)."""
+    size = tuple((fixations if fixations is not None else density).shape[-2:])
+    maps = match_size(as_batch(pred), size).numpy()  # NaN/inf in a map: InvalidMapError, as the fast path
+    names = (LOCATION_METRICS if fixations is not None else ()) + (DISTRIBUTION_METRICS if density is not None else ())
+    inputs = {"fixations": fixations, "density": density, "baseline": tg.baseline, "negatives": tg.nonfixations}
+    values: dict[str, list[float]] = {}
+    for name in names:
+        if name == "AUC_Borji":
+            values[name] = S.auc_borji(torch.from_numpy(maps), fixations, seed=seed).tolist()
+            continue
+        definition, target = R.METRICS[name]
+        arrays = [inputs[t].to_dense().numpy() for t in target.split("+")]  # B×H×W: one per map; H×W: shared
+        values[name] = [definition(m, *(a[k] if a.ndim == 3 else a for a in arrays)) for k, m in enumerate(maps)]
+    return {k: S.mean_over_images(torch.tensor(v, dtype=torch.float64))[0] for k, v in values.items()}
 
 
 def _scanpath_metrics(
@@ -128,7 +127,9 @@ def _probabilistic_metrics(
     row: dict[str, float] = {"probabilistic": True}
     log_centre = np.log(tg.baseline.numpy())
     if ctx.metric_specific:
-        for group, derived in P.metric_specific_maps(log_p, log_centre, ctx.sigma_px).items():
+        for group, derived in P.metric_specific_maps(
+            log_p, log_centre, ctx.sigma_px, P.fixations_per_image(ctx), ctx.seed
+        ).items():
             values = _map_metrics(torch.as_tensor(derived)[None], tg.fixations[None], tg.density[None], tg, ctx.seed)
             row |= {m: values[m] for m, g in P.METRIC_MAPS.items() if g == group}
     else:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import attnlab.benchmark.probabilistic as P
+import attnlab.metrics.registry as R
 from attnlab.baselines import fitted_centre_bias
 from attnlab.data.fixation_maps import TRUNCATE, gaussian_operator, pixel_indices, sparse_fixation_maps
 from attnlab.data.gaze import Scanpath
@@ -52,23 +53,12 @@ __all__ = [
     "split_halves",
 ]
 
-SALIENCY_METRICS = ("AUC_Judd", "AUC_Borji", "sAUC", "NSS", "CC", "KLD", "SIM", "IG")
-SCANPATH_METRICS = (
-    "SED",
-    "ScanMatch",
-    "MM_vector",
-    "MM_direction",
-    "MM_length",
-    "MM_position",
-    "MM_duration",
-    "DTW",
-    "TDE",
-    "SS",
-)
-LOWER_IS_BETTER = {"KLD", "DTW"}
+SALIENCY_METRICS = R.names("fixations", "density")
+SCANPATH_METRICS = R.names("scanpaths")
+LOWER_IS_BETTER = R.LOWER_IS_BETTER
 INTER_OBSERVER_SPLITS = 5  # random halvings of the subjects for the inter-observer CC/KLD/SIM
-LOCATION_METRICS = ("AUC_Judd", "AUC_Borji", "sAUC", "NSS", "IG")  # scored against fixations
-DISTRIBUTION_METRICS = ("CC", "KLD", "SIM")  # scored against a density
+LOCATION_METRICS = R.names("fixations")
+DISTRIBUTION_METRICS = R.names("density")
 BATCHED = tuple(m for m in SALIENCY_METRICS if m != "AUC_Borji")  # batch-invariant: one call per chunk
 
 
@@ -448,8 +438,9 @@ def _probabilistic_rows(source: AttentionSource, chunk: _Chunk, maps: list[Optio
         raise UserError(f"source {source.name}: gives a log density for some images only")
     log_centres = [chunk.log_baseline(tg.size) for tg in chunk.targets]
     if ctx.metric_specific:  # the centre bias of one size: derived once
+        n = P.fixations_per_image(ctx)
         derived = P.derived_once(
-            log_ps, lambda lp: P.metric_specific_maps(lp, chunk.log_baseline(lp.shape), ctx.sigma_px)
+            log_ps, lambda lp: P.metric_specific_maps(lp, chunk.log_baseline(lp.shape), ctx.sigma_px, n, ctx.seed)
         )
         for group in dict.fromkeys(P.METRIC_MAPS.values()):
             metrics = [m for m, g in P.METRIC_MAPS.items() if g == group]

@@ -56,6 +56,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+import attnlab.metrics.registry as R
 from attnlab.metrics.auc import (
     JuddPass,
     ShuffledNegatives,
@@ -352,8 +353,8 @@ def information_gain(
     return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(count, float("nan")))
 
 
-DEFAULT_METRICS = ("AUC_Judd", "sAUC", "NSS", "CC", "KLD", "SIM", "IG")
-ALL_METRICS = ("AUC_Judd", "AUC_Borji", "sAUC", "NSS", "CC", "KLD", "SIM", "IG")
+ALL_METRICS = R.names("fixations", "density")
+DEFAULT_METRICS = tuple(m for m in ALL_METRICS if m != "AUC_Borji")  # pysaliency's set (AUC-Borji is random)
 
 
 def saliency_metrics(
