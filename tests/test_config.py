@@ -71,14 +71,34 @@ def test_model_picks_its_dataset_and_data_override_still_wins():
         assert compose_cfg("train", ["model=gating_coco", "data=multimnist"]).hydra.runtime.choices.data == "multimnist"
 
 
-def test_gpu_trainer_accepts_any_device_index():
-    cfg = compose_cfg("train", ["trainer=gpu", "trainer.devices=[3]"])
-    assert cfg.trainer.accelerator == "gpu" and list(cfg.trainer.devices) == [3]
+@pytest.mark.parametrize(
+    "accelerator, devices, says",
+    [("cpu", [0, 1], "GPU indices need trainer=gpu"), ("cpu", "0,1", "GPU indices need trainer=gpu"),
+     ("gpu", [0], "no CUDA GPU on this machine")],
+)  # fmt: skip
+def test_devices_that_cannot_run_here_are_one_line(accelerator, devices, says, monkeypatch):
+    import torch
+
+    from attnlab.utils.config import UserError
+    from attnlab.utils.instantiate import check_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=says):
+        check_devices(accelerator, devices)
+    check_devices("cpu", 2)  # a count of CPU processes is fine
 
 
-def test_run_dirs_are_timestamped_to_microseconds():
-    cfg = compose_cfg("train", [])
-    assert "%f" in OmegaConf.to_container(cfg.hydra)["run"]["dir"]
+def test_a_device_setting_resolves_here_or_is_one_line_naming_its_key(monkeypatch):
+    import torch
+
+    from attnlab.utils.config import UserError, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(UserError, match="neva.device=cuda:1: no CUDA GPU"):
+        resolve_device("cuda:1", "neva.device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
 
 
 @pytest.mark.parametrize(

@@ -14,23 +14,14 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig
 
 from attnlab.utils.checkpoint import load_model, read_checkpoint
 from attnlab.utils.cli import entry_point
-from attnlab.utils.config import UserError
+from attnlab.utils.config import UserError, resolve_device
 from attnlab.utils.io import write_json
 
 log = logging.getLogger(__name__)
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={name} requested but no CUDA device is available; use device=cpu")
-    return name
 
 
 def analyze(cfg: DictConfig) -> dict[str, Any]:
@@ -50,7 +41,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
                 f"ckpt_path={cfg.ckpt_path} holds {type(module).__module__}.{type(module).__name__}"
             )
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-        results = analysis.run(module=module, datamodule=datamodule, out_dir=out_dir, device=_device(cfg.device))
+        results = analysis.run(module=module, datamodule=datamodule, out_dir=out_dir, device=resolve_device(cfg.device))
         results["ckpt_path"] = str(cfg.ckpt_path)
     else:
         results = analysis.run(out_dir=out_dir)

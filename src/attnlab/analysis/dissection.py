@@ -27,7 +27,8 @@ from typing import Annotated, Any, Iterable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveInt, Size2, UserError
+from attnlab.data.base import INPUT_SIZE
+from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveInt, Size2, UserError, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -471,7 +472,7 @@ def run_dissection(
     model, cfg = load_saliency_model(checkpoint, device)
     if model.net.bases is None:
         raise UserError(f"{checkpoint} is an unfactorised baseline (bases=0); dissection needs model.bases > 0")
-    size = tuple(image_size or cfg.data.get("image_size") or (240, 320))
+    size = tuple(image_size or cfg.data.get("image_size") or INPUT_SIZE)
     with torch.no_grad():
         grid = tuple(model.net.probabilities(torch.zeros(1, 3, *size, device=device)).shape[-2:])
 
@@ -565,14 +566,6 @@ def run_dissection(
     return result
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={name} requested but no CUDA device is available; use device=cpu")
-    return name
-
-
 def _thresholds_ok(v: Any) -> bool:
     if v is None:
         return True
@@ -634,7 +627,7 @@ class DissectionAnalysis:
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             top_n=self.top_n,
-            device=_device(self.device),
+            device=resolve_device(self.device, "analysis.device"),
             annotations=self.annotations,
             aligned_iou=self.aligned_iou,
             bootstrap=self.bootstrap,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import hydra
 import lightning as L
@@ -194,7 +194,7 @@ def _build(node: DictConfig, path: Any = None) -> Any:
         if path is None or not isinstance(cause, (TypeError, ValueError)):
             raise
         # a stored config that validates key by key but cannot build (a required setting left out)
-        raise UserError(f"ckpt_path={path}: {node.get('_target_')} cannot be built from its config: {cause}") from None
+        raise UserError(f"{path}: {node.get('_target_')} cannot be built from its stored config: {cause}") from None
 
 
 def _mismatch(ex: BaseException) -> str:
@@ -218,6 +218,50 @@ def _load_weights(module: Any, checkpoint: Any, path: Any, name: str, target: st
         raise UserError(str(ex) if str(path) in str(ex) else f"{name} does not fit {target}: {ex}") from None
     except (RuntimeError, KeyError, ValueError) as ex:  # weights of another architecture or size
         raise UserError(f"{name} does not fit {target}: {_mismatch(ex)}") from None
+
+
+def load_trained(
+    path: str | Path,
+    expect: str | Sequence[str],
+    what: str,
+    hint: str | Callable[[str], str] = "",
+    part: str | None = None,
+    prepare: Callable[[DictConfig], None] | None = None,
+    check: Callable[[Any, DictConfig], None] | None = None,
+) -> tuple[Any, DictConfig, dict[str, Any]]:
+    """(the trained model — or its submodule ``part``, e.g. ``"net"`` — in eval mode with the checkpoint's
+    weights, its stored config, the checkpoint) of a checkpoint written by ``attnlab.train`` whose model
+    class is named ``expect`` (or one of them). The one loader of every family: the file is read weights
+    only, the stored config checked like a command line, the model rebuilt from it and every weight loaded
+    strictly. ``prepare(cfg)`` may first switch off what must not be read again (pretrained weights);
+    ``check(module, cfg)`` may refuse the built module before its weights, with a line that says more.
+    Each misfit is one :class:`UserError` naming the file; ``what`` names the family expected and ``hint``
+    (e.g. "; train one with ...", or a function of the model class found) ends the message when the file
+    is of another family."""
+    checkpoint = read_checkpoint(path)
+    cfg = stored_config(checkpoint, path)
+    target = str(cfg.model.get("_target_")) if cfg is not None and "model" in cfg else None
+    if target is None or not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(
+            f"{path} is not a checkpoint of {what}: it carries no stored model config (not written by attnlab.train)"
+            f"{hint('') if callable(hint) else hint}"
+        )
+    if target.rsplit(".", 1)[-1] not in ((expect,) if isinstance(expect, str) else tuple(expect)):
+        raise UserError(
+            f"{path} is not a checkpoint of {what}: its model is {target}{hint(target) if callable(hint) else hint}"
+        )
+    if prepare is not None:
+        with open_dict(cfg):
+            prepare(cfg)
+    node = cfg.model if part is None else cfg.model[part]
+    module = _build(node, path)
+    if check is not None:
+        check(module, cfg)
+    state = checkpoint["state_dict"]
+    if part is not None:  # the submodule's own weights, without the prefix the whole model gives them
+        state = {k[len(part) + 1 :]: v for k, v in state.items() if k.startswith(part + ".")}
+    _load_weights(module, {"state_dict": state}, path, str(path), target if part is None else f"{target}.{part}")
+    return module.eval(), cfg, checkpoint
 
 
 def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.LightningModule:

@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "UserError",
     "Check",
+    "Device",
     "ExistingPath",
     "Fraction",
     "NonNegativeFloat",
@@ -43,6 +44,7 @@ __all__ = [
     "Split3",
     "accepts",
     "check_arguments",
+    "resolve_device",
     "signature_of",
     "validate",
 ]
@@ -72,6 +74,25 @@ class Check:
 
     def __init__(self, predicate, description: str) -> None:
         self.predicate, self.description = predicate, description
+
+
+Device = Annotated[
+    str,
+    Check(lambda v: v in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", str(v)) is not None,
+          "cpu, cuda, cuda:N or auto"),
+]  # fmt: skip
+
+
+def resolve_device(name: str, key: str = "device") -> str:
+    """A :data:`Device` setting as a torch device name (``auto``: a GPU when there is one); a GPU asked
+    for on a machine without one is one line naming ``key``."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"{key}={name}: no CUDA GPU on this machine; use {key}=cpu")
+    return name
 
 
 ExistingPath = Check(lambda v: Path(str(v)).expanduser().exists(), "an existing path")

@@ -11,7 +11,6 @@ live in the command's YAML; a parameter without a default here is required (``ev
 from __future__ import annotations
 
 import inspect
-import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Union
@@ -22,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from attnlab.utils.config import (
     Check,
     ConfigError,
+    Device,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -33,13 +33,6 @@ from attnlab.utils.config import (
 __all__ = ["COMMAND_SETTINGS", "check_command"]
 
 Checkpoint = Annotated[str, Check(lambda v: Path(str(v)).expanduser().is_file(), "an existing checkpoint file")]
-Device = Annotated[
-    str,
-    Check(
-        lambda v: v in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", str(v)) is not None,
-        "cpu, cuda, cuda:N or auto",
-    ),
-]
 Sources = Union[str, list[str]]
 Seed = Annotated[int, at.Interval(ge=0, le=2**32 - 1)]  # what NumPy and Lightning accept
 # train's ckpt_path also takes ``last``: the newest checkpoint of the run folder (resuming)

@@ -43,7 +43,7 @@ def _photo_net_required(path: Any, what: str) -> UserError:
 def load_gating_net(path: str | Path) -> GatingNet:
     """The :class:`GatingNet` (eval mode, CPU) of a paper state dict or of a Lightning checkpoint of the
     gating model; a checkpoint of another family, or a digit net, is a one-line :class:`UserError`."""
-    from attnlab.utils.checkpoint import read_checkpoint, stored_config
+    from attnlab.utils.checkpoint import load_trained, read_checkpoint
 
     checkpoint = read_checkpoint(path)
     if is_paper_state_dict(checkpoint):
@@ -55,28 +55,15 @@ def load_gating_net(path: str | Path) -> GatingNet:
             f"{path} is not a gating checkpoint: neither the paper's state dict (keys like conv1.weight) nor a "
             "Lightning checkpoint written by attnlab.train"
         )
-    cfg = stored_config(checkpoint, path)
-    target = str(cfg.model.get("_target_", "")) if cfg is not None and "model" in cfg else ""
-    if not target:
-        raise UserError(
-            f"{path} carries no stored model config (not written by attnlab.train), so its network cannot be "
-            "rebuilt; pass a checkpoint of model=gating_coco or the paper's paper_coco_model.pt"
-        )
-    if not target.endswith("GatingModule"):
-        hint = f"; score it with attention=saliency:{path}" if "saliency" in target else ""
-        raise UserError(f"{path} is a checkpoint of {target}, not of the gating model (GatingModule){hint}")
-    import hydra
+    hint = lambda target: f"; score it with attention=saliency:{path}" if "saliency" in target else ""  # noqa: E731
 
-    net = hydra.utils.instantiate(cfg.model.net, _convert_="all")
-    if net.in_channels != 3:
-        data = cfg.get("data", {}).get("_target_", "digits")
-        raise _photo_net_required(path, f"a gating checkpoint trained on {data}")
-    state = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as ex:
-        raise UserError(f"{path}: weights do not match the stored config: {str(ex).strip().splitlines()[0]}") from None
-    return net.eval()
+    def sees_photos(net: GatingNet, cfg) -> None:
+        if net.in_channels != 3:
+            data = cfg.get("data", {}).get("_target_", "digits")
+            raise _photo_net_required(path, f"a gating checkpoint trained on {data}")
+
+    what = "the gating model (GatingModule)"
+    return load_trained(path, "GatingModule", what, hint, part="net", check=sees_photos)[0]
 
 
 def pad_to_aspect(image: np.ndarray, aspect: float, fill: int = PAD_FILL) -> tuple[np.ndarray, tuple[int, int]]:

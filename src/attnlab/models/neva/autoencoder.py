@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import hydra
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.utils.config import PositiveFloat, PositiveInt, UserError
+from attnlab.utils.config import PositiveFloat, PositiveInt
 
 __all__ = ["ConvAutoencoder", "AutoencoderModule", "load_autoencoder", "psnr"]
 
@@ -129,24 +128,8 @@ class AutoencoderModule(L.LightningModule):
 
 def load_autoencoder(checkpoint: str | Path) -> ConvAutoencoder:
     """The autoencoder network of a checkpoint written by ``python -m attnlab.train model=autoencoder``."""
-    from attnlab.utils.checkpoint import read_checkpoint, stored_config
+    from attnlab.utils.checkpoint import load_trained
 
-    ckpt = read_checkpoint(checkpoint)
-    stored = stored_config(ckpt, checkpoint)
-    if stored is None or "model" not in stored or "net" not in stored.model:
-        raise UserError(f"{checkpoint} is not an attnlab autoencoder checkpoint (no stored model config)")
-    trained = str(stored.model.get("_target_", ""))
-    if trained.rsplit(".", 1)[-1] != AutoencoderModule.__name__:  # another model with a `net` (e.g. neva_amortised)
-        raise UserError(
-            f"{checkpoint} is not an autoencoder checkpoint: it holds a {trained} (train model=autoencoder)"
-        )
-    net: nn.Module = hydra.utils.instantiate(stored.model.net)
-    prefix = "net."
-    state = {k[len(prefix) :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as ex:
-        raise UserError(
-            f"{checkpoint} does not hold autoencoder weights matching its config: {str(ex).splitlines()[0]}"
-        ) from ex
+    hint = " (train model=autoencoder)"
+    net, _, _ = load_trained(checkpoint, AutoencoderModule.__name__, "the autoencoder", hint, part="net")
     return net

@@ -35,7 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ import torch
 from attnlab.data.fixations import Scanpath, gaussian_density
 from attnlab.metrics.maps import free_cpus
 from attnlab.sources import AttentionSource, BenchmarkContext, register_source
-from attnlab.utils.config import Check, NonNegativeInt, PositiveInt, UserError, check_arguments
+from attnlab.utils.config import Device, NonNegativeInt, PositiveInt, UserError, check_arguments, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +56,6 @@ AMORTISED = "neva_amortised"  # the config name build_neva gives for an amortise
 DEFAULT_CONFIG = "neva_classifier"
 
 
-def _is_device(value: Any) -> bool:
-    try:
-        torch.device(str(value))
-    except (RuntimeError, TypeError):
-        return False
-    return True
-
-
-Device = Annotated[str, Check(_is_device, "a torch device: cpu, cuda or cuda:<index>")]
-
-
 @dataclass
 class NevaSourceSettings:
     """Settings of ``attention=neva:...`` (the benchmark's config node ``neva``).
@@ -76,7 +65,7 @@ class NevaSourceSettings:
             next to the one with the model's configured start (not for amortised NeVA, which takes no
             start: one scanpath per image).
         batch_size: images searched together; each brings 1 + ``starts`` searches to the batch.
-        device: where NeVA runs (``cpu``, ``cuda``, ``cuda:1``).
+        device: where NeVA runs (``cpu``, ``cuda``, ``cuda:1``, ``auto``).
         overrides: overrides of the NeVA config as on the scanpaths command line, e.g.
             ``[model.search.steps=5, model.image_size=[112,112]]``.
     """
@@ -169,32 +158,17 @@ def _checkpoint_config(path: Path) -> tuple[str, dict[str, Any]]:
     )
 
 
-def _load_amortised(path: Path, checkpoint: dict[str, Any], overrides: Sequence[str]):
+def _load_amortised(path: Path, overrides: Sequence[str]):
     """The AmortisedNevaModule of a ``model=neva_amortised`` checkpoint (its stored config and weights),
-    frozen and in eval mode. Read by the helpers of ``attnlab.scanpaths ckpt_path=`` and built by
-    :func:`attnlab.utils.checkpoint.load_model` (models may not import the scanpaths command itself)."""
-    from omegaconf import OmegaConf
-
-    from attnlab.models.neva.amortised import AmortisedNevaModule
-    from attnlab.utils.checkpoint import load_model, stored_config, user_error_behind
-    from attnlab.utils.config import validate
+    frozen and in eval mode (:func:`attnlab.utils.checkpoint.load_trained`)."""
+    from attnlab.utils.checkpoint import load_trained
 
     if overrides:  # the checkpoint decides the architecture and the perception settings, as with ckpt_path=
         raise UserError(
             f"neva.overrides={list(overrides)}: attention=neva:{path} is an amortised NeVA checkpoint, whose "
             "stored config decides every setting; leave neva.overrides empty"
         )
-    cfg = OmegaConf.create({"model": OmegaConf.to_container(stored_config(checkpoint).model, resolve=True)})
-    validate(cfg)
-    try:
-        module = load_model(cfg, checkpoint, path)
-    except Exception as ex:
-        found = user_error_behind(ex)  # e.g. a task model whose weights are missing, behind Hydra's wrapper
-        if found is None:
-            raise
-        raise found from None
-    if not isinstance(module, AmortisedNevaModule):
-        raise UserError(f"attention=neva:{path} builds {type(module).__name__}, not AmortisedNevaModule")
+    module, _, _ = load_trained(path, AMORTISED_TARGET.rsplit(".", 1)[-1], "amortised NeVA")
     module.requires_grad_(False)  # α too: the benchmark only predicts
     return module.eval()
 
@@ -217,7 +191,7 @@ def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] 
         checkpoint = Path(argument).expanduser()
         name, stored = _checkpoint_config(checkpoint)
         if name == AMORTISED:
-            return _load_amortised(checkpoint, stored, overrides), name
+            return _load_amortised(checkpoint, overrides), name
     else:
         name = argument
         if name not in _model_configs():
@@ -263,9 +237,7 @@ class NevaSource(AttentionSource):
         if not isinstance(settings, NevaSourceSettings):
             raise UserError(f"the benchmark's neva node must build {NevaSourceSettings.__qualname__}")
         self.settings = settings
-        self.device = torch.device(settings.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"neva.device={settings.device}: no CUDA GPU on this machine; use neva.device=cpu")
+        self.device = torch.device(resolve_device(settings.device, "neva.device"))
         self.module, self.config_name = build_neva(argument, ctx.seed, settings.overrides)
         self.module.to(self.device)
         self.name = f"neva:{argument or DEFAULT_CONFIG}"

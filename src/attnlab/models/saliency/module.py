@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.saliency.loss import SaliencyLoss
-from attnlab.models.saliency.net import FactorizedSaliencyNet, Phase
+from attnlab.models.saliency.net import BASES, PHASE, FactorizedSaliencyNet, Phase
 from attnlab.models.saliency.prior import CentreLogPrior
 from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveFloat, PositiveInt, UserError
 
@@ -116,8 +116,8 @@ class SaliencyModule(L.LightningModule):
         net: FactorizedSaliencyNet,
         optimizer: Callable[..., torch.optim.Optimizer],
         loss: Optional[SaliencyLoss] = None,
-        phase: Phase = 1,
-        bases: NonNegativeInt = 512,
+        phase: Phase = PHASE,
+        bases: NonNegativeInt = BASES,
         init_from: Optional[Annotated[str, PhaseOneCheckpoint]] = None,
         lr: PositiveFloat = 1e-4,
         lr_schedule: LRSchedule = "step",
@@ -240,25 +240,17 @@ def load_saliency_model(path: str, device: str | torch.device = "cpu") -> tuple[
     The network is rebuilt from the stored config (so K, D and the backbone match) without reading
     any other file (no ImageNet weights, no phase-1 checkpoint), then every weight is loaded strictly.
     """
-    import hydra
-    from omegaconf import open_dict
+    import warnings
 
-    from attnlab.utils.checkpoint import read_checkpoint, stored_config
+    from attnlab.utils.checkpoint import load_trained
 
-    checkpoint = read_checkpoint(path)
-    cfg = stored_config(checkpoint, path)
-    if cfg is None or "model" not in cfg or "SaliencyModule" not in str(cfg.model.get("_target_", "")):
-        raise UserError(f"{path} is not a checkpoint of a saliency model (model=saliency_*) trained with attnlab.train")
-    with open_dict(cfg):
+    def rebuild_only(cfg: Any) -> None:  # no ImageNet weights, no phase-1 checkpoint read again
         cfg.model.init_from = None
         cfg.model.net.backbone_weights = "none"
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = hydra.utils.instantiate(cfg.model, _convert_="all")
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as ex:
-        raise UserError(f"{path}: weights do not match the stored config: {str(ex).splitlines()[0]}") from ex
-    return model.to(device).eval(), cfg
+        model, cfg, _ = load_trained(
+            path, SaliencyModule.__name__, "a saliency model (model=saliency_*)", prepare=rebuild_only
+        )
+    return model.to(device), cfg

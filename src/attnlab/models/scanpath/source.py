@@ -15,8 +15,9 @@ from typing import Optional
 import numpy as np
 import torch
 
+from attnlab.data.base import INPUT_SIZE
 from attnlab.data.fixations import Scanpath
-from attnlab.sources import AttentionSource, BenchmarkContext, register_source
+from attnlab.sources import AttentionSource, BenchmarkContext, image_batch, register_source
 from attnlab.utils.config import PositiveFloat, UserError, check_arguments
 
 __all__ = ["ScanpathModelSource", "HistoryFreeScanpathSource", "ScanpathSamplingSettings", "load_scanpath_model"]
@@ -41,18 +42,11 @@ class ScanpathSamplingSettings:
 
 def load_scanpath_model(path: str):
     """(the trained module in eval mode, its stored config); another family's checkpoint is one line."""
-    from attnlab.utils.checkpoint import load_model, read_checkpoint, stored_config
+    from attnlab.utils.checkpoint import load_trained
 
-    checkpoint = read_checkpoint(path)
-    cfg = stored_config(checkpoint, path)
-    target = None if cfg is None else cfg.get("model", {}).get("_target_")
-    if target != TARGET:
-        raise UserError(
-            f"{path} is not a checkpoint of the scanpath model (its model is {target}); train one with "
-            "python -m attnlab.train experiment=scanpath_deepgaze_osie"
-        )
-    model = load_model(cfg, checkpoint, path)
-    return model.eval(), cfg
+    hint = "; train one with python -m attnlab.train experiment=scanpath_deepgaze_osie"
+    model, cfg, _ = load_trained(path, TARGET.rsplit(".", 1)[-1], "the scanpath model", hint)
+    return model, cfg
 
 
 class _ScanpathModelBase(AttentionSource):
@@ -62,7 +56,7 @@ class _ScanpathModelBase(AttentionSource):
         if not argument:
             raise UserError(f"attention={self.kind} needs a checkpoint: attention={self.kind}:<path to .ckpt>")
         self.model, cfg = load_scanpath_model(argument)
-        self.image_size = tuple(cfg.data.get("image_size") or (240, 320))
+        self.image_size = tuple(cfg.data.get("image_size") or INPUT_SIZE)
         self.history = int(cfg.data.history)
         self.name = self.kind
         settings = ctx.options.get("scanpath") if ctx is not None else None
@@ -72,11 +66,9 @@ class _ScanpathModelBase(AttentionSource):
 
     @torch.no_grad()
     def _priority_of(self, ctx: BenchmarkContext, i: int) -> torch.Tensor:
-        from PIL import Image
 
         if self._priority[0] != (id(ctx), i):
-            image = Image.fromarray(ctx.data.load_image(i)).resize(self.image_size[::-1], Image.BILINEAR)
-            x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+            x = image_batch([ctx.data.load_image(i)], self.image_size)
             self._priority = ((id(ctx), i), self.model.net.priority(self.model.net.features(x)))
         return self._priority[1]
 
