@@ -49,7 +49,7 @@ def check_against_reference(table, per_image, source, reference, metric, samples
 
 
 def test_table_matches_numpy_scipy_and_marks_by_direction():
-    from attnlab.leaderboard import leaderboard_table, mean_cell
+    from attnlab.benchmark.leaderboard import leaderboard_table, mean_cell
 
     rng = np.random.default_rng(7)
     n = 23
@@ -135,7 +135,7 @@ def compose(tmp_path, *overrides):
 
 
 def test_duplicate_names_and_a_missing_centre_bias(tmp_path, one_torch_thread):
-    from attnlab.leaderboard import run_leaderboard
+    from attnlab.benchmark.leaderboard import run_leaderboard
 
     with pytest.raises(UserError, match="both named 'A'") as info:
         run_leaderboard(compose(tmp_path, "attention=[A=centre_bias,A=uniform]", "max_images=1"))

@@ -130,7 +130,7 @@ class TinyClassifier(torch.nn.Module):
 
 
 def test_predict_gives_the_keys_of_per_image_neva_and_the_scanpath_writer_reads_them(tmp_path):
-    from attnlab.scanpaths import ScanpathWriter
+    from attnlab.benchmark.scanpaths import ScanpathWriter
 
     torch.manual_seed(0)
     task = ClassifierTask(TinyClassifier())
@@ -173,7 +173,7 @@ def test_train_command_writes_a_checkpoint_that_scanpaths_loads_and_bad_checkpoi
     ckpt = run / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
 
-    from attnlab.scanpaths import generate, scanpath_model
+    from attnlab.benchmark.scanpaths import generate, scanpath_model
 
     cfg = compose_config("scanpaths", ["model=neva_amortised", f"data.image_dir={folder}", f"ckpt_path={ckpt}"])
     with open_dict(cfg):

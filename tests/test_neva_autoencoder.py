@@ -48,7 +48,7 @@ def test_train_autoencoder_then_reconstruction_scanpaths(run_cli, tmp_path):
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     assert torch.equal(net.encoder[0].weight, state["net.encoder.0.weight"])
 
-    from attnlab.scanpaths import generate
+    from attnlab.benchmark.scanpaths import generate
 
     cfg = compose_config(
         "scanpaths",

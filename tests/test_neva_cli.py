@@ -1,6 +1,6 @@
 """``python -m attnlab.scanpaths``: per-image outputs, scoring against OSIE humans, clean errors.
 
-The OSIE run composes the config and calls :func:`attnlab.scanpaths.generate` in this process (the
+The OSIE run composes the config and calls :func:`attnlab.benchmark.scanpaths.generate` in this process (the
 subprocess start-up costs more than the run); the image-folder run goes through the real command line.
 """
 
@@ -38,7 +38,7 @@ def run_folder(tmp_path: Path) -> Path:
 
 
 def test_scanpaths_on_osie_are_written_and_scored_against_humans(tmp_path, capsys):
-    from attnlab.scanpaths import generate
+    from attnlab.benchmark.scanpaths import generate
 
     root = shared_path("data", "osie_subset")
     cfg = compose_scanpaths(tmp_path, "data=osie", f"data.root={root}", "max_images=2", *FAST)

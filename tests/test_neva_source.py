@@ -249,8 +249,8 @@ def amortised(data, amortised_ckpt):
 
 
 def test_amortised_scanpaths_are_those_the_module_gives_on_each_image(amortised, amortised_ckpt):
+    from attnlab.benchmark.scanpaths import scanpath_model
     from attnlab.models.neva.amortised import AmortisedNevaModule
-    from attnlab.scanpaths import scanpath_model
 
     source, ctx, paths = amortised
     assert isinstance(source.module, AmortisedNevaModule) and source.config_name == "neva_amortised"

@@ -25,8 +25,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
+from attnlab.benchmark.scanpaths import check_objective, generate, objective
 from attnlab.models.neva.tasks import ClipTask
-from attnlab.scanpaths import check_objective, generate, objective
 from attnlab.utils.compose import compose_config
 from attnlab.utils.config import UserError, accepts, validate
 

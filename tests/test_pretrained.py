@@ -84,8 +84,3 @@ def test_new_head_keeps_the_pretrained_backbone(classifier):
     assert model.classifier.out_features == 10
     assert torch.equal(model.conv_stem.weight, classifier.conv_stem.weight)
     assert torch.equal(model.blocks[5][3].conv_pwl.weight, classifier.blocks[5][3].conv_pwl.weight)
-
-
-def test_normalisation_is_mean_std_one_half():
-    x = torch.rand(2, 3, 4, 4)
-    assert torch.allclose(normalize_lite0(x), (x - 0.5) / 0.5)

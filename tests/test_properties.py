@@ -543,7 +543,7 @@ def test_html_report_shows_any_name_as_text_and_loads_nothing(names, dataset):
     add no element or attribute, and the page's policy lets it load nothing from outside."""
     from html.parser import HTMLParser
 
-    from attnlab.leaderboard import CSP, html_page, leaderboard_table
+    from attnlab.benchmark.leaderboard import CSP, html_page, leaderboard_table
 
     per_image = {n: [{"stimulus": f"s{k}", "NSS": float(k + j)} for k in range(4)] for j, n in enumerate(names)}
     result = {"table": leaderboard_table(per_image, ["NSS"], names[0], samples=50), "metrics": ["NSS"],

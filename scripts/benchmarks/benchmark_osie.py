@@ -5,7 +5,7 @@ and every saliency and scanpath metric:
 
 1. ``full``: ``run_benchmark`` (what ``python -m attnlab.benchmark data=osie split=all`` runs:
    loading the data, scoring, writing the reports and figure) on all images of
-   $ATTNLAB_OSIE_ROOT (default /work/shared/data/osie, 400 images), ``--repeats`` times, median.
+   $ATTNLAB_OSIE_ROOT (default: shared/data/osie beside the checkout, 400 images), ``--repeats`` times, median.
    Target: ≤ 60 s.
 2. ``ratio``: on the first ``RATIO_IMAGES`` images (32: one 16-image chunk per worker process, the
    chunk size of the full run; on 8 images each worker scored one 4-image chunk, so starting the
@@ -36,8 +36,11 @@ RATIO_IMAGES = 32
 SOURCES = ("centre_bias", "uniform", "inter_observer")
 
 
+SHARED = Path(os.environ.get("ATTNLAB_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
+
+
 def _root() -> str:
-    return os.environ.get("ATTNLAB_OSIE_ROOT") or "/work/shared/data/osie"
+    return os.environ.get("ATTNLAB_OSIE_ROOT") or str(SHARED / "data" / "osie")
 
 
 def _config(out: Path, *extra: str):

@@ -32,8 +32,8 @@ def _rows() -> dict[str, list[str]]:
 def bench_rows(args) -> dict:
     import hydra
 
+    from attnlab.benchmark.scanpaths import scanpath_model
     from attnlab.data.images import ImageFolder
-    from attnlab.scanpaths import scanpath_model
     from attnlab.utils.compose import compose_config
 
     batch = int(os.environ.get("NEVA_BENCH_BATCH", 8))

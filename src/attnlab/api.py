@@ -6,7 +6,7 @@
 
 :func:`score` is the command ``python -m attnlab.leaderboard`` called from Python: it composes the
 same config (:func:`attnlab.utils.compose.compose_config`), checks it as the command does, runs
-:func:`attnlab.leaderboard.run_leaderboard` (one pass of :func:`attnlab.benchmark.run_benchmark`
+:func:`attnlab.benchmark.leaderboard.run_leaderboard` (one pass of :func:`attnlab.benchmark.run_benchmark`
 plus bootstrap intervals and the paired comparison with the centre bias) and returns a
 :class:`Leaderboard` whose numbers, markdown, CSV and HTML are the command's own. What it adds: a
 source may also be a Python callable ``image -> map``.
@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+import attnlab.metrics.statistics as stats
 from attnlab.sources import AttentionSource, BenchmarkContext
 
 __all__ = ["score", "Leaderboard", "FunctionSource"]
@@ -162,8 +163,8 @@ def score(
     split: str = "test",
     max_images: Optional[int] = None,
     seed: int = 0,
-    samples: int = 10_000,
-    level: float = 0.95,
+    samples: int = stats.SAMPLES,
+    level: float = stats.LEVEL,
     figure_images: int = 0,
     overrides: Iterable[str] = (),
     output_dir: Optional[Union[str, os.PathLike]] = None,
@@ -187,7 +188,7 @@ def score(
     """
     from omegaconf import open_dict
 
-    from attnlab.leaderboard import run_leaderboard
+    from attnlab.benchmark.leaderboard import run_leaderboard
     from attnlab.utils.compose import compose_config
     from attnlab.utils.config import validate
     from attnlab.utils.settings import check_command

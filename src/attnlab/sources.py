@@ -26,10 +26,12 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
 import numpy as np
+import torch
 
 from attnlab.data.fixations import FixationDataset, Scanpath
 
 __all__ = [
+    "image_batch",
     "AttentionSource",
     "BenchmarkContext",
     "SourceFactory",
@@ -135,3 +137,12 @@ def lookup_source(name: str) -> Optional[SourceFactory]:
 def source_names() -> list[str]:
     """Every name ``attention=`` accepts: registered here or declared as an entry point (not loaded)."""
     return sorted(set(SOURCES) | set(_entry_points()))
+
+
+def image_batch(images: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
+    """B×3×H×W float32 in [0, 1]: H×W×3 uint8 images (``ctx.data.load_image``) resized to ``size`` (bilinear),
+    the input every model source gives its network."""
+    from PIL import Image
+
+    resized = [np.asarray(Image.fromarray(im).resize(size[::-1], Image.BILINEAR), dtype=np.float32) for im in images]
+    return torch.from_numpy(np.stack(resized) / 255.0).permute(0, 3, 1, 2).contiguous()

@@ -6,7 +6,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["SplitDataModule"]
+__all__ = ["SplitDataModule", "INPUT_SIZE"]
+
+# [height, width] of the images the saliency and scanpath networks see: the one default of every
+# ``image_size`` (data modules, models, the sources that rebuild a checkpoint's input)
+INPUT_SIZE = (240, 320)
 
 
 class SplitDataModule(L.LightningDataModule):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from attnlab.data.base import SplitDataModule
+from attnlab.data.base import INPUT_SIZE, SplitDataModule
 from attnlab.data.fixation_maps import sigma_in_pixels
 from attnlab.data.fixations import FixationDataset, valid_fixations
 from attnlab.utils.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Size2, Split3
@@ -87,7 +87,7 @@ class FixationDataModule(SplitDataModule):
         seed: int = 0,
         pixels_per_degree: Optional[PositiveFloat] = None,
         sigma_deg: NonNegativeFloat = 1.0,
-        image_size: Size2 = (240, 320),
+        image_size: Size2 = INPUT_SIZE,
         map_size: Optional[Size2] = None,
         batch_size: PositiveInt = 8,
         num_workers: NonNegativeInt = 0,

@@ -29,6 +29,7 @@ import torch
 from annotated_types import Interval
 from torch.utils.data import DataLoader, Dataset
 
+from attnlab.data.base import INPUT_SIZE
 from attnlab.data.fixation_maps import fixation_map
 from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2, UserError
 
@@ -168,7 +169,7 @@ class SALICONMapsDataModule(L.LightningDataModule):
         root: str,
         val_fraction: Annotated[float, Interval(ge=0, le=0.9)] = 0.1,
         seed: int = 0,
-        image_size: Size2 = (240, 320),
+        image_size: Size2 = INPUT_SIZE,
         map_size: Optional[Size2] = None,
         limit: Optional[PositiveInt] = None,
         batch_size: PositiveInt = 10,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from attnlab.data.base import SplitDataModule
+from attnlab.data.base import INPUT_SIZE, SplitDataModule
 from attnlab.data.fixation_datamodule import FixationDataModule
 from attnlab.data.fixations import FixationDataset
 from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2
@@ -99,7 +99,7 @@ class ScanpathStepsDataModule(SplitDataModule):
         self,
         fixations: FixationDataModule,
         history: NonNegativeInt,
-        image_size: Size2 = (240, 320),
+        image_size: Size2 = INPUT_SIZE,
         batch_size: PositiveInt = 4,
         num_workers: NonNegativeInt = 0,
     ) -> None:

@@ -18,7 +18,7 @@ Usage::
 
     graphs = load_scene_graphs("gqa/train_sceneGraphs.json")
     vocab = build_vocabulary(graphs, min_images=10, max_concepts=300)
-    masks = ConceptMaskDataset(graphs, vocab, "gqa/images", image_size=(240, 320), grid=(30, 40))
+    masks = ConceptMaskDataset(graphs, vocab, "gqa/images", image_size=INPUT_SIZE, grid=(30, 40))
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ import numpy as np
 
 __all__ = ["Interval", "Comparison", "bootstrap_indices", "percentile_interval", "mean_interval", "paired_comparison"]
 
+SAMPLES = 10_000  # bootstrap resamples of the images (the leaderboard's bootstrap.samples default)
+LEVEL = 0.95  # coverage of every interval
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -63,7 +66,7 @@ def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, 
     return float(low), float(high)
 
 
-def mean_interval(values, samples: int = 10_000, seed: int = 0, level: float = 0.95) -> Interval:
+def mean_interval(values, samples: int = SAMPLES, seed: int = 0, level: float = LEVEL) -> Interval:
     """Mean of per-image ``values`` and its percentile bootstrap interval over images."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     v = v[np.isfinite(v)]
@@ -75,7 +78,7 @@ def mean_interval(values, samples: int = 10_000, seed: int = 0, level: float = 0
     return Interval(float(v.mean()), *percentile_interval(draws, level), n=int(v.size), level=level)
 
 
-def paired_comparison(a, b, samples: int = 10_000, seed: int = 0, level: float = 0.95) -> Comparison:
+def paired_comparison(a, b, samples: int = SAMPLES, seed: int = 0, level: float = LEVEL) -> Comparison:
     """``a`` vs ``b`` scored on the same images (per-image values in the same order)."""
     from scipy import stats
 

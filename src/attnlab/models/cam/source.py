@@ -24,12 +24,12 @@ from attnlab.metrics.maps import match_size
 from attnlab.models.cam.classifier import Classifier, load_classifier, target_layer
 from attnlab.models.cam.maps import METHODS, cam_maps
 from attnlab.models.cam.settings import CamSettings
-from attnlab.sources import AttentionSource, BenchmarkContext, register_source
+from attnlab.sources import AttentionSource, BenchmarkContext, image_batch, register_source
 from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CamSource", "CamMaps", "parse_method", "cam_inputs"]
+__all__ = ["CamSource", "CamMaps", "parse_method"]
 
 PRIOR = "+prior"
 KEEP = 64  # maps kept per method: more than the benchmark's chunk of images plus a batch, so that
@@ -48,14 +48,6 @@ def parse_method(argument: Optional[str]) -> tuple[str, bool]:
             f"(add {PRIOR} for the centre-bias prior, e.g. cam:gradcam{PRIOR})"
         )
     return method, prior
-
-
-def cam_inputs(images: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
-    """B×3×H×W float32 in [0, 1]: the H×W×3 uint8 images resized to ``size`` (bilinear)."""
-    from PIL import Image
-
-    resized = [np.asarray(Image.fromarray(im).resize(size[::-1], Image.BILINEAR), dtype=np.float32) for im in images]
-    return torch.from_numpy(np.stack(resized) / 255.0).permute(0, 3, 1, 2).contiguous()
 
 
 class CamMaps:
@@ -78,7 +70,7 @@ class CamMaps:
     def _compute(self, ctx: BenchmarkContext, indices: list[int]) -> None:
         net = self.classifier.net
         device = next(net.parameters()).device
-        x = cam_inputs([ctx.data.load_image(k) for k in indices], self.settings.input_size).to(device)
+        x = image_batch([ctx.data.load_image(k) for k in indices], self.settings.input_size).to(device)
         maps = cam_maps(net, self.layer, self.method, self.classifier.normalize(x))
         for k, m in zip(indices, maps):
             if not np.isfinite(m).all() or m.max() <= 0:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.saliency.backbones import BackboneName, build_backbone
-from attnlab.models.saliency.net import FactorizedSaliencyNet, OutputStride, Phase, UpsampleMode
+from attnlab.models.saliency.net import BASES, PHASE, FactorizedSaliencyNet, OutputStride, Phase, UpsampleMode
 from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2
 
 __all__ = ["DilatedInception", "DINet"]
@@ -62,8 +62,8 @@ class DINet(FactorizedSaliencyNet):
         dilations: Sequence[PositiveInt] = (4, 8, 16),
         output_stride: OutputStride = 8,
         freeze_bn: bool = True,
-        bases: NonNegativeInt = 512,
-        phase: Phase = 1,
+        bases: NonNegativeInt = BASES,
+        phase: Phase = PHASE,
         output_size: Optional[Size2] = None,
         upsample: UpsampleMode = "bilinear",
     ) -> None:

@@ -23,9 +23,21 @@ from torch import Tensor, nn
 from attnlab.models.saliency.factorization import Bases
 from attnlab.utils.config import NonNegativeInt, Size2, UserError, check_arguments
 
-__all__ = ["FactorizedSaliencyNet", "OutputStride", "Phase", "UpsampleMode", "resize", "UPSAMPLE_MODES"]
+__all__ = [
+    "FactorizedSaliencyNet",
+    "OutputStride",
+    "Phase",
+    "UpsampleMode",
+    "resize",
+    "UPSAMPLE_MODES",
+    "BASES",
+    "PHASE",
+]
 
 Phase = Literal[1, 2]  # 1: train through the reconstruction; 2: only the head over the K probability maps
+# the factorisation's defaults, for every saliency net and the module: K bases, training phase 1
+BASES = 512
+PHASE: Phase = 1
 UpsampleMode = Literal["bilinear", "nearest"]  # nearest: the reference code's
 OutputStride = Literal[8, 16, 32]
 UPSAMPLE_MODES = typing.get_args(UpsampleMode)
@@ -57,8 +69,8 @@ class FactorizedSaliencyNet(nn.Module):
 
     def __init__(
         self,
-        bases: NonNegativeInt = 512,
-        phase: Phase = 1,
+        bases: NonNegativeInt = BASES,
+        phase: Phase = PHASE,
         output_size: Optional[Size2] = None,
         upsample: UpsampleMode = "bilinear",
         sigmoid_first: bool = True,

@@ -17,7 +17,7 @@ from annotated_types import Interval
 from torch import Tensor, nn
 
 from attnlab.models.saliency.backbones import BackboneName, build_backbone
-from attnlab.models.saliency.net import FactorizedSaliencyNet, OutputStride, Phase, UpsampleMode, resize
+from attnlab.models.saliency.net import BASES, PHASE, FactorizedSaliencyNet, OutputStride, Phase, UpsampleMode, resize
 from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2
 
 __all__ = ["SALICONNet"]
@@ -44,8 +44,8 @@ class SALICONNet(FactorizedSaliencyNet):
         coarse_scale: Annotated[float, Interval(ge=0.05, le=1)] = 0.5,
         output_stride: OutputStride = 8,
         freeze_bn: bool = True,
-        bases: NonNegativeInt = 512,
-        phase: Phase = 1,
+        bases: NonNegativeInt = BASES,
+        phase: Phase = PHASE,
         output_size: Optional[Size2] = None,
         upsample: UpsampleMode = "bilinear",
     ) -> None:

@@ -12,7 +12,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from attnlab.sources import AttentionSource, BenchmarkContext, register_source
+from attnlab.data.base import INPUT_SIZE
+from attnlab.sources import AttentionSource, BenchmarkContext, image_batch, register_source
 from attnlab.utils.config import UserError
 
 __all__ = ["SaliencyModelSource"]
@@ -36,7 +37,7 @@ class SaliencyModelSource(AttentionSource):
             raise UserError("attention=saliency needs a checkpoint: attention=saliency:<path to .ckpt>")
         self.model, cfg = load_saliency_model(argument)
         self.data_config = cfg.data
-        self.image_size = tuple(cfg.data.get("image_size") or (240, 320))
+        self.image_size = tuple(cfg.data.get("image_size") or INPUT_SIZE)
         self.name = f"saliency:{cfg.model.net._target_.rsplit('.', 1)[-1]}"
         self._last: tuple = (None, None)  # (context, image) and its map: one forward for map and density
 
@@ -69,12 +70,10 @@ class SaliencyModelSource(AttentionSource):
 
     @torch.no_grad()
     def saliency_map(self, ctx: BenchmarkContext, i: int) -> np.ndarray:
-        from PIL import Image
 
         if self._last[0] == (id(ctx), i):  # log_density asks for the same image next
             return self._last[1]
-        image = Image.fromarray(ctx.data.load_image(i)).resize(self.image_size[::-1], Image.BILINEAR)
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+        x = image_batch([ctx.data.load_image(i)], self.image_size)
         self._last = ((id(ctx), i), self.model(x)[0, 0].double().numpy())
         return self._last[1]
 

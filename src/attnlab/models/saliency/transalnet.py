@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.data.base import INPUT_SIZE
 from attnlab.models.saliency.backbones import BackboneName, build_backbone
-from attnlab.models.saliency.net import FactorizedSaliencyNet, Phase, UpsampleMode, resize
+from attnlab.models.saliency.net import BASES, PHASE, FactorizedSaliencyNet, Phase, UpsampleMode, resize
 from attnlab.utils.config import NonNegativeInt, PositiveInt, Size2
 
 __all__ = ["TokenTransformer", "TranSalNet"]
@@ -108,15 +109,15 @@ class TranSalNet(FactorizedSaliencyNet):
         self,
         backbone: BackboneName = "resnet50",
         backbone_weights: str | None = "auto",
-        input_size: Size2 = (240, 320),
+        input_size: Size2 = INPUT_SIZE,
         dims: tuple[PositiveInt, PositiveInt, PositiveInt] = (768, 768, 512),
         heads: tuple[PositiveInt, PositiveInt, PositiveInt] = (12, 12, 8),
         depth: PositiveInt = 2,
         decoder_dim: PositiveInt = 512,
         feature_dim: PositiveInt = 128,
         freeze_bn: bool = True,
-        bases: NonNegativeInt = 512,
-        phase: Phase = 1,
+        bases: NonNegativeInt = BASES,
+        phase: Phase = PHASE,
         output_size: Optional[Size2] = None,
         upsample: UpsampleMode = "bilinear",
     ) -> None:
