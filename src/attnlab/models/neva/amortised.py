@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.neva.foveation import Foveation, pixel_centres, position_bounds
+from attnlab.models.neva.blur import BLUR_KERNEL, BLUR_SIGMA
+from attnlab.models.neva.foveation import (
+    SIGMA_FOVEA,
+    Foveation,
+    pixel_centres,
+    position_bounds,
+)
 from attnlab.models.neva.module import NevaModule, OddKernel, split_batch
 from attnlab.models.neva.search import SearchConfig, SearchResult
 from attnlab.models.neva.tasks import NevaTask
@@ -175,11 +181,11 @@ class AmortisedNevaModule(NevaModule):
         task: NevaTask,
         net: FixationNet | None = None,
         length: PositiveInt = 10,
-        sigma_fovea: PositiveFloat = 0.15,
+        sigma_fovea: PositiveFloat = SIGMA_FOVEA,
         forgetting: Fraction = 0.1,
         image_size: Size2 = (224, 224),
-        blur_kernel: OddKernel = 5,
-        blur_sigma: PositiveFloat = 5.0,
+        blur_kernel: OddKernel = BLUR_KERNEL,
+        blur_sigma: PositiveFloat = BLUR_SIGMA,
         resize_inputs: bool = True,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         lr: PositiveFloat | None = None,

@@ -6,7 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["gaussian_kernel1d", "GaussianBlur"]
+__all__ = ["gaussian_kernel1d", "GaussianBlur", "BLUR_KERNEL", "BLUR_SIGMA"]
+
+# the peripheral blur's defaults (kernel size, σ in pixels of the model's input), for both NeVA modules
+BLUR_KERNEL = 5
+BLUR_SIGMA = 5.0
 
 
 def gaussian_kernel1d(size: int, sigma: float, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
@@ -30,7 +34,7 @@ class GaussianBlur(nn.Module):
     the kernel radius cannot be reflected and is padded by replicating its edge instead.
     """
 
-    def __init__(self, kernel_size: int = 5, sigma: float = 5.0) -> None:
+    def __init__(self, kernel_size: int = BLUR_KERNEL, sigma: float = BLUR_SIGMA) -> None:
         super().__init__()
         self.kernel_size = int(kernel_size)
         self.sigma = float(sigma)

@@ -22,7 +22,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Foveation", "pixel_centres", "position_bounds", "to_pixels", "from_pixels"]
+__all__ = [
+    "Foveation",
+    "pixel_centres",
+    "position_bounds",
+    "to_pixels",
+    "from_pixels",
+    "SIGMA_FOVEA",
+    "BLUR_KERNEL",
+    "BLUR_SIGMA",
+]
+
+# the perception's defaults, for the search, both modules and this layer: σ_f of the window (normalised
+# units) and the peripheral blur (kernel size and σ in pixels of the model's input)
+SIGMA_FOVEA = 0.15
+BLUR_KERNEL = 5
+BLUR_SIGMA = 5.0
 
 
 def pixel_centres(n: int, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -69,7 +84,7 @@ class Foveation(nn.Module):
         amplitude: a, the window's peak (1: fully sharp at the fixation).
     """
 
-    def __init__(self, sigma: float = 0.15, amplitude: float = 1.0) -> None:
+    def __init__(self, sigma: float = SIGMA_FOVEA, amplitude: float = 1.0) -> None:
         super().__init__()
         if sigma <= 0:
             raise ValueError(f"foveation sigma must be > 0, got {sigma}")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnlab.models.neva.blur import GaussianBlur
+from attnlab.models.neva.blur import BLUR_KERNEL, BLUR_SIGMA, GaussianBlur
 from attnlab.models.neva.foveation import Foveation
 from attnlab.models.neva.search import SearchConfig, SearchResult, search_scanpath
 from attnlab.models.neva.tasks import NevaTask
@@ -61,8 +61,8 @@ class NevaModule(L.LightningModule):
         task: NevaTask,
         search: SearchConfig | dict | None = None,
         image_size: Size2 = (224, 224),
-        blur_kernel: OddKernel = 5,
-        blur_sigma: PositiveFloat = 5.0,
+        blur_kernel: OddKernel = BLUR_KERNEL,
+        blur_sigma: PositiveFloat = BLUR_SIGMA,
         resize_inputs: bool = True,
         seed: NonNegativeInt = 0,
         precision: Literal["fp32", "bf16"] = "fp32",

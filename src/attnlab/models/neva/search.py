@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from attnlab.data.gaze import Scanpath
-from attnlab.models.neva.foveation import Foveation, position_bounds, to_pixels
+from attnlab.models.neva.foveation import SIGMA_FOVEA, Foveation, position_bounds, to_pixels
 from attnlab.utils.config import Fraction, PositiveFloat, PositiveInt, check_arguments
 
 __all__ = ["SearchConfig", "SearchResult", "search_scanpath", "START_POSITIONS"]
@@ -48,7 +48,7 @@ class SearchConfig:
     length: PositiveInt = 10
     steps: PositiveInt = 20
     lr: PositiveFloat = 0.1
-    sigma_fovea: PositiveFloat = 0.15
+    sigma_fovea: PositiveFloat = SIGMA_FOVEA
     forgetting: Fraction = 0.1
     start: StartPosition = "centre"
     random_restarts: bool = False
