@@ -190,7 +190,7 @@ def test_train_command_writes_a_checkpoint_that_scanpaths_loads_and_bad_checkpoi
     # bad input: a checkpoint of another model, where a task checkpoint or a NeVA model is expected
     with pytest.raises(UserError) as err:
         ReconstructionTask(checkpoint=str(ckpt))
-    assert "not an autoencoder checkpoint" in str(err.value) and "\n" not in str(err.value)
+    assert "not a checkpoint of the autoencoder" in str(err.value) and "\n" not in str(err.value)
     cfg = compose_config("scanpaths", ["model=neva_classifier", f"ckpt_path={ckpt}"])
     with pytest.raises(UserError) as err:
         scanpath_model(cfg)
