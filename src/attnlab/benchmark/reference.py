@@ -82,14 +82,15 @@ def _map_metrics(
     size = tuple((fixations if fixations is not None else density).shape[-2:])
     maps = match_size(as_batch(pred), size).numpy()  # NaN/inf in a map: InvalidMapError, as the fast path
     names = (LOCATION_METRICS if fixations is not None else ()) + (DISTRIBUTION_METRICS if density is not None else ())
-    inputs = {"fixations": fixations, "density": density, "baseline": tg.baseline, "negatives": tg.nonfixations}
+    given = {"fixations": fixations, "density": density, "baseline": tg.baseline, "negatives": tg.nonfixations}
+    inputs = {k: v.to_dense().numpy() for k, v in given.items() if v is not None}  # B×H×W: one per map; H×W: shared
     values: dict[str, list[float]] = {}
     for name in names:
         if name == "AUC_Borji":
             values[name] = S.auc_borji(torch.from_numpy(maps), fixations, seed=seed).tolist()
             continue
         definition, target = R.METRICS[name]
-        arrays = [inputs[t].to_dense().numpy() for t in target.split("+")]  # B×H×W: one per map; H×W: shared
+        arrays = [inputs[t] for t in target.split("+")]
         values[name] = [definition(m, *(a[k] if a.ndim == 3 else a for a in arrays)) for k, m in enumerate(maps)]
     return {k: S.mean_over_images(torch.tensor(v, dtype=torch.float64))[0] for k, v in values.items()}
 

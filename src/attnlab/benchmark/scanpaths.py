@@ -231,7 +231,7 @@ def scanpath_model(cfg: DictConfig) -> L.LightningModule:
 
     asked = str(cfg.model.get("_target_"))
     hint = "; pass a checkpoint of this model="
-    model, stored, _ = load_trained(cfg.ckpt_path, asked.rsplit(".", 1)[-1], f"model {asked}", hint)
+    model, stored = load_trained(cfg.ckpt_path, asked.rsplit(".", 1)[-1], f"model {asked}", hint)
     with open_dict(cfg):
         cfg.model = stored.model  # the checkpoint decides the architecture and settings
     return model

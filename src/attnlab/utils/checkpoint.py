@@ -228,17 +228,18 @@ def load_trained(
     part: str | None = None,
     prepare: Callable[[DictConfig], None] | None = None,
     check: Callable[[Any, DictConfig], None] | None = None,
-) -> tuple[Any, DictConfig, dict[str, Any]]:
+    checkpoint: dict[str, Any] | None = None,
+) -> tuple[Any, DictConfig]:
     """(the trained model — or its submodule ``part``, e.g. ``"net"`` — in eval mode with the checkpoint's
-    weights, its stored config, the checkpoint) of a checkpoint written by ``attnlab.train`` whose model
+    weights, its stored config) of a checkpoint written by ``attnlab.train`` whose model
     class is named ``expect`` (or one of them). The one loader of every family: the file is read weights
     only, the stored config checked like a command line, the model rebuilt from it and every weight loaded
     strictly. ``prepare(cfg)`` may first switch off what must not be read again (pretrained weights);
     ``check(module, cfg)`` may refuse the built module before its weights, with a line that says more.
     Each misfit is one :class:`UserError` naming the file; ``what`` names the family expected and ``hint``
     (e.g. "; train one with ...", or a function of the model class found) ends the message when the file
-    is of another family."""
-    checkpoint = read_checkpoint(path)
+    is of another family. ``checkpoint``: the file's contents when the caller has read them already."""
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
     cfg = stored_config(checkpoint, path)
     target = str(cfg.model.get("_target_")) if cfg is not None and "model" in cfg else None
     if target is None or not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
@@ -261,7 +262,7 @@ def load_trained(
     if part is not None:  # the submodule's own weights, without the prefix the whole model gives them
         state = {k[len(part) + 1 :]: v for k, v in state.items() if k.startswith(part + ".")}
     _load_weights(module, {"state_dict": state}, path, str(path), target if part is None else f"{target}.{part}")
-    return module.eval(), cfg, checkpoint
+    return module.eval(), cfg
 
 
 def load_model(cfg: DictConfig, checkpoint: dict, path: Any = None) -> L.LightningModule:

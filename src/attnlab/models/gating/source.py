@@ -63,7 +63,7 @@ def load_gating_net(path: str | Path) -> GatingNet:
             raise _photo_net_required(path, f"a gating checkpoint trained on {data}")
 
     what = "the gating model (GatingModule)"
-    return load_trained(path, "GatingModule", what, hint, part="net", check=sees_photos)[0]
+    return load_trained(path, "GatingModule", what, hint, part="net", check=sees_photos, checkpoint=checkpoint)[0]
 
 
 def pad_to_aspect(image: np.ndarray, aspect: float, fill: int = PAD_FILL) -> tuple[np.ndarray, tuple[int, int]]:

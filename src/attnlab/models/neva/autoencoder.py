@@ -131,5 +131,5 @@ def load_autoencoder(checkpoint: str | Path) -> ConvAutoencoder:
     from attnlab.utils.checkpoint import load_trained
 
     hint = " (train model=autoencoder)"
-    net, _, _ = load_trained(checkpoint, AutoencoderModule.__name__, "the autoencoder", hint, part="net")
+    net, _ = load_trained(checkpoint, AutoencoderModule.__name__, "the autoencoder", hint, part="net")
     return net

@@ -158,7 +158,7 @@ def _checkpoint_config(path: Path) -> tuple[str, dict[str, Any]]:
     )
 
 
-def _load_amortised(path: Path, overrides: Sequence[str]):
+def _load_amortised(path: Path, contents: dict[str, Any], overrides: Sequence[str]):
     """The AmortisedNevaModule of a ``model=neva_amortised`` checkpoint (its stored config and weights),
     frozen and in eval mode (:func:`attnlab.utils.checkpoint.load_trained`)."""
     from attnlab.utils.checkpoint import load_trained
@@ -168,7 +168,7 @@ def _load_amortised(path: Path, overrides: Sequence[str]):
             f"neva.overrides={list(overrides)}: attention=neva:{path} is an amortised NeVA checkpoint, whose "
             "stored config decides every setting; leave neva.overrides empty"
         )
-    module, _, _ = load_trained(path, AMORTISED_TARGET.rsplit(".", 1)[-1], "amortised NeVA")
+    module, _ = load_trained(path, AMORTISED_TARGET.rsplit(".", 1)[-1], "amortised NeVA", checkpoint=contents)
     module.requires_grad_(False)  # α too: the benchmark only predicts
     return module.eval()
 
@@ -191,7 +191,7 @@ def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] 
         checkpoint = Path(argument).expanduser()
         name, stored = _checkpoint_config(checkpoint)
         if name == AMORTISED:
-            return _load_amortised(checkpoint, overrides), name
+            return _load_amortised(checkpoint, stored, overrides), name
     else:
         name = argument
         if name not in _model_configs():

@@ -250,7 +250,7 @@ def load_saliency_model(path: str, device: str | torch.device = "cpu") -> tuple[
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, cfg, _ = load_trained(
+        model, cfg = load_trained(
             path, SaliencyModule.__name__, "a saliency model (model=saliency_*)", prepare=rebuild_only
         )
     return model.to(device), cfg

@@ -45,8 +45,7 @@ def load_scanpath_model(path: str):
     from attnlab.utils.checkpoint import load_trained
 
     hint = "; train one with python -m attnlab.train experiment=scanpath_deepgaze_osie"
-    model, cfg, _ = load_trained(path, TARGET.rsplit(".", 1)[-1], "the scanpath model", hint)
-    return model, cfg
+    return load_trained(path, TARGET.rsplit(".", 1)[-1], "the scanpath model", hint)
 
 
 class _ScanpathModelBase(AttentionSource):
