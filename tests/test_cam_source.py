@@ -87,7 +87,7 @@ def test_each_method_is_grad_cams_own_map(osie, tiny_weights, method, one_torch_
 
     ctx = tiny(osie, tiny_weights)
     source = CamSource(method, ctx)
-    assert source.cams.layer_name == "layer4"  # the default: the last block before the global pooling
+    assert source.layer_name == "layer4"  # the default: the last block before the global pooling
     net = tiny_net(tiny_weights)
     cfg = net.pretrained_cfg
     for i in range(2):  # both images from one batch of 2
@@ -103,13 +103,13 @@ def test_default_is_efficientnet_lite0_at_its_last_conv_block(osie, one_torch_th
 
     ctx = context(osie, images=1)
     source = CamSource("gradcam", ctx)
-    assert source.cams.layer_name == "bn2" and source.settings.input_size == (224, 224)
+    assert source.layer_name == "bn2" and source.settings.input_size == (224, 224)
     net = efficientnet_lite0().eval()
     want = grad_cam(
         "gradcam", net, net.bn2, ctx.data.load_image(0), (224, 224), EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD
     )
     np.testing.assert_allclose(source.saliency_map(ctx, 0), want, atol=2e-4)
-    assert all(p.requires_grad for p in source.cams.classifier.net.parameters())  # unfrozen again
+    assert all(p.requires_grad for p in source.classifier.net.parameters())  # unfrozen again
 
 
 def test_prior_is_the_cam_times_the_fitted_centre_bias(osie, tiny_weights, one_torch_thread):
@@ -118,7 +118,9 @@ def test_prior_is_the_cam_times_the_fitted_centre_bias(osie, tiny_weights, one_t
 
     ctx = tiny(osie, tiny_weights, floor=0.01)
     plain, prior = CamSource("gradcam", ctx), CamSource("gradcam+prior", ctx)
-    assert prior.cams is plain.cams  # one CAM computation for both
+    calls = []
+    predict = plain.predict
+    plain.predict = prior.predict = lambda x: calls.append(len(x)) or predict(x)
     centre = CentreBias.fit(osie)
     for i in range(2):
         size = ctx.data.stimuli[i].size
@@ -128,6 +130,7 @@ def test_prior_is_the_cam_times_the_fitted_centre_bias(osie, tiny_weights, one_t
         assert got.shape == size and np.isfinite(got).all()
         np.testing.assert_allclose(got, want / want.sum(), rtol=1e-6, atol=1e-12)
         assert not np.allclose(got, centre.map(size))  # the CAM matters
+    assert calls == [2]  # one CAM computation (a batch of both images) for both sources
 
 
 def test_a_constant_cam_is_named_and_scored_as_uniform(osie, tmp_path, caplog, one_torch_thread):
@@ -241,6 +244,6 @@ def test_cuda_maps_equal_the_cpu_maps(osie, tiny_weights, method):
 
     cpu, gpu = tiny(osie, tiny_weights), tiny(osie, tiny_weights, device="cuda")
     a, b = CamSource(method, cpu), CamSource(method, gpu)
-    assert next(b.cams.classifier.net.parameters()).is_cuda
+    assert next(b.classifier.net.parameters()).is_cuda
     for i in range(2):
         np.testing.assert_allclose(b.saliency_map(gpu, i), a.saliency_map(cpu, i), atol=1e-3)

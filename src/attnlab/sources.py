@@ -21,6 +21,7 @@ This module sits below models and the benchmark: it imports only utils, data and
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
@@ -33,6 +34,7 @@ from attnlab.data.fixations import FixationDataset, Scanpath
 __all__ = [
     "image_batch",
     "AttentionSource",
+    "BatchedMapSource",
     "BenchmarkContext",
     "SourceFactory",
     "SOURCES",
@@ -103,6 +105,56 @@ class AttentionSource:
     def conditional(self) -> bool:
         """Whether the source's next-fixation density uses the history (it overrides the method)."""
         return type(self).conditional_log_density is not AttentionSource.conditional_log_density
+
+
+class BatchedMapSource(AttentionSource):
+    """The template of a network's maps (as grad-cam's ``BaseCAM``): a subclass gives the one hook
+    :meth:`predict`; the images go to it ``batch_size`` at a time, on the first request of one of them,
+    and the last ``keep`` predictions are kept (in ``ctx.cache`` under :meth:`cache_key`, so sources
+    that share a key, e.g. ``cam:gradcam`` and ``cam:gradcam+prior``, predict each image once).
+
+    :meth:`to_input` (images -> network input) and :meth:`to_map` (prediction -> the image's map)
+    are the other places a subclass may change; their defaults resize the image to ``input_size`` and
+    return the prediction as it is (the benchmark resizes maps to each image)."""
+
+    input_size: tuple[int, int]
+    batch_size: int = 8
+    keep: int = 64  # more than the benchmark's chunk of images plus a batch
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor | np.ndarray:
+        """B×3×H×W float32 in [0, 1] (:meth:`to_input`, on ``device``) -> B×h×w maps."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def to_input(self, ctx: BenchmarkContext, indices: list[int]) -> torch.Tensor:
+        return image_batch([ctx.data.load_image(k) for k in indices], self.input_size)
+
+    def to_map(self, ctx: BenchmarkContext, i: int, predicted: np.ndarray) -> np.ndarray:
+        return predicted
+
+    def cache_key(self) -> tuple:
+        return ("maps", id(self))
+
+    def predicted(self, ctx: BenchmarkContext, i: int) -> np.ndarray:
+        """:meth:`predict`'s float64 map of image ``i``, and of the next images of its batch."""
+        kept: OrderedDict[int, np.ndarray] = ctx.cache.setdefault(self.cache_key(), OrderedDict())
+        if i not in kept:
+            batch = [k for k in range(i, min(i + self.batch_size, len(ctx.data))) if k not in kept]
+            maps = self.predict(self.to_input(ctx, batch).to(self.device))
+            for k, m in zip(batch, maps):
+                kept[k] = (
+                    m.detach().double().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m, np.float64)
+                )
+            while len(kept) > max(self.keep, len(batch)):
+                kept.popitem(last=False)
+        kept.move_to_end(i)
+        return kept[i]
+
+    def saliency_map(self, ctx: BenchmarkContext, i: int) -> np.ndarray:
+        return self.to_map(ctx, i, self.predicted(ctx, i))
 
 
 SourceFactory = Callable[[Optional[str], BenchmarkContext], AttentionSource]

@@ -26,7 +26,7 @@ from torch import Tensor
 from attnlab.data.coco_dataset import PAD_FILL
 from attnlab.models.gating.net import GatingNet
 from attnlab.models.gating.paper import is_paper_state_dict, load_paper_checkpoint
-from attnlab.sources import AttentionSource, BenchmarkContext, register_source
+from attnlab.sources import BatchedMapSource, BenchmarkContext, image_batch, register_source
 from attnlab.utils.config import UserError
 
 __all__ = ["GatingSource", "load_gating_net", "pad_to_aspect"]
@@ -66,46 +66,53 @@ def load_gating_net(path: str | Path) -> GatingNet:
     return load_trained(path, "GatingModule", what, hint, part="net", check=sees_photos, checkpoint=checkpoint)[0]
 
 
+def aspect_canvas(h: int, w: int, aspect: float) -> tuple[int, int, int, int]:
+    """(height, width, top, left): the smallest canvas of width/height ``aspect`` an h×w image fits
+    in, centred."""
+    ch, cw = (round(w / aspect), w) if w / h > aspect else (h, round(h * aspect))
+    ch, cw = max(ch, h), max(cw, w)
+    return ch, cw, (ch - h) // 2, (cw - w) // 2
+
+
 def pad_to_aspect(image: np.ndarray, aspect: float, fill: int = PAD_FILL) -> tuple[np.ndarray, tuple[int, int]]:
     """``image`` (H×W×C) centred on a ``fill`` canvas of width/height ``aspect``; also its (top, left) offset."""
     h, w = image.shape[:2]
-    ch, cw = (round(w / aspect), w) if w / h > aspect else (h, round(h * aspect))
-    ch, cw = max(ch, h), max(cw, w)
-    top, left = (ch - h) // 2, (cw - w) // 2
+    ch, cw, top, left = aspect_canvas(h, w, aspect)
     out = np.full((ch, cw, image.shape[2]), fill, dtype=image.dtype)
     out[top : top + h, left : left + w] = image
     return out, (top, left)
 
 
 @register_source("gating")
-class GatingSource(AttentionSource):
+class GatingSource(BatchedMapSource):
     """``gating:<checkpoint>``: ``1 - g1``, the open part of the input gate after the first glimpse."""
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
         if not argument:
             raise UserError("attention=gating needs a checkpoint: attention=gating:<paper_coco_model.pt or .ckpt>")
         self.net = load_gating_net(argument)
+        self.input_size = tuple(self.net.input_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
 
     @torch.no_grad()
-    def attention(self, x: Tensor) -> Tensor:
+    def predict(self, x: Tensor) -> Tensor:
         """``1 - g1`` of the first glimpse: x B×3×H×W in [0, 1] at the net's input size -> B×H×W in [0, 2]."""
-        out = self.net.glimpse(x.to(next(self.net.parameters()).device))
-        return 1 - out.gates[0][:, 0]
+        return 1 - self.net.glimpse(x).gates[0][:, 0]
 
-    def input_tensor(self, image: np.ndarray) -> tuple[Tensor, tuple[int, int], tuple[int, int]]:
-        """H×W×3 uint8 photo -> (1×3×h×w net input, padded canvas size, photo offset on it)."""
-        from PIL import Image
+    def to_input(self, ctx: BenchmarkContext, indices: list[int]) -> Tensor:
+        """Each photo padded to the net's aspect ratio (as the COCO gating data are), then resized."""
+        h, w = self.input_size
+        canvases = [pad_to_aspect(ctx.data.load_image(k), w / h)[0] for k in indices]
+        return image_batch(canvases, self.input_size)
 
-        h, w = self.net.input_size
-        canvas, offset = pad_to_aspect(image, w / h)
-        resized = np.asarray(Image.fromarray(canvas).resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
-        return torch.from_numpy(resized).permute(2, 0, 1)[None], canvas.shape[:2], offset
-
-    def saliency_map(self, ctx: BenchmarkContext, i: int) -> np.ndarray:
-        image = ctx.data.load_image(i)
-        x, canvas, (top, left) = self.input_tensor(image)
-        a = self.attention(x)[:, None].double().cpu()
-        if tuple(a.shape[-2:]) != tuple(canvas):
-            a = F.interpolate(a, size=tuple(canvas), mode="bilinear", align_corners=False)
-        h, w = image.shape[:2]
+    def to_map(self, ctx: BenchmarkContext, i: int, predicted: np.ndarray) -> np.ndarray:
+        """The map resized back to the padded canvas and cropped to the photo."""
+        h, w = ctx.data.stimuli[i].size
+        ch, cw, top, left = aspect_canvas(h, w, self.input_size[1] / self.input_size[0])
+        a = torch.from_numpy(predicted)[None, None]
+        if tuple(a.shape[-2:]) != (ch, cw):
+            a = F.interpolate(a, size=(ch, cw), mode="bilinear", align_corners=False)
         return a[0, 0, top : top + h, left : left + w].numpy()

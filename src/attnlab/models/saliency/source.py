@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from attnlab.data.base import INPUT_SIZE
-from attnlab.sources import AttentionSource, BenchmarkContext, image_batch, register_source
+from attnlab.sources import BatchedMapSource, BenchmarkContext, register_source
 from attnlab.utils.config import UserError
 
 __all__ = ["SaliencyModelSource"]
@@ -26,9 +26,9 @@ def _file(path) -> str:
 
 
 @register_source("saliency")
-class SaliencyModelSource(AttentionSource):
+class SaliencyModelSource(BatchedMapSource):
     """Maps of a trained saliency model (``saliency:<checkpoint>``), predicted at the size it was
-    trained at (the benchmark resizes them to each image)."""
+    trained at, ``batch_size`` images at a time (the benchmark resizes them to each image)."""
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
         from attnlab.models.saliency.module import load_saliency_model
@@ -37,9 +37,8 @@ class SaliencyModelSource(AttentionSource):
             raise UserError("attention=saliency needs a checkpoint: attention=saliency:<path to .ckpt>")
         self.model, cfg = load_saliency_model(argument)
         self.data_config = cfg.data
-        self.image_size = tuple(cfg.data.get("image_size") or INPUT_SIZE)
+        self.input_size = tuple(cfg.data.get("image_size") or INPUT_SIZE)
         self.name = f"saliency:{cfg.model.net._target_.rsplit('.', 1)[-1]}"
-        self._last: tuple = (None, None)  # (context, image) and its map: one forward for map and density
 
     def prepare(self, ctx: BenchmarkContext, indices: list[int]) -> None:
         """Refuse to score images the model was trained or selected on: its stored data config (root,
@@ -69,13 +68,8 @@ class SaliencyModelSource(AttentionSource):
         return {_file(s.path) for name in ("train", "val") if name in splits for s in splits[name].stimuli if s.path}
 
     @torch.no_grad()
-    def saliency_map(self, ctx: BenchmarkContext, i: int) -> np.ndarray:
-
-        if self._last[0] == (id(ctx), i):  # log_density asks for the same image next
-            return self._last[1]
-        x = image_batch([ctx.data.load_image(i)], self.image_size)
-        self._last = ((id(ctx), i), self.model(x)[0, 0].double().numpy())
-        return self._last[1]
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, 0]
 
     def log_density(self, ctx: BenchmarkContext, i: int) -> Optional[np.ndarray]:
         """With the centre prior the model's map is a density (a softmax over its pixels): a
