@@ -76,7 +76,7 @@ def test_the_optuna_config_composes_with_sweeper_settings():
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == cfg.seed
     # the objective: ScanMatch on the val split, nothing else scored
     assert (cfg.split, cfg.optimized_metric) == ("val", "ScanMatch")
-    assert list(cfg.scoring.baselines) == [] and not cfg.scoring.centre_baseline and cfg.scoring.enabled
+    assert list(cfg.scoring.attention) == [] and not cfg.scoring.centre_baseline and cfg.scoring.enabled
     assert cfg.data._target_ == "attnlab.data.osie.OSIEDataModule"
     validate(cfg)
     assert set(search_space()) == FREE

@@ -464,6 +464,37 @@ def test_coco_instances_file_is_read_or_refused(tmp_path_factory, doc):
 COMMANDS = ["train", "eval", "analyze", "scanpaths", "benchmark", "leaderboard"]
 
 
+def command_settings(command: str) -> type:
+    """The dataclass a command declares its own keys with (what its entry point checks)."""
+    from attnlab.analyze import AnalyzeSettings
+    from attnlab.benchmark.settings import BenchmarkSettings, LeaderboardSettings, ScanpathsSettings
+    from attnlab.eval import EvalSettings
+    from attnlab.train import TrainSettings
+
+    return {
+        "train": TrainSettings,
+        "eval": EvalSettings,
+        "analyze": AnalyzeSettings,
+        "scanpaths": ScanpathsSettings,
+        "benchmark": BenchmarkSettings,
+        "leaderboard": LeaderboardSettings,
+    }[command]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_own_key_of_a_command_is_declared_by_its_settings(command):
+    """The keys of a command's YAML that belong to no object or group are exactly its settings' fields
+    (``task_name`` names the run folder; ``resume`` is read before composing: attnlab.utils.resume)."""
+    import dataclasses
+
+    from attnlab.utils.compose import compose
+
+    cfg = compose(command, [])
+    own = {k for k in cfg.keys() if not OmegaConf.is_dict(cfg._get_node(k))} - {"task_name", "resume"}
+    fields = {f.name for f in dataclasses.fields(command_settings(command))}
+    assert own <= fields and fields <= set(cfg.keys()), (own - fields, fields - set(cfg.keys()))
+
+
 def _leaves(config_name: str) -> list[tuple[str, object]]:
     """(key, default) of every scalar setting a command composes by default (Hydra's own left out)."""
     from attnlab.utils.compose import compose
@@ -515,7 +546,7 @@ def test_every_setting_takes_its_type_or_is_one_line(command, capfd, tmp_path, m
         override = f"{key}={value}"
         capfd.readouterr()
         try:
-            added = _precheck(command, [*needed, override])
+            added = _precheck(command, [*needed, override], command_settings(command))
         except SystemExit as ex:
             err = capfd.readouterr().err.strip().splitlines()
             assert ex.code == 2 and len(err) == 1 and err[0].startswith("attnlab: error: "), (override, err)

@@ -9,8 +9,9 @@ checkpoint or the paper's .pt, with ``model=`` naming its architecture when it c
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import hydra
 import lightning as L
@@ -18,10 +19,20 @@ from omegaconf import DictConfig
 
 from attnlab.utils.checkpoint import load_model, read_checkpoint
 from attnlab.utils.cli import entry_point
-from attnlab.utils.config import UserError, resolve_device
+from attnlab.utils.config import Device, UserError, resolve_device
 from attnlab.utils.io import write_json
+from attnlab.utils.settings import Checkpoint, Seed
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalyzeSettings:
+    """The command's own keys (their defaults: ``conf/analyze.yaml``)."""
+
+    seed: Seed
+    ckpt_path: Optional[Checkpoint]
+    device: Device
 
 
 def analyze(cfg: DictConfig) -> dict[str, Any]:
@@ -50,7 +61,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-@entry_point("analyze")
+@entry_point("analyze", AnalyzeSettings)
 def main(cfg: DictConfig) -> None:
     analysis_cls = hydra.utils.get_class(cfg.analysis._target_)
     results = analyze(cfg)

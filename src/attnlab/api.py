@@ -189,6 +189,7 @@ def score(
     from omegaconf import open_dict
 
     from attnlab.benchmark.leaderboard import run_leaderboard
+    from attnlab.benchmark.settings import LeaderboardSettings
     from attnlab.utils.compose import compose_config
     from attnlab.utils.config import validate
     from attnlab.utils.settings import check_command
@@ -213,7 +214,7 @@ def score(
             cfg.attention = specs
             cfg.paths.output_dir = str(out)
         validate(cfg)
-        check_command("leaderboard", cfg)
+        check_command("leaderboard", cfg, LeaderboardSettings)
         sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
         with sink:
             result = run_leaderboard(cfg, sources=built)

@@ -8,6 +8,7 @@ another class than the checkpoint's is reported. Writes ``metrics.json`` into th
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -18,8 +19,17 @@ from attnlab.utils.checkpoint import load_model, read_checkpoint
 from attnlab.utils.cli import entry_point
 from attnlab.utils.config import UserError
 from attnlab.utils.instantiate import instantiate_trainer, to_float_dict, write_json
+from attnlab.utils.settings import Checkpoint, Seed
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSettings:
+    """The command's own keys (their defaults: ``conf/eval.yaml``)."""
+
+    seed: Seed
+    ckpt_path: Checkpoint
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -59,7 +69,7 @@ def format_metrics(metrics: dict[str, float]) -> list[str]:
     return lines
 
 
-@entry_point("eval")
+@entry_point("eval", EvalSettings)
 def main(cfg: DictConfig) -> None:
     metrics = evaluate(cfg)
     for line in format_metrics(metrics):

@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 
 from attnlab.benchmark.__main__ import quote_attention
 from attnlab.benchmark.leaderboard import run_leaderboard
+from attnlab.benchmark.settings import LeaderboardSettings
 from attnlab.utils.cli import entry_point
 
 __all__ = ["main", "run_leaderboard"]
@@ -40,7 +41,7 @@ def _task(cfg: DictConfig) -> None:
 
 def main() -> Any:
     sys.argv = [sys.argv[0], *quote_attention(sys.argv[1:])]
-    return entry_point("leaderboard")(_task)()
+    return entry_point("leaderboard", LeaderboardSettings)(_task)()
 
 
 if __name__ == "__main__":

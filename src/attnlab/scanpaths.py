@@ -17,12 +17,13 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from attnlab.benchmark.scanpaths import check_objective, generate, objective
+from attnlab.benchmark.settings import ScanpathsSettings
 from attnlab.utils.cli import entry_point
 
 __all__ = ["main"]
 
 
-@entry_point("scanpaths")
+@entry_point("scanpaths", ScanpathsSettings)
 def main(cfg: DictConfig) -> float | None:
     check_objective(cfg)
     summary = generate(cfg)  # the benchmark prints the score table when there are humans

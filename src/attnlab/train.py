@@ -9,7 +9,9 @@ already holds checkpoints (a requeued cluster job) continues from the newest one
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import hydra
 import lightning as L
@@ -29,9 +31,21 @@ from attnlab.utils.config import UserError
 from attnlab.utils.distributed import distributed_eval_loaders, sync_batchnorm_setting
 from attnlab.utils.instantiate import instantiate_trainer, log_hyperparameters, to_float_dict, write_json
 from attnlab.utils.resume import checkpoint_config_differences
+from attnlab.utils.settings import ResumeFrom, Seed
 from attnlab.utils.wandb_run import publish_run
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """The command's own keys (their defaults: ``conf/train.yaml``); ``ckpt_path`` resumes from a checkpoint."""
+
+    seed: Seed
+    train: bool
+    test: bool
+    ckpt_path: Optional[ResumeFrom]
+    optimized_metric: Optional[str]
 
 
 def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict | None]:
@@ -92,7 +106,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@entry_point("train", resumable=True)
+@entry_point("train", TrainSettings, resumable=True)
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     from lightning.pytorch.utilities import rank_zero_only

@@ -61,10 +61,11 @@ def _task(cfg: DictConfig) -> None:
 
 
 def main() -> Any:
+    from attnlab.benchmark.settings import BenchmarkSettings
     from attnlab.utils.cli import entry_point
 
     sys.argv = [sys.argv[0], *quote_attention(sys.argv[1:])]
-    return entry_point("benchmark")(_task)()
+    return entry_point("benchmark", BenchmarkSettings)(_task)()
 
 
 if __name__ == "__main__":

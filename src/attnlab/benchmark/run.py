@@ -124,7 +124,7 @@ def run_benchmark(cfg: DictConfig, sources: Sequence[AttentionSource] = (), repo
     elif split in dm.splits:
         data = dm.splits[split]
     else:
-        # the command checked split= against its declared choices (utils/settings.py); a caller may not
+        # the command checked split= against its declared choices (BenchmarkSettings); a caller may not
         raise UserError(f"split={split!r}: {dm.dataset.name} has the splits {', '.join([*dm.splits, 'all'])}")
     if cfg.max_images:
         data = data.subset(range(min(int(cfg.max_images), len(data))))

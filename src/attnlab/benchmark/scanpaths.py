@@ -16,10 +16,11 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
-from attnlab.utils.compose import CONFIG_DIR
+from attnlab.benchmark.settings import Scoring
 from attnlab.utils.config import UserError
 from attnlab.utils.instantiate import instantiate_trainer
 from attnlab.utils.io import write_csv, write_json
+from attnlab.utils.settings import settings_of
 
 log = logging.getLogger(__name__)
 
@@ -168,20 +169,14 @@ def score_with_benchmark(cfg: DictConfig, records: list[dict]) -> dict[str, Any]
         for p in paths:
             by_image.setdefault(p.stimulus, []).append(p)
         sources.append(ScanpathSource(by_image, name))
-    conventions = OmegaConf.load(Path(CONFIG_DIR) / "benchmark.yaml")  # the benchmark's own defaults
     bench_cfg = OmegaConf.create(
         {
             "data": OmegaConf.to_container(cfg.data, resolve=True),
             "paths": {"output_dir": str(out_dir)},
             "seed": int(cfg.seed),
-            "attention": list(scoring.baselines),
             "split": str(cfg.split),
             "max_images": cfg.get("max_images"),
-            "sigma_px": scoring.get("sigma_px"),
-            "scanpath_drop_first": bool(scoring.drop_first_human),
-            **{key: conventions[key] for key in ("metric_specific", "conditional_metrics")},
-            "figure_images": int(scoring.figure_images),
-            "progress": True,
+            **settings_of(scoring, Scoring),  # scoring.* are the benchmark's own settings
         }
     )
     return run_benchmark(bench_cfg, sources)

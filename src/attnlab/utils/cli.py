@@ -37,6 +37,7 @@ from attnlab.utils.compose import (  # noqa: F401  (CONFIG_DIR, compose_config: 
 )
 from attnlab.utils.config import UserError, validate
 from attnlab.utils.model_data import model_data_mismatch
+from attnlab.utils.settings import check_command
 
 __all__ = ["CONFIG_DIR", "CONFIG_PACKAGE", "compose_config", "entry_point", "fail", "first_sweep_values"]
 
@@ -122,7 +123,7 @@ def _one_line(ex: Exception, overrides: list[str]) -> str:
     return f"invalid config: {first}"
 
 
-def _precheck(config_name: str, overrides: list[str]) -> set[str]:
+def _precheck(config_name: str, overrides: list[str], settings: type | None) -> set[str]:
     """Compose and validate before Hydra runs, so errors are one line: with the first value of every
     sweep, then with each other value of each sweep (a bad value in a later job stops the whole
     multirun before its first job starts). Returns the keys to override with ``++``."""
@@ -133,7 +134,7 @@ def _precheck(config_name: str, overrides: list[str]) -> set[str]:
             first[:k] + [v] + first[k + 1 :] for k, values in sweep_values(overrides, first) for v in values
         ]
         for variant in variants:
-            _validate_or_fail(compose(config_name, force_added(variant, added)), config_name)
+            _validate_or_fail(compose(config_name, force_added(variant, added)), config_name, settings)
     except UserError as ex:
         fail(str(ex))
     except Exception as ex:
@@ -141,13 +142,11 @@ def _precheck(config_name: str, overrides: list[str]) -> set[str]:
     return added
 
 
-def _validate_or_fail(cfg: DictConfig, config_name: str | None = None) -> None:
+def _validate_or_fail(cfg: DictConfig, config_name: str, settings: type | None) -> None:
     try:
         validate(cfg)
-        if config_name:
-            from attnlab.utils.settings import check_command
-
-            check_command(config_name, cfg)
+        if settings is not None:
+            check_command(config_name, cfg, settings)
     except UserError as ex:
         fail(str(ex))
     except Exception as ex:  # e.g. an interpolation that cannot resolve
@@ -306,16 +305,19 @@ def _expand_resume(config_name: str) -> None:
 
 
 def entry_point(
-    config_name: str, resumable: bool = False
+    config_name: str, settings: type | None = None, resumable: bool = False
 ) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Decorate a task ``f(cfg)`` into a console entry point with clean errors.
+
+    ``settings``: the dataclass declaring the command's own keys (:mod:`attnlab.utils.settings`),
+    checked before anything runs.
 
     ``resumable``: ``resume=<run folder>`` reruns that folder's job in it with its stored overrides
     (see :mod:`attnlab.utils.resume`).
 
     Usage::
 
-        @entry_point("train")
+        @entry_point("train", TrainSettings)
         def main(cfg): ...
     """
     import hydra
@@ -330,7 +332,7 @@ def entry_point(
             folder = _run_folder()
             print(f"attnlab {config_name}: writing to {folder}", flush=True)
             start = time.perf_counter()
-            _validate_or_fail(cfg, config_name)
+            _validate_or_fail(cfg, config_name, settings)
             try:
                 result = task(cfg)
             except Exception as ex:
@@ -357,7 +359,7 @@ def entry_point(
                 _expand_resume(config_name)
             overrides, multirun, other_flags = _split_argv(sys.argv[1:])
             if not _full_errors() and not other_flags:
-                added = _precheck(config_name, overrides)
+                added = _precheck(config_name, overrides, settings)
                 _writable_or_fail(config_name, force_added(first_sweep_values(overrides), added), multirun)
             else:  # Hydra reports errors itself; settings left at their defaults still need ++
                 try:

@@ -1,36 +1,27 @@
-"""The top-level settings of each command (``seed=``, ``max_images=``, ``split=``, ...), declared once.
+"""The vocabulary of a command's own settings (``seed=``, ``max_images=``, ``split=``, ...) and their check.
 
 Objects declare their settings in their constructors (:mod:`attnlab.utils.config`); a command's own
-keys belong to no object, so they are declared here, as the signatures of one function per command
-(and per plain sub-node such as ``scoring``), in the same ``Annotated`` vocabulary. The defaults
-live in the command's YAML; a parameter without a default here is required (``eval`` needs
-``ckpt_path``). :func:`check_command` checks a composed config against them (one-line
-:class:`~attnlab.utils.config.ConfigError`).
+keys belong to no object, so each command declares them as one dataclass beside the code that reads
+them (``TrainSettings`` in :mod:`attnlab.train`, the benchmark's in :mod:`attnlab.benchmark.settings`),
+in the same ``Annotated`` vocabulary; a field whose type is a settings dataclass is a sub-node (the
+scanpaths command's ``scoring``). The defaults live in the command's YAML, once; a field that is not
+``Optional`` may not be null (``eval`` needs ``ckpt_path``). :func:`check_command` checks a composed
+config against a command's dataclass (one-line :class:`~attnlab.utils.config.ConfigError`).
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Optional, Union
+from typing import Annotated, Any, Union
 
 import annotated_types as at
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.utils.config import (
-    Check,
-    ConfigError,
-    Device,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    UserError,
-    describe,
-    value_ok,
-)
+from attnlab.utils.config import Check, ConfigError, UserError, describe, value_ok
 
-__all__ = ["COMMAND_SETTINGS", "check_command"]
+__all__ = ["Checkpoint", "ResumeFrom", "Seed", "Sources", "check_command", "settings_of"]
 
 Checkpoint = Annotated[str, Check(lambda v: Path(str(v)).expanduser().is_file(), "an existing checkpoint file")]
 Sources = Union[str, list[str]]
@@ -41,115 +32,55 @@ ResumeFrom = Annotated[
 ]
 
 
-def train(
-    seed: Seed, train: bool, test: bool, ckpt_path: Optional[ResumeFrom], optimized_metric: Optional[str]
-) -> None:
-    """``python -m attnlab.train``: ``ckpt_path`` resumes from a checkpoint."""
-
-
-def eval(seed: Seed, ckpt_path: Checkpoint) -> None:  # noqa: A001 - named after the command
-    """``python -m attnlab.eval``."""
-
-
-def analyze(seed: Seed, ckpt_path: Optional[Checkpoint], device: Device) -> None:
-    """``python -m attnlab.analyze``."""
-
-
-def scanpaths(
-    seed: Seed,
-    split: Literal["all", "train", "val", "test"],
-    batch_size: Optional[PositiveInt],
-    max_images: Optional[PositiveInt],
-    overlays: bool,
-    overlay_humans: NonNegativeInt,
-    optimized_metric: Optional[str],
-) -> None:
-    """``python -m attnlab.scanpaths``: ``optimized_metric`` (a benchmark metric of the model's row, e.g.
-    ``ScanMatch``) is returned to a sweep (``hparams_search=neva_osie_optuna``)."""
-
-
-def scanpaths_scoring(
-    enabled: bool,
-    model_name: str,
-    centre_baseline: bool,
-    baselines: list[str],
-    drop_first_human: bool,
-    sigma_px: Optional[PositiveFloat],
-    figure_images: NonNegativeInt,
-) -> None:
-    """``scoring.*`` of ``python -m attnlab.scanpaths``."""
-
-
-def benchmark(
-    seed: Seed,
-    attention: Sources,
-    split: Literal["train", "val", "test", "all"],
-    max_images: Optional[PositiveInt],
-    sigma_px: Optional[PositiveFloat],
-    scanpath_drop_first: bool,
-    metric_specific: bool,
-    conditional_metrics: bool,
-    figure_images: NonNegativeInt,
-    progress: bool,
-) -> None:
-    """``python -m attnlab.benchmark``."""
-
-
-def leaderboard_bootstrap(samples: PositiveInt, level: Annotated[float, at.Interval(gt=0, lt=1)]) -> None:
-    """``bootstrap.*`` of ``python -m attnlab.leaderboard`` (its other keys are the benchmark's; the
-    resampled image indices are drawn with ``seed``)."""
-
-
-# command -> {node path ("" for the top level): the function declaring its keys}
-COMMAND_SETTINGS: dict[str, dict[str, Callable[..., None]]] = {
-    "train": {"": train},
-    "eval": {"": eval},
-    "analyze": {"": analyze},
-    "scanpaths": {"": scanpaths, "scoring": scanpaths_scoring},
-    "benchmark": {"": benchmark},
-    "leaderboard": {"": benchmark, "bootstrap": leaderboard_bootstrap},
-}
-
-
 def _example(name: str) -> str:
     return {
         "ckpt_path": "ckpt_path=PATH (a checkpoint written by attnlab.train, e.g. <run folder>/checkpoints/last.ckpt)"
     }.get(name, f"{name}=VALUE")
 
 
-def check_command(config_name: str, cfg: DictConfig) -> None:
-    """Check ``cfg``'s command-level keys against :data:`COMMAND_SETTINGS`; raise a one-line error."""
-    for path, function in COMMAND_SETTINGS.get(config_name, {}).items():
-        node = OmegaConf.select(cfg, path) if path else cfg
-        if not isinstance(node, DictConfig):
+def _sub_node(hint: Any) -> type | None:
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
+def settings_of(cfg: DictConfig, settings: type) -> dict[str, Any]:
+    """The keys of ``cfg`` that ``settings`` declares (not its sub-nodes), as plain values."""
+    hints = typing.get_type_hints(settings, include_extras=True)
+    plain = lambda v: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v  # noqa: E731
+    return {f.name: plain(cfg[f.name]) for f in dataclasses.fields(settings) if not _sub_node(hints[f.name])}
+
+
+def check_command(config_name: str, cfg: DictConfig, settings: type, path: str = "") -> None:
+    """Check ``cfg``'s command-level keys against the dataclass ``settings``; raise a one-line error."""
+    node = OmegaConf.select(cfg, path) if path else cfg
+    if not isinstance(node, DictConfig):
+        return
+    hints = typing.get_type_hints(settings, include_extras=True)
+    for field in dataclasses.fields(settings):
+        name, hint = field.name, hints[field.name]
+        key = f"{path}.{name}" if path else name
+        if _sub_node(hint):
+            check_command(config_name, cfg, hint, key)
             continue
-        hints = typing.get_type_hints(function, include_extras=True)
-        for name, parameter in inspect.signature(function).parameters.items():
-            key = f"{path}.{name}" if path else name
-            if name not in node.keys():  # `in` is false for ??? (missing) values
-                continue
-            if node._get_node(name)._is_interpolation():
-                continue
-            if OmegaConf.is_missing(node, name):
-                raise UserError(f"{config_name} needs {_example(name)}")
-            value: Any = node[name]
-            if isinstance(value, DictConfig) or OmegaConf.is_list(value):
-                value = OmegaConf.to_container(value, resolve=True)
-            if (
-                value is None
-                and parameter.default is inspect.Parameter.empty
-                and typing.get_origin(hints[name]) is not Union
-            ):
-                raise UserError(f"{config_name} needs {_example(name)}")
-            if (
-                name == "ckpt_path"
-                and isinstance(value, str)
-                and value != "last"
-                and not Path(value).expanduser().is_file()
-            ):
-                where = Path(value).expanduser()
-                raise UserError(
-                    f"checkpoint not found: {value}" + (" (a folder, not a checkpoint file)" if where.is_dir() else "")
-                )
-            if not value_ok(value, hints[name]):
-                raise ConfigError(key, value, describe(hints[name]))
+        if name not in node.keys():  # `in` is false for ??? (missing) values
+            continue
+        if node._get_node(name)._is_interpolation():
+            continue
+        if OmegaConf.is_missing(node, name):
+            raise UserError(f"{config_name} needs {_example(name)}")
+        value: Any = node[name]
+        if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if value is None and typing.get_origin(hint) is not Union:
+            raise UserError(f"{config_name} needs {_example(name)}")
+        if (
+            name == "ckpt_path"
+            and isinstance(value, str)
+            and value != "last"
+            and not Path(value).expanduser().is_file()
+        ):
+            where = Path(value).expanduser()
+            raise UserError(
+                f"checkpoint not found: {value}" + (" (a folder, not a checkpoint file)" if where.is_dir() else "")
+            )
+        if not value_ok(value, hint):
+            raise ConfigError(key, value, describe(hint))
