@@ -72,8 +72,9 @@ class ScanpathsScoring(Scoring):
 
 @dataclass
 class ScanpathsSettings:
-    """``python -m attnlab.scanpaths``: ``ckpt_path`` a checkpoint of ``model=neva_amortised``; ``optimized_metric`` (a benchmark metric of the model's row, e.g.
-    ``ScanMatch``) is returned to a sweep (``hparams_search=neva_osie_optuna``)."""
+    """``python -m attnlab.scanpaths``: ``ckpt_path`` a checkpoint of ``model=neva_amortised``;
+    ``optimized_metric`` (a benchmark metric of the model's row, e.g. ``ScanMatch``) is returned to a
+    sweep (``hparams_search=neva_osie_optuna``)."""
 
     seed: Seed
     split: Split
