@@ -24,7 +24,12 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 import attnlab.metrics.statistics as stats
+from attnlab.benchmark.leaderboard import run_leaderboard
+from attnlab.benchmark.settings import LeaderboardSettings
 from attnlab.sources import AttentionSource, BenchmarkContext
+from attnlab.utils.compose import compose_config
+from attnlab.utils.config import validate
+from attnlab.utils.settings import check_command
 
 __all__ = ["score", "Leaderboard", "FunctionSource"]
 
@@ -187,12 +192,6 @@ def score(
     A bad setting or input raises :class:`attnlab.utils.config.UserError` with the command's message.
     """
     from omegaconf import open_dict
-
-    from attnlab.benchmark.leaderboard import run_leaderboard
-    from attnlab.benchmark.settings import LeaderboardSettings
-    from attnlab.utils.compose import compose_config
-    from attnlab.utils.config import validate
-    from attnlab.utils.settings import check_command
 
     specs, built = _split_sources(attention)
     with contextlib.ExitStack() as stack:

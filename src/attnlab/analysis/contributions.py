@@ -29,6 +29,8 @@ from typing import Any, Literal, Optional, Sequence
 import torch
 from torch import Tensor
 
+from attnlab.analysis.dissection import bootstrap_weights, weighted_scores
+from attnlab.utils.checkpoint import read_checkpoint
 from attnlab.utils.config import NonNegativeInt, PositiveInt, UserError
 from attnlab.utils.io import open_atomic
 
@@ -197,8 +199,6 @@ class ContributionAnalysis:
     needs_model: bool = field(default=False, init=False)
 
     def run(self, out_dir: Path, **_: Any) -> dict[str, Any]:
-        from attnlab.utils.checkpoint import read_checkpoint
-
         if not self.checkpoint:
             raise UserError("analysis=contributions needs ckpt_path=<phase-2 checkpoint>")
         path = Path(str(self.dissection)).expanduser()
@@ -279,7 +279,6 @@ class ContributionAnalysis:
         categories: dict[str, list[str]],
     ) -> dict[str, Any] | None:
         """95% bootstrap intervals of importance, normalised importance and category totals."""
-        from attnlab.analysis.dissection import bootstrap_weights, weighted_scores
 
         stored = dissection.get("per_image")
         if not self.bootstrap or not stored:

@@ -27,8 +27,13 @@ from typing import Annotated, Any, Iterable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from attnlab.analysis.thresholds import basis_thresholds
 from attnlab.data.base import INPUT_SIZE
+from attnlab.data.coco_concepts import CocoConceptMaskDataset, load_coco_concepts
+from attnlab.data.scene_graphs import ConceptMaskDataset, build_vocabulary, collate_concepts, load_scene_graphs
+from attnlab.models.saliency.module import load_saliency_model
 from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveInt, Size2, UserError, resolve_device
+from attnlab.utils.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +330,6 @@ def _thresholds(
     progress: bool,
 ) -> tuple[Tensor, dict[str, Any]]:
     """τ per basis from the chosen source, and a description of how it was made."""
-    from attnlab.analysis.thresholds import basis_thresholds
 
     K = model.net.num_bases
     info: dict[str, Any] = {"source": source}
@@ -373,8 +377,6 @@ def _concept_images(
 ) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
     """(dataset of concept-mask items, concept records, reader info) from either reader."""
     if annotations:
-        from attnlab.data.coco_concepts import CocoConceptMaskDataset, load_coco_concepts
-
         opts = {"level": "category", "min_images": 1} | {
             k: v for k, v in vocabulary.items() if k in ("level", "min_images")
         }
@@ -386,7 +388,6 @@ def _concept_images(
             for n, k, g, c in zip(vocab.names, vocab.kinds, coco.groups, vocab.image_counts)
         ]
         return images, records, {"format": "coco", "annotations": annotations, "skipped": coco.skipped}
-    from attnlab.data.scene_graphs import ConceptMaskDataset, build_vocabulary, load_scene_graphs
 
     if not scene_graphs:
         raise UserError("analysis=dissection needs analysis.annotations=<COCO instances.json> or analysis.scene_graphs")
@@ -461,10 +462,6 @@ def run_dissection(
         ``thresholds.json`` is written to ``output_dir`` for reuse (``thresholds.source=file``).
     """
     from torch.utils.data import DataLoader
-
-    from attnlab.data.scene_graphs import collate_concepts
-    from attnlab.models.saliency.module import load_saliency_model
-    from attnlab.utils.io import write_json
 
     t_opts = {"source": "val", "q": 0.8, "bins": 4096, "refine": True, "file": None, "value": 0.8} | dict(
         thresholds or {}

@@ -24,6 +24,7 @@ from typing import Any, Optional
 import numpy as np
 
 from attnlab.data.fixations import Scanpath
+from attnlab.data.folder import read_scanpaths
 from attnlab.metrics.statistics import mean_interval
 from attnlab.utils.config import NonNegativeInt, PositiveFloat, PositiveInt, UserError
 
@@ -109,8 +110,6 @@ class ScanpathStatisticsAnalysis:
     needs_model: bool = field(default=False, init=False)
 
     def groups(self, split_data) -> dict[str, dict[str, list[Scanpath]]]:
-        from attnlab.data.folder import read_scanpaths
-
         ids = {s.id for s in split_data.stimuli}
         humans = split_data.filtered(drop_first=True) if self.drop_first_human else split_data
         out = {"humans": {s.id: list(p) for s, p in zip(humans.stimuli, humans.scanpaths)}}

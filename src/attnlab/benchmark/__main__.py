@@ -11,6 +11,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from attnlab.benchmark.run import run_benchmark
+from attnlab.benchmark.settings import BenchmarkSettings
+from attnlab.utils.cli import entry_point
+
 __all__ = ["main", "quote_attention"]
 
 
@@ -55,15 +59,10 @@ def _escape(item: str) -> str:
 
 
 def _task(cfg: DictConfig) -> None:
-    from attnlab.benchmark.run import run_benchmark
-
     run_benchmark(cfg)
 
 
 def main() -> Any:
-    from attnlab.benchmark.settings import BenchmarkSettings
-    from attnlab.utils.cli import entry_point
-
     sys.argv = [sys.argv[0], *quote_attention(sys.argv[1:])]
     return entry_point("benchmark", BenchmarkSettings)(_task)()
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from attnlab.baselines import fitted_centre_bias
+from attnlab.benchmark.sources import resolve_source
 from attnlab.data.fixation_maps import pixel_indices
 from attnlab.metrics.maps import match_size
 from attnlab.sources import AttentionSource, BenchmarkContext, register_source
@@ -96,8 +97,6 @@ class CalibratedSource(AttentionSource):
     """``calibrated:<source>``: the inner source's maps turned into a density fitted on the training split."""
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
-        from attnlab.benchmark.sources import resolve_source
-
         if not argument:
             raise UserError(
                 "attention=calibrated needs a map source: attention=calibrated:<source>, e.g. calibrated:cam"

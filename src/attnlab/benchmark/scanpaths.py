@@ -16,11 +16,17 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
+from attnlab.benchmark import ScanpathSource, run_benchmark
 from attnlab.benchmark.settings import Scoring
+from attnlab.data.fixations import Scanpath
+from attnlab.data.folder import write_scanpaths
+from attnlab.data.images import ImageFolder, ImagesDataModule, load_image
+from attnlab.utils.checkpoint import load_trained
 from attnlab.utils.config import UserError
 from attnlab.utils.instantiate import instantiate_trainer
 from attnlab.utils.io import write_csv, write_json
 from attnlab.utils.settings import settings_of
+from attnlab.utils.wandb_run import publish_run
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +102,6 @@ class ScanpathWriter(BasePredictionWriter):
 
         path = record["image"]
         if path:
-            from attnlab.data.images import load_image
-
             image = np.asarray(load_image(path))
         else:  # no file: draw on the network input, with the fixations rescaled to it
             image = batch["image"][i].permute(1, 2, 0).clamp(0, 1).cpu().numpy() if isinstance(batch, dict) else None
@@ -120,7 +124,6 @@ def benchmark_scanpaths(records: list[dict], model_name: str, centre: bool) -> d
     """{source name: [Scanpath per image]}: the model's scanpaths and (``centre``) a centre-fixation
     baseline that fixates the image centre as often as the model fixates. No durations: NeVA has
     no timing, so the benchmark reports MultiMatch duration as not available for them."""
-    from attnlab.data.fixations import Scanpath
 
     def scanpath(name: str, xy: np.ndarray, subject: str) -> Scanpath:
         return Scanpath(xy[:, 0], xy[:, 1], None, subject=subject, stimulus=name)
@@ -141,7 +144,6 @@ def benchmark_scanpaths(records: list[dict], model_name: str, centre: bool) -> d
 def write_benchmark_sources(records: list[dict], folder: Path, model_name: str, centre: bool) -> list[Path]:
     """The scored scanpaths as files ``<folder>/<source>.json`` for the user, in the format
     ``python -m attnlab.benchmark attention=<file>`` reads (scoring a file gives the same table)."""
-    from attnlab.data.folder import write_scanpaths
 
     return [
         write_scanpaths(folder / f"{name}.json", paths)
@@ -152,7 +154,6 @@ def write_benchmark_sources(records: list[dict], folder: Path, model_name: str, 
 def score_with_benchmark(cfg: DictConfig, records: list[dict]) -> dict[str, Any]:
     """Score the scanpaths (handed over in memory) and the baselines with
     :func:`attnlab.benchmark.run_benchmark` (prints the table)."""
-    from attnlab.benchmark import ScanpathSource, run_benchmark
 
     out_dir = Path(cfg.paths.output_dir)
     scoring = cfg.scoring
@@ -191,7 +192,6 @@ def _prediction_inputs(datamodule, split: str, image_size: tuple[int, int], batc
     Images are read from their files at the model's input size (no double resizing); datasets
     without files fall back to their own predict/split loaders.
     """
-    from attnlab.data.images import ImageFolder, ImagesDataModule
 
     datamodule.setup("predict")
     fixation_data = getattr(datamodule, "dataset", None)
@@ -222,7 +222,6 @@ def scanpath_model(cfg: DictConfig) -> L.LightningModule:
     weights, e.g. a trained ``model=neva_amortised``); a checkpoint of another model is one line."""
     if not cfg.get("ckpt_path"):
         return hydra.utils.instantiate(cfg.model, _convert_="all")
-    from attnlab.utils.checkpoint import load_trained
 
     asked = str(cfg.model.get("_target_"))
     hint = "; pass a checkpoint of this model="
@@ -281,7 +280,6 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         result = score_with_benchmark(cfg, records)
         summary["scores"] = result["metrics"]
     write_json(out_dir / "summary.json", summary)
-    from attnlab.utils.wandb_run import publish_run
 
     publish_run(trainer.loggers, out_dir)  # logger=wandb: the overlays and the saliency grid as images
     return summary

@@ -26,6 +26,7 @@ import torch
 from attnlab.baselines import fitted_centre_bias, uniform_map, uniform_scanpath, winner_take_all
 from attnlab.data.fixation_maps import pixel_indices
 from attnlab.data.fixations import Scanpath, gaussian_density
+from attnlab.data.folder import read_scanpaths
 from attnlab.metrics.maps import match_size
 from attnlab.sources import AttentionSource, BenchmarkContext, lookup_source, register_source, source_names
 from attnlab.utils.config import NonNegativeFloat, PositiveFloat, UserError, check_arguments
@@ -372,8 +373,6 @@ class ScanpathFileSource(ScanpathSource):
     """Model scanpaths from a JSON/CSV file (format in :mod:`attnlab.data.folder`)."""
 
     def __init__(self, path: Path) -> None:
-        from attnlab.data.folder import read_scanpaths
-
         super().__init__(read_scanpaths(path), path.stem)
 
 

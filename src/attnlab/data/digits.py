@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from attnlab.utils.config import UserError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -103,7 +105,6 @@ SOURCES = typing.get_args(DigitSource)
 
 def check_source(root: str | Path, download: bool, source: str) -> None:
     """Raise a one-line :class:`UserError` when the requested digits cannot be found."""
-    from attnlab.utils.config import UserError
 
     if source not in SOURCES:
         raise UserError(f"data.source={source!r} is not allowed; expected one of {', '.join(SOURCES)}")

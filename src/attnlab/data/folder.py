@@ -35,6 +35,7 @@ from attnlab.data.checks import ImageSkips, finite_scanpath
 from attnlab.data.fixation_datamodule import FixationDataModule
 from attnlab.data.fixations import FixationDataset, Scanpath, Stimulus
 from attnlab.utils.config import UserError
+from attnlab.utils.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,6 @@ def read_scanpaths(path: str | Path, drop_not_finite: bool = True) -> dict[str, 
 
 def write_scanpaths(path: str | Path, scanpaths: list[Scanpath]) -> Path:
     """Write scanpaths as JSON (the format :func:`read_scanpaths` reads), atomically."""
-    from attnlab.utils.io import write_json
 
     def plain(a):
         return None if a is None else np.asarray(a, dtype=float).tolist()

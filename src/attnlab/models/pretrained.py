@@ -29,6 +29,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from attnlab.utils.checkpoint import torch_load
 from attnlab.utils.config import UserError
 
 __all__ = [
@@ -94,7 +95,6 @@ def _timm_key(key: str) -> str:
 def efficientnet_lite0_state_dict(path: str | Path | None = None) -> "OrderedDict[str, Tensor]":
     """The published ImageNet weights with timm ``tf_efficientnet_lite0`` key names (CPU tensors)."""
     path = Path(path) if path is not None else efficientnet_lite0_weights_path()
-    from attnlab.utils.checkpoint import torch_load
 
     raw = torch_load(path, "EfficientNet-Lite0 weights")
     return OrderedDict((_timm_key(k), v) for k, v in raw.items())

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from attnlab.utils.io import atomic_path
+from attnlab.utils.io import atomic_path, write_csv
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -171,8 +171,6 @@ def continue_csv_logs(loggers, epoch: int, step: int) -> None:
     exists, and the writer is told their columns.
     """
     import csv
-
-    from attnlab.utils.io import write_csv
 
     for logger in loggers:
         if type(logger).__name__ != "CSVLogger":

@@ -37,6 +37,7 @@ from attnlab.utils.compose import (  # noqa: F401  (CONFIG_DIR, compose_config: 
 )
 from attnlab.utils.config import UserError, validate
 from attnlab.utils.model_data import model_data_mismatch
+from attnlab.utils.resume import RESUME_KEY, resume_overrides
 from attnlab.utils.settings import check_command
 
 __all__ = ["CONFIG_DIR", "CONFIG_PACKAGE", "compose_config", "entry_point", "fail", "first_sweep_values"]
@@ -283,7 +284,6 @@ def _find_user_error(ex: BaseException | None) -> UserError | None:
 
 def _expand_resume(config_name: str) -> None:
     """Rewrite ``sys.argv`` when it has ``resume=<run folder>`` (not null): the stored run's overrides."""
-    from attnlab.utils.resume import RESUME_KEY, resume_overrides
 
     overrides, multirun, _ = _split_argv(sys.argv[1:])
     asked = [

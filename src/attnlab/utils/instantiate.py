@@ -8,6 +8,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from attnlab.utils.checkpoint_io import AtomicCheckpointIO
 from attnlab.utils.config import UserError
 from attnlab.utils.io import write_json  # noqa: F401  (re-exported for the commands)
 from attnlab.utils.logging import configure_wandb_mode
@@ -58,7 +59,6 @@ def check_devices(accelerator: str | None, devices: Any) -> None:
 def instantiate_trainer(cfg: DictConfig, extra_callbacks: list | None = None, **settings: Any):
     """The Lightning trainer with the run's callbacks and loggers (W&B offline without a key),
     checkpoints written atomically, and ``settings`` (trainer arguments decided in code) over the config."""
-    from attnlab.utils.checkpoint_io import AtomicCheckpointIO
 
     if cfg.get("logger") and any("Wandb" in str(c.get("_target_", "")) for c in cfg.logger.values()):
         configure_wandb_mode()

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from attnlab.utils.checkpoint import stored_config
 from attnlab.utils.config import UserError
 
 __all__ = ["RESUME_KEY", "checkpoint_config_differences", "config_differences", "flatten", "resume_overrides"]
@@ -92,7 +93,6 @@ _LOCATION_KEYS = ("_dir", "_root", "_path", "_file", "num_workers", "init_from")
 def checkpoint_config_differences(checkpoint: dict[str, Any], cfg: DictConfig) -> list[str]:
     """``key (checkpoint -> this run)`` for each model/data setting that differs from the config stored
     in ``checkpoint`` (none when it stores none); file locations are not compared."""
-    from attnlab.utils.checkpoint import stored_config
 
     stored = stored_config(checkpoint)
     if stored is None:

@@ -15,6 +15,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from attnlab.models.pretrained import EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD, efficientnet_lite0
+from attnlab.utils.checkpoint import torch_load
 from attnlab.utils.config import UserError
 
 __all__ = ["Classifier", "load_classifier", "spatial_layers", "target_layer", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -41,8 +43,6 @@ class Classifier:
 
 
 def _state_dict(path: Path) -> dict:
-    from attnlab.utils.checkpoint import torch_load
-
     state = torch_load(path, f"cam.weights={str(path)!r}: weights file")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -75,7 +75,6 @@ def _architecture(name: str) -> tuple[nn.Module, tuple, tuple]:
 
 def load_classifier(model: str = DEFAULT_MODEL, weights: Optional[str] = None, device: str = "cpu") -> Classifier:
     """The classifier ``model`` with its weights, in eval mode on ``device`` (see :class:`CamSettings`)."""
-    from attnlab.models.pretrained import EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD, efficientnet_lite0
 
     path = None
     if weights is not None:

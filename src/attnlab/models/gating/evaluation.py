@@ -20,6 +20,9 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from attnlab.models.gating.intervals import summarize
+from attnlab.utils.io import write_csv, write_json
+
 __all__ = [
     "GlimpseMetrics",
     "accuracy",
@@ -192,8 +195,6 @@ def log_epoch_metrics(module, stage: str) -> dict[str, float]:
             module.log(f"{stage}/{key}", value)
     trainer = module.trainer
     if records is not None:
-        from attnlab.models.gating.intervals import summarize
-
         summary = summarize(
             records["target"],
             records["pred"],
@@ -228,7 +229,6 @@ def log_epoch_metrics(module, stage: str) -> dict[str, float]:
 def _write_test_records(folder, summary: dict, records: dict[str, np.ndarray]) -> None:
     """``test_intervals.json`` (scores, intervals, chance) and ``test_per_image.csv`` (the records the
     intervals were computed from: image = position in the test split, glimpse from 1)."""
-    from attnlab.utils.io import write_csv, write_json
 
     write_json(folder / "test_intervals.json", summary)
     glimpses, n = records["target"].shape

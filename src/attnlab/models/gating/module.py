@@ -14,7 +14,9 @@ from torch import Tensor
 from attnlab.models.gating.evaluation import GlimpseMetrics, log_epoch_metrics, object_mask
 from attnlab.models.gating.net import GatingNet, GlimpseOutput
 from attnlab.models.gating.paper import load_gating_checkpoint
+from attnlab.utils.checkpoint import read_checkpoint
 from attnlab.utils.config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from attnlab.utils.logging import log_image_grid
 
 __all__ = ["GatingModule", "GlimpseResult", "attention_figure_batch", "run_glimpses", "select_targets"]
 
@@ -164,7 +166,6 @@ class GatingModule(L.LightningModule):
 
     def _load_initial_weights(self, path: str) -> None:
         """Fine-tuning: the net's weights from ``path`` (class weights stay the ones of this data)."""
-        from attnlab.utils.checkpoint import read_checkpoint
 
         checkpoint = read_checkpoint(path)
         if "state_dict" in checkpoint:  # a Lightning checkpoint: take the net only
@@ -255,7 +256,6 @@ class GatingModule(L.LightningModule):
 
     def _log_images(self, stage: str, x: Tensor, results: list[GlimpseResult]) -> None:
         """Gated input per glimpse for the first images, for dashboards that show images."""
-        from attnlab.utils.logging import log_image_grid
 
         images = {"input": x[:4]} | {f"glimpse{k + 1}": r.output.gated_input[:4] for k, r in enumerate(results)}
         log_image_grid(self.loggers, f"{stage}/attention", images, step=self.global_step)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from attnlab.models.gating.net import GatingNet
+from attnlab.utils.checkpoint import torch_load
 from attnlab.utils.config import UserError
 
 __all__ = [
@@ -123,7 +124,6 @@ def load_paper_checkpoint(path: str | Path, variant: str, **overrides: Any) -> G
     """
     if variant not in PAPER_ARCHITECTURES:
         raise UserError(f"unknown paper variant {variant!r}; choose one of: {', '.join(PAPER_ARCHITECTURES)}")
-    from attnlab.utils.checkpoint import torch_load
 
     state = torch_load(path, "paper checkpoint")
     net = GatingNet(**(PAPER_ARCHITECTURES[variant] | overrides))

@@ -27,6 +27,7 @@ from attnlab.data.coco_dataset import PAD_FILL
 from attnlab.models.gating.net import GatingNet
 from attnlab.models.gating.paper import is_paper_state_dict, load_paper_checkpoint
 from attnlab.sources import BatchedMapSource, BenchmarkContext, image_batch, register_source
+from attnlab.utils.checkpoint import load_trained, read_checkpoint
 from attnlab.utils.config import UserError
 
 __all__ = ["GatingSource", "load_gating_net", "pad_to_aspect"]
@@ -43,7 +44,6 @@ def _photo_net_required(path: Any, what: str) -> UserError:
 def load_gating_net(path: str | Path) -> GatingNet:
     """The :class:`GatingNet` (eval mode, CPU) of a paper state dict or of a Lightning checkpoint of the
     gating model; a checkpoint of another family, or a digit net, is a one-line :class:`UserError`."""
-    from attnlab.utils.checkpoint import load_trained, read_checkpoint
 
     checkpoint = read_checkpoint(path)
     if is_paper_state_dict(checkpoint):

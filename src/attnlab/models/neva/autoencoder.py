@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.utils.checkpoint import load_trained
 from attnlab.utils.config import PositiveFloat, PositiveInt
+from attnlab.utils.logging import log_image_grid
 
 __all__ = ["ConvAutoencoder", "AutoencoderModule", "load_autoencoder", "psnr"]
 
@@ -111,8 +113,6 @@ class AutoencoderModule(L.LightningModule):
         self.log(f"{stage}/psnr", psnr(y.detach(), x), on_step=on_step, on_epoch=True, batch_size=n, sync_dist=sync)
         every = max(1, int(self.hparams.log_images_every_n_steps))
         if batch_idx == 0 and (stage == "val" or self.global_step % every == 0):
-            from attnlab.utils.logging import log_image_grid
-
             log_image_grid(self.loggers, f"{stage}/reconstruction", {"input": x[:4], "output": y[:4]}, self.global_step)
         return loss
 
@@ -128,7 +128,6 @@ class AutoencoderModule(L.LightningModule):
 
 def load_autoencoder(checkpoint: str | Path) -> ConvAutoencoder:
     """The autoencoder network of a checkpoint written by ``python -m attnlab.train model=autoencoder``."""
-    from attnlab.utils.checkpoint import load_trained
 
     hint = " (train model=autoencoder)"
     net, _ = load_trained(checkpoint, AutoencoderModule.__name__, "the autoencoder", hint, part="net")

@@ -41,9 +41,21 @@ import numpy as np
 import torch
 
 from attnlab.data.fixations import Scanpath, gaussian_density
+from attnlab.data.images import ImageFolder
 from attnlab.metrics.maps import free_cpus
+from attnlab.models.neva.module import NevaModule
 from attnlab.sources import AttentionSource, BenchmarkContext, register_source
-from attnlab.utils.config import Device, NonNegativeInt, PositiveInt, UserError, check_arguments, resolve_device
+from attnlab.utils.checkpoint import load_trained, read_checkpoint, stored_config, user_error_behind
+from attnlab.utils.compose import CONFIG_DIR, compose, compose_config
+from attnlab.utils.config import (
+    Device,
+    NonNegativeInt,
+    PositiveInt,
+    UserError,
+    check_arguments,
+    resolve_device,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +103,6 @@ def start_generator(seed: int, index: int, start: int) -> torch.Generator:
 
 def _model_configs() -> list[str]:
     """The names of the configs in conf/model."""
-    from attnlab.utils.compose import CONFIG_DIR
 
     return sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 
@@ -100,8 +111,6 @@ def _model_configs() -> list[str]:
 def _target_of(name: str) -> str:
     """The ``_target_`` of model config ``name`` as the scanpaths command composes it (with its defaults)."""
     from omegaconf import OmegaConf
-
-    from attnlab.utils.compose import CONFIG_DIR, compose
 
     try:
         own = OmegaConf.load(Path(CONFIG_DIR) / "model" / f"{name}.yaml").get("_target_")
@@ -137,7 +146,6 @@ def _accepted() -> str:
 def _checkpoint_config(path: Path) -> tuple[str, dict[str, Any]]:
     """(the NeVA config a checkpoint feeds, the checkpoint): ``neva_reconstruction`` for an autoencoder,
     :data:`AMORTISED` for amortised NeVA; a UserError naming the file for anything else."""
-    from attnlab.utils.checkpoint import read_checkpoint, stored_config
 
     checkpoint = read_checkpoint(path)  # a missing or unreadable file is a UserError here
     stored = stored_config(checkpoint, path)
@@ -161,7 +169,6 @@ def _checkpoint_config(path: Path) -> tuple[str, dict[str, Any]]:
 def _load_amortised(path: Path, contents: dict[str, Any], overrides: Sequence[str]):
     """The AmortisedNevaModule of a ``model=neva_amortised`` checkpoint (its stored config and weights),
     frozen and in eval mode (:func:`attnlab.utils.checkpoint.load_trained`)."""
-    from attnlab.utils.checkpoint import load_trained
 
     if overrides:  # the checkpoint decides the architecture and the perception settings, as with ckpt_path=
         raise UserError(
@@ -180,10 +187,6 @@ def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] 
     import hydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf, open_dict
-
-    from attnlab.models.neva.module import NevaModule
-    from attnlab.utils.compose import compose_config
-    from attnlab.utils.config import validate
 
     argument = (argument or DEFAULT_CONFIG).strip()
     checkpoint = None
@@ -210,7 +213,6 @@ def build_neva(argument: Optional[str], seed: int = 0, overrides: Sequence[str] 
             cfg.model.task.checkpoint = str(checkpoint)
     model_cfg = OmegaConf.create({"model": OmegaConf.to_container(cfg.model, resolve=True)})
     validate(model_cfg)
-    from attnlab.utils.checkpoint import user_error_behind
 
     try:
         module = hydra.utils.instantiate(model_cfg.model, _convert_="all")
@@ -279,7 +281,6 @@ class NevaSource(AttentionSource):
 
     def _images(self, ctx: BenchmarkContext, indices: list[int]) -> torch.Tensor:
         """B×3×H×W in [0, 1] at the model's input size, read as the scanpaths command reads them."""
-        from attnlab.data.images import ImageFolder
 
         stimuli = [ctx.data.stimuli[j] for j in indices]
         for s in stimuli:

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.neva.autoencoder import load_autoencoder
+from attnlab.models.pretrained import efficientnet_lite0, imagenet_class_name
 from attnlab.utils.config import NonNegativeInt, UserError, check_arguments
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,6 @@ class NevaTask(nn.Module):
 
 def efficientnet_lite0_classifier(pretrained: bool = True) -> nn.Module:
     """The default classifier: EfficientNet-Lite0 with its ImageNet weights (offline)."""
-    from attnlab.models.pretrained import efficientnet_lite0
 
     return efficientnet_lite0(pretrained=pretrained)
 
@@ -134,8 +135,6 @@ class ClassifierTask(NevaTask):
         return F.cross_entropy(output.float(), target, reduction="none")
 
     def describe_target(self, target: Tensor) -> list[Any]:
-        from attnlab.models.pretrained import imagenet_class_name
-
         if getattr(self.model, "num_classes", None) == 1000:
             return [{"class": int(c), "name": imagenet_class_name(int(c))} for c in target]
         return [{"class": int(c)} for c in target]
@@ -162,7 +161,6 @@ class ReconstructionTask(NevaTask):
                     "neva_reconstruction needs a trained autoencoder: train one with `python -m attnlab.train "
                     "model=autoencoder data=images`, then pass model.task.checkpoint=<run folder>/checkpoints/last.ckpt"
                 )
-            from attnlab.models.neva.autoencoder import load_autoencoder
 
             model = load_autoencoder(checkpoint)
         self.model = freeze(model)

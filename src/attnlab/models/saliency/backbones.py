@@ -22,6 +22,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
+from attnlab.models.pretrained import efficientnet_lite0_state_dict, normalize_lite0
+from attnlab.utils.checkpoint import torch_load
 from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,6 @@ class ResNet50Backbone(nn.Module):
                 raise UserError(
                     f"ResNet-50 weights not found: {path}; give a torchvision resnet50 .pth, 'auto' or 'none'"
                 )
-        from attnlab.utils.checkpoint import torch_load
 
         state = torch_load(path, "ResNet-50 weights")
         state = {_resnet_key(k): v for k, v in state.items()}
@@ -224,13 +225,10 @@ class EfficientNetLite0Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """B×3×H×W in [0, 1] → the requested stages, each B×C_s×h_s×w_s."""
-        from attnlab.models.pretrained import normalize_lite0
 
         return list(self.body(normalize_lite0(x)))
 
     def _load_pretrained(self) -> None:
-        from attnlab.models.pretrained import efficientnet_lite0_state_dict
-
         state = efficientnet_lite0_state_dict()
         own = self.body.state_dict()
         missing = sorted(set(own) - set(state))

@@ -21,9 +21,12 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from attnlab.baselines import CentreBias
+from attnlab.metrics.torchmetrics import saliency_metric_collection
 from attnlab.models.saliency.loss import SaliencyLoss
 from attnlab.models.saliency.net import BASES, PHASE, FactorizedSaliencyNet, Phase
 from attnlab.models.saliency.prior import CentreLogPrior
+from attnlab.utils.checkpoint import load_trained, read_checkpoint
 from attnlab.utils.config import Check, Fraction, NonNegativeInt, PositiveFloat, PositiveInt, UserError
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,6 @@ def lr_factor(epoch: int, schedule: str, step_epochs: int = 2, gamma: float = 0.
 def centre_bias_prior(size: tuple[int, int], sigma: float = 0.3, device: Any = None) -> Tensor:
     """The reference's validation prior, H×W summing to 1: an isotropic Gaussian with σ = ``sigma``
     × each side (its 200×200 map with σ = 60 px, stretched to the map), via attnlab.baselines."""
-    from attnlab.baselines import CentreBias
 
     return torch.as_tensor(CentreBias.isotropic(sigma).map(tuple(size)), dtype=torch.float32, device=device)
 
@@ -141,7 +143,6 @@ class SaliencyModule(L.LightningModule):
         self.loss = loss if loss is not None else SaliencyLoss()
         self.prior = CentreLogPrior() if centre_prior else None
         self._initialised = False
-        from attnlab.metrics.torchmetrics import saliency_metric_collection
 
         # attnlab.metrics (pysaliency conventions), raw and with the centre-bias prior multiplied in
         self.metrics = nn.ModuleDict(
@@ -163,8 +164,6 @@ class SaliencyModule(L.LightningModule):
         if stage == "fit" and self.prior is not None:
             self.fit_prior()
         if stage == "fit" and self.hparams.init_from and not self._initialised:
-            from attnlab.utils.checkpoint import read_checkpoint
-
             load_phase1_weights(self.net, read_checkpoint(self.hparams.init_from), str(self.hparams.init_from))
             log.info("phase %d: weights loaded from %s", self.hparams.phase, self.hparams.init_from)
             self._initialised = True
@@ -241,8 +240,6 @@ def load_saliency_model(path: str, device: str | torch.device = "cpu") -> tuple[
     any other file (no ImageNet weights, no phase-1 checkpoint), then every weight is loaded strictly.
     """
     import warnings
-
-    from attnlab.utils.checkpoint import load_trained
 
     def rebuild_only(cfg: Any) -> None:  # no ImageNet weights, no phase-1 checkpoint read again
         cfg.model.init_from = None

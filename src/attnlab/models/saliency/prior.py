@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from attnlab.baselines import CentreBias
+
 __all__ = ["CentreLogPrior"]
 
 
@@ -33,7 +35,6 @@ class CentreLogPrior(nn.Module):
     def fit(self, data) -> "CentreLogPrior":
         """Fit to all fixations of ``data`` (a :class:`~attnlab.data.fixations.FixationDataset`; use
         the training split)."""
-        from attnlab.baselines import CentreBias
 
         self.set(CentreBias.fit(data))
         return self

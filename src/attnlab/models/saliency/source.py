@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from attnlab.data.base import INPUT_SIZE
+from attnlab.models.saliency.module import load_saliency_model
 from attnlab.sources import BatchedMapSource, BenchmarkContext, register_source
 from attnlab.utils.config import UserError
 
@@ -31,8 +32,6 @@ class SaliencyModelSource(BatchedMapSource):
     trained at, ``batch_size`` images at a time (the benchmark resizes them to each image)."""
 
     def __init__(self, argument: Optional[str], ctx: BenchmarkContext) -> None:
-        from attnlab.models.saliency.module import load_saliency_model
-
         if not argument:
             raise UserError("attention=saliency needs a checkpoint: attention=saliency:<path to .ckpt>")
         self.model, cfg = load_saliency_model(argument)

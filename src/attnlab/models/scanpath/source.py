@@ -18,6 +18,7 @@ import torch
 from attnlab.data.base import INPUT_SIZE
 from attnlab.data.fixations import Scanpath
 from attnlab.sources import AttentionSource, BenchmarkContext, image_batch, register_source
+from attnlab.utils.checkpoint import load_trained
 from attnlab.utils.config import PositiveFloat, UserError, check_arguments
 
 __all__ = ["ScanpathModelSource", "HistoryFreeScanpathSource", "ScanpathSamplingSettings", "load_scanpath_model"]
@@ -42,7 +43,6 @@ class ScanpathSamplingSettings:
 
 def load_scanpath_model(path: str):
     """(the trained module in eval mode, its stored config); another family's checkpoint is one line."""
-    from attnlab.utils.checkpoint import load_trained
 
     hint = "; train one with python -m attnlab.train experiment=scanpath_deepgaze_osie"
     return load_trained(path, TARGET.rsplit(".", 1)[-1], "the scanpath model", hint)
@@ -65,7 +65,6 @@ class _ScanpathModelBase(AttentionSource):
 
     @torch.no_grad()
     def _priority_of(self, ctx: BenchmarkContext, i: int) -> torch.Tensor:
-
         if self._priority[0] != (id(ctx), i):
             x = image_batch([ctx.data.load_image(i)], self.image_size)
             self._priority = ((id(ctx), i), self.model.net.priority(self.model.net.features(x)))
