@@ -9,7 +9,6 @@ and reports a key that no constructor has, with the keys it could have been.
 from __future__ import annotations
 
 import importlib.resources
-import re
 from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
@@ -90,37 +89,28 @@ def compose_config(config_name: str, overrides: Sequence[str] = (), return_hydra
 def settings_left_at_default(config_name: str, overrides: list[str]) -> set[str]:
     """Keys of ``overrides`` that no YAML file names because the YAML leaves them at their
     constructor default: still settings of their object, so they are overridden with ``++``.
-    A key that is no parameter of its object is reported with the keys it has."""
-    from hydra.errors import ConfigCompositionException
-
-    current, added = list(overrides), set()
-    for _ in range(len(current) + 1):
-        try:
-            compose(config_name, current)
-            return added
-        except ConfigCompositionException as ex:
-            missing = re.match(r"Could not override '([^']+)'", str(ex))
-            at = [
-                k
-                for k, o in enumerate(current)
-                if missing and override_key(o) == missing.group(1) and o[:1] not in "+~"
-            ]
-            if not at:
-                raise
-            key = missing.group(1)
-            parent, _, leaf = key.rpartition(".")
-            # which object holds the key is decided by the group choices, not by other values
-            base = compose(config_name, [o for o in current if "." not in override_key(o)])
-            node = OmegaConf.select(base, parent) if parent else base
-            target = node.get("_target_") if isinstance(node, DictConfig) else None
-            if not isinstance(target, str):
-                raise
-            if not accepts(target, leaf):
-                params = signature_of(target)
-                allowed = ", ".join(sorted(params[0])) if params else "(unknown)"
-                raise ConfigError(key, current[at[0]].split("=", 1)[1], allowed, unknown_key=True) from ex
-            current[at[0]] = "++" + current[at[0]]
-            added.add(key)
+    A key that is no parameter of its object is reported with the keys it has. Which object holds a
+    key is decided by the group choices, so the config is composed once with those alone and each
+    dotted key looked up in it; a key under no object is left for Hydra to refuse."""
+    dotted = [o for o in overrides if "=" in o and o[:1] not in "+~" and "." in override_key(o)]
+    if not dotted:
+        return set()
+    base = compose(config_name, [o for o in overrides if "." not in override_key(o)])
+    added = set()
+    for override in dotted:
+        key = override_key(override)
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(base, parent, throw_on_resolution_failure=False)
+        if not isinstance(node, DictConfig) or leaf in node.keys():
+            continue  # named by a YAML file, or not under an object
+        target = node.get("_target_")
+        if not isinstance(target, str):
+            continue
+        if not accepts(target, leaf):
+            params = signature_of(target)
+            allowed = ", ".join(sorted(params[0])) if params else "(unknown)"
+            raise ConfigError(key, override.split("=", 1)[1], allowed, unknown_key=True)
+        added.add(key)
     return added
 
 
