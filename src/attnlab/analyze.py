@@ -6,8 +6,6 @@ checkpoint or the paper's .pt, with ``model=`` naming its architecture when it c
 ``<analysis>.json`` with the numbers into the run folder.
 """
 
-from __future__ import annotations
-
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,8 @@ from attnlab.utils.settings import Checkpoint, Seed
 log = logging.getLogger(__name__)
 
 
+# annotations as objects, not strings (no `from __future__ import annotations` here): run as __main__,
+# this class reaches sweep jobs (submitit) pickled by value, where this module's names do not exist
 @dataclass
 class AnalyzeSettings:
     """The command's own keys (their defaults: ``conf/analyze.yaml``)."""

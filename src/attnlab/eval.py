@@ -5,8 +5,6 @@ the inputs always match); ``data.key=value`` overrides still apply, and ``model=
 another class than the checkpoint's is reported. Writes ``metrics.json`` into the run folder.
 """
 
-from __future__ import annotations
-
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,8 @@ from attnlab.utils.settings import Checkpoint, Seed
 log = logging.getLogger(__name__)
 
 
+# annotations as objects, not strings (no `from __future__ import annotations` here): run as __main__,
+# this class reaches sweep jobs (submitit) pickled by value, where this module's names do not exist
 @dataclass
 class EvalSettings:
     """The command's own keys (their defaults: ``conf/eval.yaml``)."""

@@ -6,8 +6,6 @@ composites and prints the test accuracy. Returns the optimised metric for sweepe
 already holds checkpoints (a requeued cluster job) continues from the newest one.
 """
 
-from __future__ import annotations
-
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,8 @@ from attnlab.utils.wandb_run import publish_run
 log = logging.getLogger(__name__)
 
 
+# annotations as objects, not strings (no `from __future__ import annotations` here): run as __main__,
+# this class reaches sweep jobs (submitit) pickled by value, where this module's names do not exist
 @dataclass
 class TrainSettings:
     """The command's own keys (their defaults: ``conf/train.yaml``); ``ckpt_path`` resumes from a checkpoint."""
