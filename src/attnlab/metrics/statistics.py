@@ -30,7 +30,7 @@ class Interval:
     low: float
     high: float
     n: int
-    level: float = 0.95
+    level: float = LEVEL
 
     def excludes(self, value: float = 0.0) -> bool:
         """Whether ``value`` lies outside the interval (for a difference: a real one at this level)."""
@@ -55,7 +55,7 @@ def bootstrap_indices(n: int, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(samples, n))
 
 
-def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+def percentile_interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """The central ``level`` percentile interval of the finite ``draws`` (NaN, NaN when there are none)."""
     draws = np.asarray(draws, dtype=np.float64)
     draws = draws[np.isfinite(draws)]
