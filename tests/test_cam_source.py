@@ -247,3 +247,34 @@ def test_cuda_maps_equal_the_cpu_maps(osie, tiny_weights, method):
     assert next(b.classifier.net.parameters()).is_cuda
     for i in range(2):
         np.testing.assert_allclose(b.saliency_map(gpu, i), a.saliency_map(cpu, i), atol=1e-3)
+
+
+def test_cams_predicted_in_the_parent_score_as_in_one_process(tmp_path, monkeypatch, one_torch_thread):
+    """With a model source the benchmark still scores in forked workers: the parent computes each
+    chunk's CAMs (the next chunk while the workers score) and the workers score them; same values."""
+    import attnlab.benchmark.run as run
+
+    settings = ["attention=[centre_bias,cam:gradcam+prior]", "max_images=6", "figure_images=0"]
+    settings += ["cam.batch_size=2", "cam.input_size=[120,160]"]
+    processes = []
+    score_images = run.score_images
+    monkeypatch.setattr(run, "score_images", lambda *a: processes.append(a[-1]) or score_images(*a))
+    monkeypatch.setattr(run, "workers", lambda sources, images: 2)
+    forked = run.run_benchmark(compose(tmp_path / "forked", *settings), reports=False)
+    monkeypatch.setattr(run, "workers", lambda sources, images: 1)
+    single = run.run_benchmark(compose(tmp_path / "single", *settings), reports=False)
+    assert processes == [2, 1]
+    rows = lambda result: result["per_image"]["cam:gradcam+prior"]  # noqa: E731
+    assert [r["stimulus"] for r in rows(forked)] == [r["stimulus"] for r in rows(single)] and len(rows(single)) == 6
+    for a, b in zip(rows(forked), rows(single)):
+        for metric, value in a.items():
+            if isinstance(value, float):
+                np.testing.assert_allclose(value, b[metric], rtol=1e-6, atol=1e-9, err_msg=metric)
+
+
+def test_a_model_source_no_longer_keeps_the_benchmark_in_one_process(osie, tiny_weights):
+    from attnlab.benchmark.run import workers
+    from attnlab.models.cam.source import CamSource
+
+    cam = CamSource("gradcam", tiny(osie, tiny_weights))
+    assert not cam.parallel_safe and workers([cam], 32) == min(32, len(os.sched_getaffinity(0)))

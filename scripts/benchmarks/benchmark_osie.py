@@ -301,4 +301,61 @@ def _cpu_model() -> str:
     return "unknown"
 
 
-BENCHMARKS = {"benchmark_osie": benchmark_osie, "benchmark_osie_ratio": benchmark_osie_ratio}
+MODEL_IMAGES = 96
+MODEL_SOURCES = ("centre_bias", "inter_observer", "cam:gradcam", "cam:gradcam+prior", "wta:cam:gradcam")
+
+
+def benchmark_model_sources(args) -> dict:
+    """The benchmark with model sources (CAMs of the offline EfficientNet-Lite0, and winner-take-all
+    scanpaths on them) on the first ``MODEL_IMAGES`` OSIE images: scored in one process (how a source
+    that may not be forked kept the benchmark until issue 36) against the parent predicting each
+    chunk while forked workers score (``run.score_images``), alternated round by round; same values."""
+    import attnlab.benchmark.run as run
+
+    workers = run.workers
+    results: dict[str, dict] = {}
+
+    def once(label: str, processes) -> None:
+        run.workers = processes
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = _config(Path(tmp), f"max_images={MODEL_IMAGES}", "figure_images=0")
+                cfg.attention = list(MODEL_SOURCES)
+                results[label] = run.run_benchmark(cfg, reports=False)["per_image"]
+        finally:
+            run.workers = workers
+
+    timed = measure_interleaved(
+        {
+            "one_process": (lambda: once("one_process", lambda sources, images: 1), 1),
+            "parent_predicts": (lambda: once("parent_predicts", workers), 1),
+        },
+        rounds=args.repeats,
+        warmup=1,
+    )
+    worst = 0.0
+    for name, rows in results["one_process"].items():
+        for a, b in zip(rows, results["parent_predicts"][name]):
+            for metric, v in a.items():
+                if isinstance(v, float) and math.isfinite(v):
+                    worst = max(worst, abs(b[metric] - v) / max(abs(v), 1e-12))
+    one, both = timed["one_process"].median_s, timed["parent_predicts"].median_s
+    return {
+        "sources": list(MODEL_SOURCES),
+        "images": MODEL_IMAGES,
+        "cpu": _cpu_model(),
+        "worker_processes": workers([], MODEL_IMAGES),
+        "one_process_median_s": one,
+        "parent_predicts_median_s": both,
+        "speedup": one / both,
+        "max_rel_difference": worst,
+        "one_process": timed["one_process"].to_dict(),
+        "parent_predicts": timed["parent_predicts"].to_dict(),
+    }
+
+
+BENCHMARKS = {
+    "benchmark_osie": benchmark_osie,
+    "benchmark_osie_ratio": benchmark_osie_ratio,
+    "benchmark_model_sources": benchmark_model_sources,
+}

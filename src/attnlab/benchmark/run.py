@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+from collections import deque
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,27 +29,60 @@ _SHARED: tuple = ()  # (sources, ctx, negatives) for forked workers, set before 
 
 
 def workers(sources: Sequence[AttentionSource], images: int) -> int:
-    """Processes to score with: one per available core (at most one per chunk) when every source
-    may run in a forked process (the built-in ones; a model may hold a GPU or threads), else 1."""
-    if not all(getattr(s, "parallel_safe", False) for s in sources) or "fork" not in mp.get_all_start_methods():
+    """Processes to score with: one per available core (at most one per chunk). A source that may not
+    run in a forked process (a model may hold a GPU or threads) predicts in the parent while the
+    workers score (:class:`Predicted`); a conditional one (its density depends on each human's
+    history, asked for inside the scoring) keeps the whole benchmark in one process."""
+    if (
+        any(not getattr(s, "parallel_safe", False) and getattr(s, "conditional", False) for s in sources)
+        or "fork" not in mp.get_all_start_methods()
+    ):
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, images))
+
+
+class Predicted(AttentionSource):
+    """A source that may not run in a forked worker, as the workers see it: what it gives for the
+    images of the chunk being scored, computed in the parent (which goes on to the next chunk)."""
+
+    parallel_safe = True
+
+    def __init__(self, source: AttentionSource) -> None:
+        self.name, self.leave_one_out = source.name, source.leave_one_out
+        self.outputs: dict[int, tuple] = {}
+
+    @staticmethod
+    def outputs_of(source: AttentionSource, ctx: BenchmarkContext, indices: list[int]) -> dict[int, tuple]:
+        return {i: (source.saliency_map(ctx, i), source.log_density(ctx, i), source.scanpaths(ctx, i)) for i in indices}
+
+    def saliency_map(self, ctx, i):
+        return self.outputs[i][0]
+
+    def log_density(self, ctx, i):
+        return self.outputs[i][1]
+
+    def scanpaths(self, ctx, i):
+        return self.outputs[i][2]
 
 
 def _init_worker() -> None:
     torch.set_num_threads(1)  # the processes are the parallelism; also keeps OpenMP out of forked children
 
 
-def _score_chunk(job: tuple[list[int], list[int]]):
+def _score_chunk(job: tuple[list[int], list[int], dict[int, dict[int, tuple]]]):
     sources, ctx, negatives = _SHARED
-    rows, maps = score_chunk(sources, ctx, job[0], negatives, job[1])
-    return rows, maps, len(job[0])
+    indices, keep, predicted = job
+    for k, outputs in predicted.items():
+        sources[k].outputs = outputs
+    rows, maps = score_chunk(sources, ctx, indices, negatives, keep)
+    return rows, maps, len(indices)
 
 
 def score_images(sources, ctx, indices, negatives, keep, processes: int = 1):
     """(rows, figure maps, image count) of each chunk of ``indices``, in order; ``processes`` > 1
-    scores chunks in forked worker processes."""
+    scores chunks in forked worker processes, while the parent computes the next chunk's outputs of
+    the sources that may not be forked."""
     global _SHARED
     size = max(1, min(CHUNK, -(-len(indices) // max(1, processes))))  # few images: one chunk per process
     jobs = [
@@ -56,21 +90,30 @@ def score_images(sources, ctx, indices, negatives, keep, processes: int = 1):
     ]
     for size in {ctx.data.stimuli[i].size for i in indices}:  # build the shared caches once, before forking
         negatives.support_counts(indices[:1], size)
-    _SHARED = (sources, ctx, negatives)
     try:
         if processes <= 1:
+            _SHARED = (sources, ctx, negatives)
             # one map at a time on one thread: the metrics' per-map threads cost more than they
             # save on chunks this size (and the benchmark's own parallelism is the processes)
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                for job in jobs:
-                    yield _score_chunk(job)
+                for chunk, shown in jobs:
+                    yield _score_chunk((chunk, shown, {}))
             finally:
                 torch.set_num_threads(threads)
             return
+        in_parent = {k: s for k, s in enumerate(sources) if not getattr(s, "parallel_safe", False)}
+        _SHARED = ([Predicted(s) if k in in_parent else s for k, s in enumerate(sources)], ctx, negatives)
         with mp.get_context("fork").Pool(processes, initializer=_init_worker) as pool:
-            yield from pool.imap(_score_chunk, jobs)
+            pending: deque = deque()
+            for chunk, shown in jobs:
+                predicted = {k: Predicted.outputs_of(s, ctx, chunk) for k, s in in_parent.items()}
+                pending.append(pool.apply_async(_score_chunk, ((chunk, shown, predicted),)))
+                if len(pending) > processes:  # as many chunks in flight as workers, and one being predicted
+                    yield pending.popleft().get()
+            while pending:
+                yield pending.popleft().get()
     finally:
         _SHARED = ()
 
