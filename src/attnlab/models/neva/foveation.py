@@ -29,15 +29,11 @@ __all__ = [
     "to_pixels",
     "from_pixels",
     "SIGMA_FOVEA",
-    "BLUR_KERNEL",
-    "BLUR_SIGMA",
 ]
 
 # the perception's defaults, for the search, both modules and this layer: σ_f of the window (normalised
 # units) and the peripheral blur (kernel size and σ in pixels of the model's input)
 SIGMA_FOVEA = 0.15
-BLUR_KERNEL = 5
-BLUR_SIGMA = 5.0
 
 
 def pixel_centres(n: int, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
