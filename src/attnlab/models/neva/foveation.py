@@ -31,8 +31,8 @@ __all__ = [
     "SIGMA_FOVEA",
 ]
 
-# the perception's defaults, for the search, both modules and this layer: σ_f of the window (normalised
-# units) and the peripheral blur (kernel size and σ in pixels of the model's input)
+# the perception's default σ_f of the window (normalised units), for the search, both modules and this
+# layer (the peripheral blur's: attnlab.models.neva.blur)
 SIGMA_FOVEA = 0.15
 
 
