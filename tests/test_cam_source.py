@@ -266,10 +266,10 @@ def test_cams_predicted_in_the_parent_score_as_in_one_process(tmp_path, monkeypa
     assert processes == [2, 1]
     rows = lambda result: result["per_image"]["cam:gradcam+prior"]  # noqa: E731
     assert [r["stimulus"] for r in rows(forked)] == [r["stimulus"] for r in rows(single)] and len(rows(single)) == 6
-    for a, b in zip(rows(forked), rows(single)):
+    for a, b in zip(rows(forked), rows(single)):  # the same bits: the CAMs are computed on one thread in both
+        assert a.keys() == b.keys()
         for metric, value in a.items():
-            if isinstance(value, float):
-                np.testing.assert_allclose(value, b[metric], rtol=1e-6, atol=1e-9, err_msg=metric)
+            assert value == b[metric] or (value != value and b[metric] != b[metric]), (metric, value, b[metric])
 
 
 def test_a_model_source_no_longer_keeps_the_benchmark_in_one_process(osie, tiny_weights):

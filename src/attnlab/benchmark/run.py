@@ -90,18 +90,16 @@ def score_images(sources, ctx, indices, negatives, keep, processes: int = 1):
     ]
     for size in {ctx.data.stimuli[i].size for i in indices}:  # build the shared caches once, before forking
         negatives.support_counts(indices[:1], size)
+    # one thread in this process: the metrics' per-map threads cost more than they save on chunks
+    # this size, the benchmark's own parallelism is the processes, and a model source predicts here
+    # as it does without workers (its maps do not depend on the number of processes)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         if processes <= 1:
             _SHARED = (sources, ctx, negatives)
-            # one map at a time on one thread: the metrics' per-map threads cost more than they
-            # save on chunks this size (and the benchmark's own parallelism is the processes)
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                for chunk, shown in jobs:
-                    yield _score_chunk((chunk, shown, {}))
-            finally:
-                torch.set_num_threads(threads)
+            for chunk, shown in jobs:
+                yield _score_chunk((chunk, shown, {}))
             return
         in_parent = {k: s for k, s in enumerate(sources) if not getattr(s, "parallel_safe", False)}
         _SHARED = ([Predicted(s) if k in in_parent else s for k, s in enumerate(sources)], ctx, negatives)
@@ -115,6 +113,7 @@ def score_images(sources, ctx, indices, negatives, keep, processes: int = 1):
             while pending:
                 yield pending.popleft().get()
     finally:
+        torch.set_num_threads(threads)
         _SHARED = ()
 
 
