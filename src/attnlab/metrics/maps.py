@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from attnlab.metrics import kernels
 from attnlab.utils.config import UserError
 
 log = logging.getLogger(__name__)
@@ -152,12 +154,6 @@ def row_stats(x: torch.Tensor) -> torch.Tensor:
     return reuse("stats", x, lambda: per_row(single_row_stats, x))
 
 
-# Pixels per chunk of the statistics passes (1 MiB of float64; 4 chunks per 600×800 map): a chunk
-# of the map and one of the human density stay in a 2 MiB L2 while all their reductions read them.
-# 2^16 was as fast on one thread; fewer chunks mean fewer calls, which two threads contend for.
-STATS_CHUNK = 1 << 17
-
-
 def single_row_stats(r: torch.Tensor) -> torch.Tensor:
     """(min, max, Σ, Σ²) of one flat map: four reductions, no temporary map."""
     return pair_stats(r)[0]
@@ -167,17 +163,13 @@ def pair_stats(
     p: torch.Tensor, q: torch.Tensor | None = None, q32: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(min, max, Σ, Σ²) of the flat map ``p``, the same of ``q`` (same size) and Σ p·q, if given.
-    ``q32``: a float32 buffer that also receives ``q`` cast to float32 (on CPU, from the chunks in cache).
+    ``q32``: a float32 buffer that also receives ``q`` cast to float32.
 
-    On CPU all reductions run chunk by chunk (:data:`STATS_CHUNK`): the first reads a chunk from
-    memory and the others find it in L2. Whole maps (3.8 MB at 600×800) do not fit there, and on a
-    2 MiB-L2 Intel Xeon every further whole-map reduction ran at L3 speed (one map pair's seven
-    reductions: 1.6 vs 2.2-2.4 ms). NumPy's min and max are SIMD loops, torch's aminmax is slower
-    (26 vs 2 × 6 µs per 2^16-pixel chunk in L2); sums and dots are torch's (NumPy's dot is OpenBLAS,
-    which starts its own threads). Partial results add up in chunk order, so every caller
-    (:func:`single_row_stats`, :func:`row_dot`) gets the same bits.
+    On CPU one compiled pass reads both maps once (:func:`attnlab.metrics.kernels.stats`, also
+    what the fused metric kernel computes: every caller gets the same bits). A NaN makes all four
+    statistics NaN, as torch's reductions do.
     """
-    if p.device.type != "cpu" or p.numel() == 0:
+    if p.device.type != "cpu" or p.numel() == 0 or p.dtype != torch.float64:
         low, high = torch.aminmax(p)
         ps = torch.stack([low, high, p.sum(), torch.dot(p, p)])
         if q is None:
@@ -186,42 +178,24 @@ def pair_stats(
         if q32 is not None:
             q32.copy_(q)
         return ps, torch.stack([low, high, q.sum(), torch.dot(q, q)]), torch.dot(p, q)
-    maps = (p,) if q is None else (p, q)
-    parts = []  # per chunk: (min, max, Σ, Σ²) of each map, then Σ p·q
-    for j, chunks in enumerate(zip(*(m.split(STATS_CHUNK) for m in maps))):
-        part = []
-        for c in chunks:
-            n = c.numpy()
-            part += [n.min(), n.max(), float(c.sum()), float(torch.dot(c, c))]
-        if q is not None:
-            part.append(float(torch.dot(*chunks)))
-            if q32 is not None:  # rounds as torch's copy_ does (to nearest)
-                np.copyto(
-                    q32.numpy()[j * STATS_CHUNK : j * STATS_CHUNK + chunks[1].numel()],
-                    chunks[1].numpy(),
-                    casting="same_kind",
-                )
-        parts.append(part)
-    a = np.array(parts)
-    # min and max through NumPy (NaN propagates as in aminmax); sums in chunk order (same bits as row_dot)
-    stats = [
-        torch.tensor(
-            [a[:, k].min(), a[:, k + 1].max(), sum(a[:, k + 2].tolist()), sum(a[:, k + 3].tolist())], dtype=m.dtype
-        )
-        for k, m in zip((0, 4), maps)
-    ]
+    pn = np.ascontiguousarray(p.numpy())
+    qn = pn if q is None else np.ascontiguousarray(q.to(p.dtype).numpy())
+    out = np.empty(9)
+    kernels.stats(pn, qn, q is not None, out)
+    for k in (0, 4):
+        if math.isnan(out[k + 2]):
+            out[k : k + 2] = np.nan  # the compiled min/max skip NaN; the sum carries it
+    if q32 is not None:
+        np.copyto(q32.numpy(), qn, casting="same_kind")  # rounds as torch's copy_ does (to nearest)
+    stats = torch.from_numpy(out)
     if q is None:
-        return stats[0], None, None
-    return stats[0], stats[1], torch.tensor(sum(a[:, 8].tolist()), dtype=p.dtype)
+        return stats[:4], None, None
+    return stats[:4], stats[4:8], stats[8]
 
 
 def row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Σ x·y of two flat maps, in the chunks and order of :func:`pair_stats` (same bits)."""
-    if x.device.type != "cpu" or x.numel() == 0:
-        return torch.dot(x, y)
-    return torch.tensor(
-        sum(float(torch.dot(a, b)) for a, b in zip(x.split(STATS_CHUNK), y.split(STATS_CHUNK))), dtype=x.dtype
-    )
+    """Σ x·y of two flat maps, as :func:`pair_stats` computes it (same bits)."""
+    return pair_stats(x, y)[2]
 
 
 def row_sums(x: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 import attnlab.metrics.registry as R
+from attnlab.metrics import kernels
 from attnlab.metrics.auc import (
     JuddPass,
     ShuffledNegatives,
@@ -143,11 +144,12 @@ def _empty(t: torch.Tensor) -> torch.Tensor:
     return empty
 
 
-def _at_fixations(values: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image: (Σ count · value over fixated pixels, Σ count)."""
+def _at_fixations(values: torch.Tensor, f: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: (Σ count · (value − centre) over fixated pixels, Σ count). Centred per fixation:
+    Σ count · value − n · centre would cancel away the digits of maps whose mean dwarfs their spread."""
     b, n, w = fixated(f)
     total = torch.zeros(f.shape[0], dtype=values.dtype, device=values.device).index_add_(
-        0, b, w * _values_at_fixations(values, f)
+        0, b, w * (_values_at_fixations(values, f) - centre[b])
     )
     count = torch.zeros(f.shape[0], dtype=f.dtype, device=f.device).index_add_(0, b, w)
     return total, count
@@ -241,8 +243,8 @@ def nss(pred: torch.Tensor, fixations: torch.Tensor, variant: Variant = "pysalie
         f = binary(f)
     std, mean = _moments(p, 1 if variant == "mit" else 0)
     flat_map = constant(p) | (std == 0)  # a constant map has std 0 only up to rounding: exactly 0
-    total, n = _at_fixations(p, f)
-    value = (total - n * mean) / torch.where(flat_map, torch.ones_like(std), std) / n.clamp_min(1)
+    total, n = _at_fixations(p, f, mean)
+    value = total / torch.where(flat_map, torch.ones_like(std), std) / n.clamp_min(1)
     value = torch.where(flat_map, torch.zeros_like(value), value)
     return torch.where(n > 0, value, torch.full_like(value, float("nan")))
 
@@ -418,6 +420,8 @@ def _fused_passes(
     if q is not None and q.shape != p.shape:
         return {}
     pf, qf, ff = flat(p), None if q is None else flat(q), flat(f)
+    if pf.device.type == "cpu" and (qf is None or not qf.is_sparse) and not ("AUC_Judd" in metrics and jitter):
+        return _compiled_passes(p, f, q, nf, metrics)
     rows = pf.shape[0]
     judd = JuddPass(pf, ff, jitter, seed, binary=False) if "AUC_Judd" in metrics else None
     shuffled = ShuffledPass(ff, nf) if nf is not None else None
@@ -477,3 +481,76 @@ def _fused_passes(
         if densities is not None:
             out |= densities.result(torch.ones(rows, dtype=torch.bool, device=pf.device))
     return out
+
+
+def _rows_of(counts: torch.Tensor | SupportCounts) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """CSR form of B count maps for the kernels: (start of row i's entries, pixel indices, counts,
+    whether all rows share the indices: :class:`SupportCounts`, whose rows are its B×S counts)."""
+    if isinstance(counts, SupportCounts):
+        s = counts.support.numel()
+        starts = np.arange(counts.counts.shape[0] + 1, dtype=np.int64) * s
+        return starts, counts.support.numpy().astype(np.int64), counts.counts.numpy().reshape(-1), True
+    b, n, w = fixated(counts)
+    starts = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(b.numpy(), minlength=counts.shape[0]), out=starts[1:])
+    return starts, n.numpy(), w.numpy().astype(np.float64), False
+
+
+def _compiled_passes(
+    p3: torch.Tensor,
+    f3: torch.Tensor,
+    q3: torch.Tensor | None,
+    nf: torch.Tensor | SupportCounts | None,
+    metrics: tuple[str, ...],
+) -> dict[str, torch.Tensor]:
+    """:func:`_fused_passes` on CPU through the compiled two-pass kernel
+    (:func:`attnlab.metrics.kernels.fused_row`), maps on :func:`for_each_row`'s threads."""
+    pf, qf, ff = flat(p3), None if q3 is None else flat(q3), flat(f3)
+    rows = pf.shape[0]
+    p = pf.contiguous().numpy()
+    q = p if qf is None else qf.contiguous().numpy()
+    fix_start, fix_idx, fix_w, _ = _rows_of(ff)
+    no_negatives = np.zeros(0, dtype=np.int64), np.zeros(0)
+    if nf is not None:
+        neg_start, neg_idx, neg_w, shared = _rows_of(nf)
+    stats, out = np.empty((rows, 9)), np.empty((rows, 3))
+    ge = np.empty(fix_idx.size, dtype=np.int64)
+    ok = np.zeros(rows, dtype=bool)
+    want = ("KLD" in metrics, "SIM" in metrics, "AUC_Judd" in metrics)
+
+    def row(i: int, _buffers: RowBuffers) -> None:
+        fix = slice(fix_start[i], fix_start[i + 1])
+        if nf is None:
+            negatives = no_negatives
+        else:
+            weights = neg_w[neg_start[i] : neg_start[i + 1]]
+            negatives = (neg_idx if shared else neg_idx[neg_start[i] : neg_start[i + 1]]), weights
+        ok[i] = kernels.fused_row(
+            p[i], q[i], qf is not None, fix_idx[fix], fix_w[fix], *negatives, MIT_EPS, *want, stats[i], out[i], ge[fix]
+        )
+
+    for_each_row(row, rows, pf.device)
+    if not ok.all():
+        return {}
+    flat_map = torch.from_numpy(stats[:, 0] == stats[:, 1])
+    store("invalid", p3, None)
+    store("stats", pf, torch.from_numpy(stats[:, :4]))
+    b, n, _ = fixated(ff)
+    thresholds = torch.from_numpy(p[b.numpy(), n.numpy()])
+    store("at_fixations", (pf, ff), thresholds)
+    result = {}
+    if want[2]:
+        judd = JuddPass(pf, ff, jitter=False, seed=0, binary=False)
+        sizes = np.diff(fix_start).tolist()
+        judd.thresholds = list(thresholds.split(sizes))
+        judd.at_or_above = list(torch.from_numpy(ge).split(sizes))
+        result["AUC_Judd"] = judd.auc(flat_map)
+    if nf is not None:
+        auc = torch.from_numpy(out[:, 2].copy())
+        result["sAUC"] = torch.where(flat_map & ~torch.isnan(auc), torch.full_like(auc, 0.5), auc)
+    if qf is not None:
+        store("invalid", q3, None)
+        store("stats", qf, torch.from_numpy(stats[:, 4:8]))
+        store("dot", (pf, qf), torch.from_numpy(stats[:, 8]))
+        result |= {k: torch.from_numpy(out[:, j].copy()) for j, k in enumerate(("KLD", "SIM")) if want[j]}
+    return result
