@@ -17,6 +17,8 @@ and every saliency and scanpath metric:
    Score with scikit-learn's mean shift) — AUC-Borji has no pysaliency counterpart, so both sides
    call attnlab's ``auc_borji`` for it. Alternated round by round (``measure_interleaved``) so both
    meet the same load of the shared host; the largest difference of any value is reported.
+   Both sides score each source's own map (``metric_specific=False``, ``conditional_metrics=False``:
+   pysaliency has no metric-specific maps of a probabilistic source such as the centre bias).
    Target: ≥ 20×, values equal to 1e-6. One convention differs and is not compared: NSS of a
    constant map (the uniform baseline) is −1 in pysaliency and defined as 0 by attnlab.
 """
@@ -206,7 +208,17 @@ def _context(images: int):
     dm = hydra.utils.instantiate(_config(Path("unused")).data, _convert_="all")  # as the command builds it
     dm.setup("test")
     data = dm.dataset.subset(range(images))
-    ctx = BenchmarkContext(data, dm.splits["train"], dm.sigma_px, 0, data.filtered(drop_first=True).scanpaths)
+    # the plain side scores each source's own map: so does the fast side here (centre_bias and
+    # uniform are probabilistic, and the command scores them on metric-specific maps by default)
+    ctx = BenchmarkContext(
+        data,
+        dm.splits["train"],
+        dm.sigma_px,
+        0,
+        data.filtered(drop_first=True).scanpaths,
+        metric_specific=False,
+        conditional_metrics=False,
+    )
     negatives = ShuffledNegatives(
         [(f.x, f.y) for f in (data.fixations(i) for i in range(len(data)))], [s.size for s in data.stimuli]
     )

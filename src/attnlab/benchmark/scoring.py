@@ -31,6 +31,7 @@ import attnlab.metrics.registry as R
 from attnlab.baselines import fitted_centre_bias
 from attnlab.data.fixation_maps import TRUNCATE, gaussian_operator, pixel_indices, sparse_fixation_maps
 from attnlab.data.gaze import Scanpath
+from attnlab.metrics import kernels
 from attnlab.metrics import saliency as S
 from attnlab.metrics.maps import InvalidMapError, flat, match_size, row_stats, shared_inputs, store
 from attnlab.metrics.scanpath import FixationClusters
@@ -86,7 +87,7 @@ class Targets:
     clusters: Optional[FixationClusters]
     _counts: Optional[torch.Tensor] = None
     _density: Optional[np.ndarray] = None
-    _blur_parts: Optional[tuple] = None  # (everyone's blur, kernel cover counts, kernel windows per subject)
+    _blur_parts: Optional[tuple] = None  # (everyone's blur, kernel cover counts, fixation pixels per subject)
 
     def fixation_counts(self) -> torch.Tensor:
         """1×H×W fixation counts, sparse (AUC-Borji's input), built on first use."""
@@ -198,56 +199,60 @@ def _nan_if_empty(m: np.ndarray, empty: bool) -> np.ndarray:
     return m
 
 
-def _kernels(blur: _Blur, x: np.ndarray, y: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
-    """(rows, columns, kernel) of each fixation inside the image: the kernel's window of its blur."""
-    return [(ys, xs, np.multiply.outer(a, b)) for ys, xs, a, b in blur.windows(x, y)]
-
-
-def _window_box(kernels: list) -> tuple[slice, slice]:
-    """The bounding box of kernel windows (rows, columns): outside it none of them adds anything."""
+def _window_box(blur: _Blur, rows: np.ndarray, cols: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of the kernel windows of fixations at (rows, cols): outside it none of them adds anything."""
+    (h, w), r = blur.size, blur.radius
     return (
-        slice(min(w[0].start for w in kernels), max(w[0].stop for w in kernels)),
-        slice(min(w[1].start for w in kernels), max(w[1].stop for w in kernels)),
+        slice(max(0, int(rows.min()) - r), min(h, int(rows.max()) + r + 1)),
+        slice(max(0, int(cols.min()) - r), min(w, int(cols.max()) + r + 1)),
     )
+
+
+def _add_windows(blur: _Blur, out: np.ndarray, count: np.ndarray, rows, cols, subtract: bool = False) -> None:
+    kernels.add_fixation_windows(out, count, rows, cols, blur.my, blur.mx, blur.radius, subtract)
+
+
+def _remove_windows(blur: _Blur, out: np.ndarray, cover: np.ndarray, own: np.ndarray, rows, cols) -> None:
+    """out −= the kernels of the fixations at (rows, cols), with exact zeros where no other kernel
+    of ``cover`` reaches; ``own`` is scratch (it counts the removed kernels inside their box)."""
+    if not rows.size:
+        return
+    ys, xs = _window_box(blur, rows, cols)
+    own[ys, xs] = 0
+    _add_windows(blur, out, own, rows, cols, subtract=True)
+    kernels.zero_where_equal(out, cover, own, ys.start, ys.stop, xs.start, xs.stop)
 
 
 def leave_one_out_densities(tg: "Targets", sigma_px: float) -> np.ndarray:
     """S×H×W: the blur of every subject but s, for each s, = (everyone's blur − s's blur); pixels
     that no other subject's kernel reaches are set to exactly 0, as the reference's blur of the
     others leaves them (the subtraction would leave rounding there). One map copy and s's own few
-    kernel windows per subject, instead of a blur of all the others; each kernel window is computed
-    once and kept for the halvings (:func:`_half_densities`).
+    kernel windows per subject (compiled: :func:`attnlab.metrics.kernels.add_fixation_windows`),
+    instead of a blur of all the others; the fixations' pixels are kept for the halvings
+    (:func:`_half_densities`).
 
     The maps are NOT divided by their sums: every metric scored on them is unchanged by the scale
     (the AUCs and NSS) or normalises the map itself (IG, KLD, SIM; CC is a correlation), so the
     division would be one more pass over each map for nothing. Each is a NaN map when the others
     have no fixation inside the image, as the data's own density is then."""
     blur = blur_for(tg.size, sigma_px)
-    kernels = [_kernels(blur, x, y) for x, y in tg.subject_points]
+    pixels = [pixel_indices(x, y, tg.size, None)[:2] for x, y in tg.subject_points]
     total = blur.buffer("total", 1)[0]
     total.fill(0.0)
     cover = blur.buffer("cover", 1, np.int32)[0]
     cover.fill(0)
-    for ks in kernels:
-        for ys, xs, kernel in ks:
-            total[ys, xs] += kernel
-            cover[ys, xs] += 1
-    tg._blur_parts = (total, cover, dict(zip(tg.subjects, kernels)))  # the halvings start from these
-    everyone = sum(len(ks) for ks in kernels)
+    for rows, cols in pixels:
+        _add_windows(blur, total, cover, rows, cols)
+    tg._blur_parts = (total, cover, dict(zip(tg.subjects, pixels)))  # the halvings start from these
+    everyone = sum(rows.size for rows, _ in pixels)
     if tg._density is None:  # everyone's density, without blurring every fixation once more
         tg._density = np.divide(total, total.sum()) if everyone else np.full(tg.size, np.nan)
-    loo = blur.buffer("loo", len(kernels))
+    loo = blur.buffer("loo", len(pixels))
     own = blur.buffer("own", 1, np.int32)[0]
-    for k, ks in enumerate(kernels):
+    for k, (rows, cols) in enumerate(pixels):
         np.copyto(loo[k], total)
-        if ks:
-            box = _window_box(ks)
-            own[box] = 0
-            for ys, xs, kernel in ks:
-                loo[k][ys, xs] -= kernel
-                own[ys, xs] += 1
-            loo[k][box][cover[box] == own[box]] = 0.0
-        _nan_if_empty(loo[k], len(ks) == everyone)
+        _remove_windows(blur, loo[k], cover, own, rows, cols)
+        _nan_if_empty(loo[k], rows.size == everyone)
     return loo
 
 
@@ -398,29 +403,31 @@ def _half_densities(ctx: BenchmarkContext, tg: Targets, halves) -> tuple[torch.T
     blur = blur_for(tg.size, ctx.sigma_px)
     if tg._blur_parts is None:
         leave_one_out_densities(tg, ctx.sigma_px)
-    total, cover, kernels = tg._blur_parts
-    everyone = sum(len(ks) for ks in kernels.values())
+    total, cover, pixels = tg._blur_parts
+    everyone = sum(rows.size for rows, _ in pixels.values())
     out = blur.buffer("halves", 2 * len(halves))
     mine = blur.buffer("own", 1, np.int32)[0]
     for k, (a, b) in enumerate(halves):
         # blur the half with fewer fixations; the other half is everyone's blur minus it, with
         # exact zeros where none of its own kernels reach (as in leave_one_out_densities)
-        ka, kb = [w for s in sorted(a) for w in kernels[s]], [w for s in sorted(b) for w in kernels[s]]
-        small, large = (k, len(halves) + k) if len(ka) <= len(kb) else (len(halves) + k, k)
-        ks = ka if small == k else kb
+        pa, pb = ([pixels[s] for s in sorted(half)] for half in (a, b))
+        na, nb = sum(r.size for r, _ in pa), sum(r.size for r, _ in pb)
+        small, large = (k, len(halves) + k) if na <= nb else (len(halves) + k, k)
+        group = pa if small == k else pb
+        rows = np.concatenate([r for r, _ in group]) if group else np.zeros(0, np.int64)
+        cols = np.concatenate([c for _, c in group]) if group else np.zeros(0, np.int64)
         part, rest = out[small], out[large]
         part.fill(0.0)
-        box = _window_box(ks) if ks else None
-        if box:
-            mine[box] = 0
-        for ys, xs, kernel in ks:
-            part[ys, xs] += kernel
-            mine[ys, xs] += 1
-        np.subtract(total, part, out=rest)
-        if box:  # outside the box the half adds nothing: the rest is everyone's blur there, exactly
-            rest[box][cover[box] == mine[box]] = 0.0
-        _nan_if_empty(part, not ks)
-        _nan_if_empty(rest, len(ks) == everyone)
+        np.copyto(rest, total)
+        if rows.size:
+            ys, xs = _window_box(blur, rows, cols)
+            mine[ys, xs] = 0
+            _add_windows(blur, part, mine, rows, cols)
+            # outside the box the half adds nothing: the rest is everyone's blur there, exactly
+            np.subtract(total[ys, xs], part[ys, xs], out=rest[ys, xs])
+            kernels.zero_where_equal(rest, cover, mine, ys.start, ys.stop, xs.start, xs.stop)
+        _nan_if_empty(part, not rows.size)
+        _nan_if_empty(rest, rows.size == everyone)
     tg._blur_parts = None  # the kernel windows of the image are no longer needed
     return torch.from_numpy(out[: len(halves)]), torch.from_numpy(out[len(halves) :])
 

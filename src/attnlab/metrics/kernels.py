@@ -292,3 +292,131 @@ def fused_row(p, q, has_q, fix_idx, fix_w, neg_idx, neg_w, kld_eps, want_kld, wa
         auc += w * (under + 0.5 * equal)
     out[2] = auc / max(total_pos * total_neg, 1e-300)
     return True
+
+
+# --- dynamic programmes of the scanpath metrics, one pair at a time (attnlab.metrics.scanpath_batch)
+# The batched NumPy versions advance every pair one cell (or row) per Python step; compiled, each
+# pair's table is a plain double loop, the recurrence of attnlab.metrics.scanpath as written there.
+
+
+@numba.njit(**KERNEL)
+def needleman_wunsch_pairs(a, la, b, lb, table, gap, final, best):
+    """final[k] ← F[n, m] and best[k] ← max F of Needleman–Wunsch for pair k of the padded symbol
+    rows a (B×N), b (B×M) with lengths la, lb; F[i, j] = max(F[i−1, j−1] + table[a_i, b_j],
+    F[i−1, j] + gap, F[i, j−1] + gap)."""
+    prev = np.empty(b.shape[1] + 1)
+    row = np.empty(b.shape[1] + 1)
+    for k in range(a.shape[0]):
+        n, m = la[k], lb[k]
+        top = -np.inf
+        for j in range(m + 1):
+            prev[j] = gap * j
+            top = max(top, prev[j])
+        for i in range(1, n + 1):
+            row[0] = gap * i
+            top = max(top, row[0])
+            symbol = a[k, i - 1]
+            for j in range(1, m + 1):
+                diag = prev[j - 1] + table[symbol, b[k, j - 1]]
+                up = prev[j] + gap
+                step = diag if diag >= up else up
+                left = row[j - 1] + gap
+                row[j] = step if step >= left else left
+                top = max(top, row[j])
+            prev, row = row, prev
+        final[k] = prev[m]
+        best[k] = top
+
+
+@numba.njit(**KERNEL)
+def damerau_levenshtein_pairs(a, la, b, lb, alphabet, out):
+    """out[k] ← the unrestricted Damerau–Levenshtein distance of pair k (symbols in [0, alphabet))."""
+    n_max, m_max = a.shape[1], b.shape[1]
+    d = np.zeros((n_max + 2, m_max + 2), np.int64)
+    last_row = np.zeros(alphabet + 2, np.int64)
+    for k in range(a.shape[0]):
+        n, m = la[k], lb[k]
+        big = n + m
+        for j in range(m + 2):
+            d[0, j] = big
+        for i in range(n + 2):
+            d[i, 0] = big
+        for i in range(n + 1):
+            d[i + 1, 1] = i
+        for j in range(m + 1):
+            d[1, j + 1] = j
+        last_row[:] = 0
+        for i in range(1, n + 1):
+            last_col = 0
+            ai = a[k, i - 1]
+            for j in range(1, m + 1):
+                bj = b[k, j - 1]
+                i1, j1 = last_row[bj], last_col
+                cost = 0 if ai == bj else 1
+                if cost == 0:
+                    last_col = j
+                transposed = d[i1, j1] + (i - i1 - 1) + 1 + (j - j1 - 1)
+                d[i + 1, j + 1] = min(min(d[i, j] + cost, d[i + 1, j] + 1), min(d[i, j + 1] + 1, transposed))
+            last_row[ai] = i
+        out[k] = d[n + 1, m + 1]
+
+
+@numba.njit(**KERNEL)
+def min_plus_tables(cost, start_zero, acc):
+    """acc (B×(n+1)×(m+1), inf border) ← the cheapest monotone paths through each cost matrix
+    (right, down, diagonal): acc[k, i+1, j+1] = min(up, left, diagonal) + cost[k, i, j]."""
+    n, m = cost.shape[1], cost.shape[2]
+    acc[:] = np.inf
+    for k in range(cost.shape[0]):
+        if start_zero:
+            acc[k, 1, 1] = 0.0
+        else:
+            acc[k, 0, 0] = 0.0
+        for i in range(1, n + 1):
+            for j in range(1, m + 1):
+                if start_zero and i == 1 and j == 1:
+                    continue
+                u, left, diag = acc[k, i - 1, j], acc[k, i, j - 1], acc[k, i - 1, j - 1]
+                low = u if u <= left else left
+                acc[k, i, j] = (low if low <= diag else diag) + cost[k, i - 1, j - 1]
+
+
+# --- Gaussian kernel windows of fixations (attnlab.benchmark.scoring's leave-one-out and half blurs)
+
+
+@numba.njit(**KERNEL)
+def add_fixation_windows(out, count, rows, cols, my, mx, radius, subtract):
+    """For each fixation (rows[f], cols[f]): out[window] += (or −=, ``subtract``) the outer product
+    my[window rows, r] ⊗ mx[window columns, c] — its Gaussian, as the separable blur operators give
+    it — and count[window] += 1; the window is the kernel's (2·radius + 1)² cut to the map. Each
+    product is rounded before it is added, as NumPy's ``out[window] += np.multiply.outer(a, b)``."""
+    h, w = out.shape
+    column = np.empty(2 * radius + 1)
+    for f in range(rows.size):
+        i, j = rows[f], cols[f]
+        y0, y1 = max(0, i - radius), min(h, i + radius + 1)
+        x0, x1 = max(0, j - radius), min(w, j + radius + 1)
+        for x in range(x1 - x0):
+            column[x] = mx[x0 + x, j]
+        for y in range(y0, y1):
+            a = my[y, i]
+            row, counts = out[y, x0:x1], count[y, x0:x1]  # 1-D rows: the loops below vectorise (4× faster)
+            if subtract:
+                for x in range(x1 - x0):
+                    row[x] -= a * column[x]
+            else:
+                for x in range(x1 - x0):
+                    row[x] += a * column[x]
+            for x in range(x1 - x0):
+                counts[x] += 1
+
+
+@numba.njit(**KERNEL)
+def zero_where_equal(out, cover, own, y0, y1, x0, x1):
+    """out[y, x] ← 0 inside the box where cover == own: pixels that only the removed kernels
+    reached, exactly 0 (as a blur without them), not the rounding the subtraction leaves."""
+    for y in range(y0, y1):
+        row, covered, owned = out[y, x0:x1], cover[y, x0:x1], own[y, x0:x1]
+        for x in range(x1 - x0):
+            if covered[x] == owned[x]:
+                row[x] = 0.0

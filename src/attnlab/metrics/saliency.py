@@ -355,6 +355,8 @@ def information_gain(
     return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(count, float("nan")))
 
 
+# CPU maps go through the compiled kernel (attnlab.metrics.kernels); False: the torch path everywhere
+COMPILED = True
 ALL_METRICS = R.names("fixations", "density")
 DEFAULT_METRICS = tuple(m for m in ALL_METRICS if m != "AUC_Borji")  # pysaliency's set (AUC-Borji is random)
 
@@ -420,7 +422,8 @@ def _fused_passes(
     if q is not None and q.shape != p.shape:
         return {}
     pf, qf, ff = flat(p), None if q is None else flat(q), flat(f)
-    if pf.device.type == "cpu" and (qf is None or not qf.is_sparse) and not ("AUC_Judd" in metrics and jitter):
+    jittered = "AUC_Judd" in metrics and jitter
+    if COMPILED and pf.device.type == "cpu" and (qf is None or not qf.is_sparse) and not jittered:
         return _compiled_passes(p, f, q, nf, metrics)
     rows = pf.shape[0]
     judd = JuddPass(pf, ff, jitter, seed, binary=False) if "AUC_Judd" in metrics else None

@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from attnlab.metrics import kernels
 from attnlab.metrics.multimatch import MULTIMATCH_DIMENSIONS, _fixation_arrays, has_durations
 from attnlab.metrics.scanpath import FixationClusters, _scanmatch_sequence, as_fixations, grid_string
 
@@ -67,40 +68,19 @@ def needleman_wunsch_batch(
     """(F[n, m], max of F over each pair's table) of Needleman–Wunsch for B padded symbol rows.
 
     ``a``: B×N, ``b``: B×M integer symbols (padding: any symbol of ``table``), ``table[u, v]``
-    scores a substitution. Equals :func:`attnlab.metrics.scanpath.needleman_wunsch` per pair.
-    With ``gap`` = 0 every cell is ≥ the cells above and left of it (F[i, j] is a maximum over
-    moves that include F[i−1, j] + 0 and F[i, j−1] + 0), so the table's maximum IS F[n, m], exactly.
+    scores a substitution. Equals :func:`attnlab.metrics.scanpath.needleman_wunsch` per pair
+    (compiled: :func:`attnlab.metrics.kernels.needleman_wunsch_pairs`).
     """
-    n_b, m = a.shape[0], b.shape[1]
-    cols = np.arange(m + 1)
-    rows = np.arange(n_b)
-    prev = np.broadcast_to(gap * cols, (n_b, m + 1)).astype(np.float64)
-    track_best = gap != 0
-    valid_col = cols[None, :] <= lb[:, None]
-    best = np.where(valid_col, prev, -np.inf).max(1) if track_best else None
-    final = np.where(la == 0, prev[rows, lb], np.nan)
-    shift = gap * cols[1:]
-    row, steps = np.empty((n_b, m + 1)), np.empty((n_b, m + 1))  # reused row by row: no fresh arrays
-    for i in range(1, a.shape[1] + 1):
-        sub = table[a[:, i - 1][:, None], b]
-        step = steps[:, 1:]
-        np.add(prev[:, :-1], sub, out=step)
-        if gap == 0:
-            # row[j] = max(step[j-1], row[j-1]): a running maximum from row[0] = 0
-            np.maximum(step, prev[:, 1:], out=step)
-            steps[:, 0] = 0.0
-            np.maximum.accumulate(steps, axis=1, out=row)
-        else:
-            np.maximum(step, prev[:, 1:] + gap, out=step)
-            step -= shift
-            steps[:, 0] = gap * i
-            np.maximum.accumulate(steps, axis=1, out=row)
-            row += gap * cols
-            live = i <= la
-            best = np.where(live, np.maximum(best, np.where(valid_col, row, -np.inf).max(1)), best)
-        final = np.where(la == i, row[rows, lb], final)
-        prev, row = row, prev
-    return final, (best if track_best else final.copy())
+    final, best = np.empty(len(la)), np.empty(len(la))
+    kernels.needleman_wunsch_pairs(
+        *_symbols(a, la, b, lb), np.ascontiguousarray(table, dtype=np.float64), float(gap), final, best
+    )
+    return final, best
+
+
+def _symbols(a, la, b, lb) -> tuple[np.ndarray, ...]:
+    """Padded symbol rows and lengths as the compiled kernels take them (int64, contiguous)."""
+    return tuple(np.ascontiguousarray(x, dtype=np.int64) for x in (a, la, b, lb))
 
 
 def damerau_levenshtein_batch(
@@ -111,30 +91,9 @@ def damerau_levenshtein_batch(
     Padding must be ``alphabet`` in ``a`` and ``alphabet + 1`` in ``b`` (never equal to a symbol).
     Equals :func:`attnlab.metrics.scanpath.damerau_levenshtein` per pair.
     """
-    n_b, n, m = a.shape[0], a.shape[1], b.shape[1]
-    big = n + m  # ≥ every pair's own n + m: a transposition through the border never wins
-    d = np.zeros((n_b, n + 2, m + 2), dtype=np.int64)
-    d[:, 0, :] = big
-    d[:, :, 0] = big
-    d[:, 1:, 1] = np.arange(n + 1)
-    d[:, 1, 1:] = np.arange(m + 1)
-    last_row = np.zeros((n_b, alphabet + 2), dtype=np.int64)
-    rows = np.arange(n_b)
-    for i in range(1, n + 1):
-        last_col = np.zeros(n_b, dtype=np.int64)
-        ai = a[:, i - 1]
-        for j in range(1, m + 1):
-            bj = b[:, j - 1]
-            i1, j1 = last_row[rows, bj], last_col
-            match = ai == bj
-            cost = (~match).astype(np.int64)
-            trans = d[rows, i1, j1] + (i - i1 - 1) + 1 + (j - j1 - 1)
-            d[:, i + 1, j + 1] = np.minimum(
-                np.minimum(d[:, i, j] + cost, d[:, i + 1, j] + 1), np.minimum(d[:, i, j + 1] + 1, trans)
-            )
-            last_col = np.where(match, j, last_col)
-        last_row[rows, ai] = i
-    return d[rows, la + 1, lb + 1]
+    out = np.empty(len(la), dtype=np.int64)
+    kernels.damerau_levenshtein_pairs(*_symbols(a, la, b, lb), int(alphabet), out)
+    return out
 
 
 def _min_plus_table(cost: np.ndarray, start_zero: bool) -> np.ndarray:
@@ -142,18 +101,8 @@ def _min_plus_table(cost: np.ndarray, start_zero: bool) -> np.ndarray:
     inf border: ``A[:, i+1, j+1]`` = cost of reaching cell (i, j). ``start_zero``: the start cell
     costs 0 (MultiMatch's alignment); else A[0, 0] = 0 before the first cell (DTW)."""
     n_b, n, m = cost.shape
-    acc = np.full((n_b, n + 1, m + 1), np.inf)
-    if start_zero:
-        acc[:, 1, 1] = 0.0
-    else:
-        acc[:, 0, 0] = 0.0
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            if start_zero and i == 1 and j == 1:
-                continue
-            acc[:, i, j] = (
-                np.minimum(np.minimum(acc[:, i - 1, j], acc[:, i, j - 1]), acc[:, i - 1, j - 1]) + cost[:, i - 1, j - 1]
-            )
+    acc = np.empty((n_b, n + 1, m + 1))
+    kernels.min_plus_tables(np.ascontiguousarray(cost, dtype=np.float64), bool(start_zero), acc)
     return acc
 
 
