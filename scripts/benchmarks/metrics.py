@@ -3,8 +3,8 @@
 ``python scripts/bench.py --only saliency_metrics [--repeats N]``. Target: the metric set pysaliency
 has (AUC-Judd, sAUC, NSS, CC, KLD, SIM, IG) at least 20× faster than pysaliency, same values
 (checked in the run: max |difference| is reported). The maps are smooth random fields; the
-fixations are the real ones of the OSIE subset (cycled to 100 maps) when $ATTNLAB_OSIE_ROOT is set,
-else synthetic. AUC-Judd runs without jitter on both sides so the values are comparable exactly;
+fixations are the real ones of $ATTNLAB_OSIE_ROOT (default: the 60-image OSIE subset in shared/, cycled
+to 100 maps), synthetic only when that folder is missing. AUC-Judd runs without jitter on both sides so the values are comparable exactly;
 "attnlab_full_set" adds AUC-Borji and the jittered AUC-Judd (no pysaliency counterpart).
 Timing: ``--repeats`` rounds of one pysaliency call and ``OURS_PER_ROUND`` attnlab calls, after one
 warm-up call each; the speed-up is the ratio of the two medians.
@@ -13,6 +13,7 @@ warm-up call each; the speed-up is the ratio of the two medians.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from attnlab.baselines import CentreBias
 from attnlab.data.fixations import gaussian_density, sparse_fixation_maps
 from attnlab.metrics import saliency as S
 
+SHARED = Path(os.environ.get("ATTNLAB_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 N_MAPS = 100
 SIZE = (600, 800)
 OURS_PER_ROUND = 5  # attnlab calls per pysaliency call in each timed round
@@ -29,8 +31,8 @@ OURS_PER_ROUND = 5  # attnlab calls per pysaliency call in each timed round
 
 def _inputs(seed: int = 0):
     rng = np.random.default_rng(seed)
-    root = os.environ.get("ATTNLAB_OSIE_ROOT")
-    if root and os.path.isdir(root):
+    root = os.environ.get("ATTNLAB_OSIE_ROOT") or str(SHARED / "data" / "osie_subset")
+    if os.path.isdir(root):
         from attnlab.data.osie import load_osie
 
         data = load_osie(root)

@@ -163,18 +163,29 @@ def _rank(v, key, below, ts):
 
 
 @numba.njit(**KERNEL)
-def _count_ranks(p, start, m, keys, below, ts, hist):
+def _count_ranks(p, start, m, keys, below, ts, hist, shared):
     """hist[4r + j mod 4] += 1 for each pixel with r thresholds ≤ it (four interleaved copies: no
-    chain of increments of one counter)."""
+    chain of increments of one counter). Branch-free first: every pixel is counted at the rank of
+    its key and, if a threshold shares the key, noted in ``shared``; those few are then moved to
+    their exact rank (a branch per pixel cost ~20% more)."""
+    noted = 0
     for j in range(m):
         key = keys[j]
         r = below[key]
-        end = below[key + 1]
-        if r < end:
-            v = p[start + j]
-            while r < end and ts[r] <= v:
-                r += 1
         hist[4 * r + (j & 3)] += 1
+        shared[noted] = j
+        noted += below[key + 1] > r
+    for k in range(noted):
+        j = shared[k]
+        key = keys[j]
+        r, end = below[key], below[key + 1]
+        v = p[start + j]
+        exact = r
+        while exact < end and ts[exact] <= v:
+            exact += 1
+        if exact != r:
+            hist[4 * r + (j & 3)] -= 1
+            hist[4 * exact + (j & 3)] += 1
 
 
 @numba.njit(fastmath=True, **KERNEL)
@@ -224,6 +235,7 @@ def fused_row(p, q, has_q, fix_idx, fix_w, neg_idx, neg_w, kld_eps, want_kld, wa
         inv_span = 0.0  # a span below ~1e-308: one key, every pixel compared exactly
     scaled = np.empty(max(CHUNK, k_fix), np.float32)
     keys = np.empty(max(CHUNK, k_fix), np.int32)
+    shared = np.empty(CHUNK, np.int64)
     _keys(ts, 0, k_fix, lo, inv_span, scaled, keys)
     below = _table(keys[:k_fix])
     want_densities = has_q and (want_kld or want_sim)
@@ -249,7 +261,7 @@ def fused_row(p, q, has_q, fix_idx, fix_w, neg_idx, neg_w, kld_eps, want_kld, wa
                 kld += _dot(qd, ratio, m)
         if judd:
             _keys(p, start, m, lo, inv_span, scaled, keys)
-            _count_ranks(p, start, m, keys, below, ts, hist)
+            _count_ranks(p, start, m, keys, below, ts, hist, shared)
     if want_densities:
         out[0] = kld if want_kld else np.nan
         out[1] = sim if want_sim else np.nan
