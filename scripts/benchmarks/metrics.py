@@ -3,8 +3,9 @@
 ``python scripts/bench.py --only saliency_metrics [--repeats N]``. Target: the metric set pysaliency
 has (AUC-Judd, sAUC, NSS, CC, KLD, SIM, IG) at least 20× faster than pysaliency, same values
 (checked in the run: max |difference| is reported). The maps are smooth random fields; the
-fixations are the real ones of $ATTNLAB_OSIE_ROOT (default: the 60-image OSIE subset in shared/, cycled
-to 100 maps), synthetic only when that folder is missing. AUC-Judd runs without jitter on both sides so the values are comparable exactly;
+fixations are the real ones of $ATTNLAB_OSIE_ROOT (default: the 60-image OSIE subset in shared/,
+cycled to 100 maps), synthetic only when that folder is missing. AUC-Judd runs without jitter on
+both sides so the values are comparable exactly;
 "attnlab_full_set" adds AUC-Borji and the jittered AUC-Judd (no pysaliency counterpart).
 Timing: ``--repeats`` rounds of one pysaliency call and ``OURS_PER_ROUND`` attnlab calls, after one
 warm-up call each; the speed-up is the ratio of the two medians.
