@@ -7,8 +7,9 @@ fixations are the real ones of $ATTNLAB_OSIE_ROOT (default: the 60-image OSIE su
 cycled to 100 maps), synthetic only when that folder is missing. AUC-Judd runs without jitter on
 both sides so the values are comparable exactly;
 "attnlab_full_set" adds AUC-Borji and the jittered AUC-Judd (no pysaliency counterpart).
-Timing: ``--repeats`` rounds of one pysaliency call and ``OURS_PER_ROUND`` attnlab calls, after one
-warm-up call each; the speed-up is the ratio of the two medians.
+Timing: ``--repeats`` rounds of one pysaliency call, ``OURS_PER_ROUND`` attnlab calls and as many
+through the torch path (``attnlab.metrics.saliency.COMPILED = False``, the code before the
+compiled kernel), after one warm-up call each; the speed-ups are ratios of the medians.
 """
 
 from __future__ import annotations
@@ -60,6 +61,15 @@ def _ours(preds, xy, dens, baseline, device, extra: bool = False) -> dict[str, n
     names = S.ALL_METRICS if extra else S.DEFAULT_METRICS
     values = S.saliency_metrics(t(preds), fix, t(dens), t(baseline), nonfix, metrics=names, jitter=extra)
     return {k: v.cpu().numpy() for k, v in values.items()}
+
+
+def _torch_path(preds, xy, dens, baseline, device) -> None:
+    """The same call through the torch path (before the compiled kernel; GPU tensors still take it)."""
+    S.COMPILED = False
+    try:
+        _ours(preds, xy, dens, baseline, device)
+    finally:
+        S.COMPILED = True
 
 
 def _pysaliency(preds, xy, dens, baseline) -> dict[str, np.ndarray]:
@@ -149,12 +159,13 @@ def saliency_metrics(args) -> dict:
     timed = measure_interleaved(
         {
             "attnlab": (lambda: ours_values.update(_ours(preds, xy, dens, baseline, device)), OURS_PER_ROUND),
+            "attnlab_torch_path": (lambda: _torch_path(preds, xy, dens, baseline, device), OURS_PER_ROUND),
             "pysaliency": (lambda: reference_values.update(run_reference()), 1),
         },
         rounds=args.repeats,
         warmup=1,
     )
-    ours, reference = timed["attnlab"], timed["pysaliency"]
+    ours, torch_path, reference = timed["attnlab"], timed["attnlab_torch_path"], timed["pysaliency"]
     floor = _read_floor(preds, dens)
     diff = {k: float(np.nanmax(np.abs(ours_values[k] - reference_values[k]))) for k in reference_values}
     rel = {
@@ -170,6 +181,8 @@ def saliency_metrics(args) -> dict:
         "torch_threads": torch.get_num_threads(),
         "attnlab_s": ours.median_s,
         "attnlab_full_set_s": full.median_s,
+        "attnlab_torch_path_s": torch_path.median_s,
+        "compiled_vs_torch_path": torch_path.median_s / ours.median_s,
         "pysaliency_s": reference.median_s,
         "speedup": reference.median_s / ours.median_s,
         "read_floor_s": floor["seconds"],
@@ -181,6 +194,7 @@ def saliency_metrics(args) -> dict:
         "max_rel_difference": rel,
         "attnlab": ours.to_dict(),
         "attnlab_full_set": full.to_dict(),
+        "attnlab_torch_path": torch_path.to_dict(),
         "pysaliency": reference.to_dict(),
     }
 

@@ -34,14 +34,14 @@ IG            mean over fixations of log2(ε+p) − log2(ε+p_baseline), densiti
 AUC-Judd      see :mod:`attnlab.metrics.auc`
 ============  =================================================================  ==============================
 
-Speed and precision: every whole-map pass of a map runs before the next map (see
-:func:`saliency_metrics`), maps are spread over torch's intra-op threads on CPU, AUC-Judd counts
-pixels with a histogram plus exact comparisons (no per-pixel binary search; without jitter its keys
-also place shuffled AUC's negatives, :class:`attnlab.metrics.auc.OrderKeys`), and fixations may be a
-sparse COO tensor of counts (:func:`attnlab.data.fixations.sparse_fixation_maps`,
-:meth:`ShuffledNegatives.sparse_counts`; shuffled AUC's negatives are smallest as
-:meth:`ShuffledNegatives.support_counts`). Everything is float64 except the elementwise passes of
-KLD and SIM (float32, ~1e-7 relative to pysaliency; float64 sums agree to ~1e-11).
+Speed and precision: on CPU, :func:`saliency_metrics` (AUC-Judd without jitter) reads each map and
+its human density twice in one compiled kernel (:mod:`attnlab.metrics.kernels`, numba), maps on
+torch's intra-op threads; everything there is float64 (KLD's logarithm to ~1e-13). The torch path
+— every whole-map pass of a map before the next map, AUC-Judd's counts from a histogram plus exact
+comparisons, KLD and SIM in float32 (~1e-7 relative) — serves GPU tensors, jittered AUC-Judd and
+the single functions. Fixations may be a sparse COO tensor of counts
+(:func:`attnlab.data.fixations.sparse_fixation_maps`); shuffled AUC's negatives are smallest as
+:meth:`ShuffledNegatives.support_counts`. Set :data:`COMPILED` to False for the torch path on CPU.
 
 Defined values for degenerate inputs: constant prediction → NSS 0, CC 0, AUCs 0.5; all-zero
 prediction → uniform density (KLD, SIM, IG); image without fixations → NaN (skipped and counted);
