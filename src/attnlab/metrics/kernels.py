@@ -1,20 +1,25 @@
-"""Compiled per-map kernels (numba) behind :func:`attnlab.metrics.saliency.saliency_metrics` on CPU.
+"""Compiled loops (numba) of the metrics and the benchmark chunk, on CPU.
 
-:func:`fused_row` computes everything AUC-Judd (without jitter), shuffled AUC, KLD and SIM need,
-and the statistics NSS, CC and IG are finished from, in two reads of one map and its human
-density: the first gives (min, max, Σ, Σ²) of both and Σ p·q; the second, chunk by chunk while a
-chunk is in L1, forms both densities for SIM and KLD and places every pixel among the sorted
-thresholds (the values at the fixations) for AUC-Judd's exact counts. The eager torch path made
-~15 whole-map passes; it stays for GPU tensors, jittered AUC-Judd and the single metrics.
+:func:`fused_row`, behind :func:`attnlab.metrics.saliency.saliency_metrics`, computes everything
+AUC-Judd (without jitter), shuffled AUC, KLD and SIM need, and the statistics NSS, CC and IG are
+finished from, in two reads of one map and its human density: the first gives (min, max, Σ, Σ²) of
+both and Σ p·q; the second, chunk by chunk while a chunk is in L1, forms both densities for SIM
+and KLD and places every pixel among the sorted thresholds (the values at the fixations) for
+AUC-Judd's exact counts. The torch path made ~15 whole-map passes; it stays for GPU tensors,
+jittered AUC-Judd and the single metrics. Definitions are the plain ones of
+:mod:`attnlab.metrics.saliency_reference`; the tests hold the two equal (and to pysaliency).
+Everything is float64; KLD's logarithm is a polynomial (:func:`_log_chunk`, ~1e-13) because
+libm's scalar ``log`` does not vectorise.
 
-Definitions are the plain ones of :mod:`attnlab.metrics.saliency_reference`; the tests hold the
-two equal (and to pysaliency). Everything is float64; the logarithm of KLD is a polynomial
-(:func:`_log_chunk`, ~1e-12 relative) because libm's scalar ``log`` does not vectorise.
+Below it: the dynamic programmes of the scanpath metrics one pair at a time
+(:mod:`attnlab.metrics.scanpath_batch`) and the Gaussian kernel windows of the benchmark's
+leave-one-out and half blurs (:mod:`attnlab.benchmark.scoring`), each the recurrence or sum of the
+plain code in the same order, so the values are the same bits.
 
 Kernels release the GIL (``nogil``) and use no threading layer of numba's own: the callers run
 maps on Python threads (:func:`attnlab.metrics.maps.for_each_row`), which stay safe in the
 benchmark's forked workers, where numba's OpenMP layer is not. Compiled code is cached next to
-this file (``cache=True``); the first call on a new machine compiles for a few seconds.
+this file (``cache=True``): the first call on a new machine compiles for ~10 s.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-# Floating-point freedoms: reorder sums (SIMD), fuse multiply-adds, reciprocals. Not "nnan"/"ninf":
-# a NaN or inf in a map must still reach the sums, where the caller looks for it.
+# Floating-point freedoms of the passes over raw maps: reorder sums (SIMD), fuse multiply-adds,
+# reciprocals. Not "nnan"/"ninf": a NaN or inf in a map must reach the sums, where the checks look
+# for it. The later passes (fastmath=True) only see maps those checks passed.
 FAST = {"reassoc", "contract", "nsz", "arcp", "afn"}
 # Pixels per chunk of the second pass: a chunk of each map and its scratch stay in L1.
 CHUNK = 1024
@@ -73,7 +79,7 @@ _max = _llvm_min_max("llvm.maxnum")
 KERNEL = dict(nogil=True, cache=True, error_model="numpy")
 
 
-@numba.njit(fastmath=True, **KERNEL)
+@numba.njit(fastmath=FAST, **KERNEL)
 def stats(p, q, has_q, out):
     """out[:9] = (min, max, Σ, Σ²) of p, the same of q (if ``has_q``), Σ p·q."""
     n = p.size

@@ -486,7 +486,7 @@ def _fused_passes(
     return out
 
 
-def _rows_of(counts: torch.Tensor | SupportCounts) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _rows_of(counts: torch.Tensor | SupportCounts) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """CSR form of B count maps for the kernels: (start of row i's entries, pixel indices, counts,
     whether all rows share the indices: :class:`SupportCounts`, whose rows are its B×S counts)."""
     if isinstance(counts, SupportCounts):
