@@ -19,7 +19,8 @@ plain code in the same order, so the values are the same bits.
 Kernels release the GIL (``nogil``) and use no threading layer of numba's own: the callers run
 maps on Python threads (:func:`attnlab.metrics.maps.for_each_row`), which stay safe in the
 benchmark's forked workers, where numba's OpenMP layer is not. Compiled code is cached next to
-this file (``cache=True``): the first call on a new machine compiles for ~10 s.
+this file (``cache=True``): the first call in a fresh checkout took 11.8 s (imports included),
+later processes 3.1 s.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ CHUNK = 1024
 # 2^-20 up, 256 keys per octave (bits >> 15). Both terms are non-decreasing in v, so their sum is;
 # the first resolves maps whose values are spread evenly, the second the many near-zero pixels of
 # peaked maps. A pixel whose key no threshold has is placed by one table lookup; only those sharing
-# a threshold's key are compared exactly (either term alone left 10-15% of some 600×800 maps with
-# 140 thresholds to compare). The table (13,313 int32) stays in L2; 4× finer keys made the call
-# slower, not faster (a 213 KiB table).
+# a threshold's key are compared exactly: 2.3-2.5% of the pixels of 600×800 maps with 138 OSIE
+# thresholds, smooth or cubed-uniform, against 12.8% (cubed maps) with the linear term alone and 24%
+# (smooth maps) with the octave term alone. The table (13,313 int32) stays in L2; 4× finer keys
+# made the call slower, not faster (a 213 KiB table).
 LINEAR_KEYS = 1 << 13
 KEY_SHIFT = 15
 KEY_BASE = (127 - 20) << 23  # float32 bits of 2^-20; smaller x adds 0
